@@ -1,0 +1,29 @@
+# Two commands on a fresh machine: `make run` serves the OS with the default model, `make test` runs
+# every test. Both create .venv when it is missing. llama-cpp-python is built portable, once, into a
+# wheelhouse under ~/.cache (see scripts/llama-wheel), never from pip's own cache.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+LLAMA_CPP_VERSION := $(shell grep -oE 'llama-cpp-python==[0-9.]+' pyproject.toml | cut -d= -f3)
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench clean
+
+$(STAMP): pyproject.toml scripts/llama-wheel
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet \
+		"$$(scripts/llama-wheel $(VENV)/bin/python $(LLAMA_CPP_VERSION))" -e ".[dev]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/llmasos run "$${PROMPT:-The three laws of robotics are}"
+
+test: $(STAMP)
+	$(VENV)/bin/python -m ruff check src tests bench
+	$(VENV)/bin/python -m pytest
+
+bench: $(STAMP)
+	$(VENV)/bin/python bench/throughput.py
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,105 @@
+"""The engine protocol: the one surface the kernel drives an inference engine through.
+
+An engine owns one model and one KV cache holding several sequences, each identified by a slot
+number in [0, info.num_slots); each slot can hold info.context_length tokens. It does not know
+about processes, priorities or policies: the kernel decides which slot holds what and which tokens
+go into each step.
+
+    load            the constructor of each implementation
+    step(items)     one batched forward pass; returns a sampled token per item that asked for one
+    snapshot(slot)  the slot's KV state as bytes (the context switch's "save")
+    restore(..)     bytes from snapshot() into any free slot (the context switch's "load")
+    copy_prefix(..) share the first n cached tokens of one slot with another, without recompute
+    release(slot)   forget everything the slot holds
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from llmasos.sampling import SamplingParams
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What the kernel needs to know about a loaded engine."""
+
+    model_name: str
+    num_slots: int  # sequences the KV cache can hold at once
+    context_length: int  # the most tokens (prompt + output) one slot may hold
+    max_batch_tokens: int  # the most tokens one step() may carry
+    vocab_size: int
+
+
+class Sampler(Protocol):
+    """Per-process token picker; it keeps its own state (RNG, penalty history) across steps."""
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One sequence's share of a step: tokens at positions start_pos.. of slot `slot`.
+
+    When `sampler` is given, the logits after the last token are sampled and the token returned.
+    """
+
+    slot: int
+    tokens: Sequence[int]
+    start_pos: int
+    sampler: Sampler | None
+
+
+class Engine(Protocol):
+    """An inference engine the kernel can drive. See the module docstring."""
+
+    info: EngineInfo
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of `text` as a prompt (with the model's start token if it uses one)."""
+        ...
+
+    def token_bytes(self, token: int) -> bytes:
+        """The raw bytes a generated token stands for (b"" for control tokens)."""
+        ...
+
+    def is_end_of_generation(self, token: int) -> bool:
+        """True for tokens that end a generation (EOS, end-of-turn)."""
+        ...
+
+    def new_sampler(self, params: SamplingParams, seed: int) -> Sampler:
+        """A fresh sampler for one process."""
+        ...
+
+    def step(self, items: Sequence[BatchItem]) -> list[int | None]:
+        """Decode all items in one forward pass; a token for each item with a sampler, else None.
+
+        Raises EngineError if the pass fails; the KV cache is then as it was before the call.
+        """
+        ...
+
+    def snapshot(self, slot: int) -> bytes:
+        """The KV state of `slot` as bytes, restorable bit-exact by restore()."""
+        ...
+
+    def restore(self, state: bytes, slot: int) -> None:
+        """Load bytes from snapshot() into the empty slot `slot`."""
+        ...
+
+    def copy_prefix(self, src_slot: int, dst_slot: int, num_tokens: int) -> None:
+        """Make the first `num_tokens` cached tokens of `src_slot` the start of `dst_slot`."""
+        ...
+
+    def release(self, slot: int) -> None:
+        """Drop everything cached in `slot`."""
+        ...
+
+    def cached_positions(self, slot: int) -> int:
+        """How many token positions `slot` holds (one past the highest position), 0 if empty."""
+        ...
+
+    def close(self) -> None:
+        """Free the model and its memory."""
+        ...

@@ -1,0 +1,87 @@
+"""The one exception tree of LLMasOS.
+
+    LLMasOSError                      base of everything LLMasOS raises on purpose
+    ├── InvalidRequestError           a field is missing, of the wrong type or out of range
+    │   └── ContextLengthError        the prompt plus max_tokens cannot fit in the context
+    ├── UnknownModelError             a model name that is neither loaded nor known
+    ├── ProcessError                  a signal or wait on a process that cannot take it
+    │   ├── NoSuchProcessError        no process has that pid
+    │   └── ProcessTerminatedError    the process already ended
+    ├── KernelClosedError             the kernel was stopped; nothing new is accepted
+    └── EngineError                   the inference engine failed (load, decode, state restore)
+
+Every error names the field (or object) at fault and, where there is one, the limit it broke, so
+the message alone tells the user what to change.
+"""
+
+from __future__ import annotations
+
+
+class LLMasOSError(Exception):
+    """Base class of every error LLMasOS raises on purpose."""
+
+
+class InvalidRequestError(LLMasOSError, ValueError):
+    """Raised when a request field is missing, has the wrong type or is out of range."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.reason = message
+
+
+class ContextLengthError(InvalidRequestError):
+    """Raised when prompt tokens plus max_tokens exceed the context a process may use."""
+
+    def __init__(self, prompt_tokens: int, max_tokens: int, context_length: int) -> None:
+        super().__init__(
+            "max_tokens",
+            f"the prompt has {prompt_tokens} tokens and max_tokens is {max_tokens}; together "
+            f"they must not exceed the context length of {context_length} tokens",
+        )
+        self.prompt_tokens = prompt_tokens
+        self.max_tokens = max_tokens
+        self.context_length = context_length
+
+
+class UnknownModelError(LLMasOSError, LookupError):
+    """Raised when a model name is neither loaded nor known to the repository."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        listing = ", ".join(known) if known else "none"
+        super().__init__(f"model: unknown model {name!r}; known models: {listing}")
+        self.name = name
+
+
+class ProcessError(LLMasOSError):
+    """Base class of errors about one process."""
+
+    def __init__(self, pid: int, message: str) -> None:
+        super().__init__(f"pid {pid}: {message}")
+        self.pid = pid
+
+
+class NoSuchProcessError(ProcessError, LookupError):
+    """Raised when no process has the given pid."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(pid, "no such process")
+
+
+class ProcessTerminatedError(ProcessError):
+    """Raised when a signal is sent to a process that already ended."""
+
+    def __init__(self, pid: int, signal: str) -> None:
+        super().__init__(pid, f"cannot {signal}: the process has already terminated")
+        self.signal = signal
+
+
+class KernelClosedError(LLMasOSError):
+    """Raised when a request reaches a kernel that was stopped."""
+
+    def __init__(self) -> None:
+        super().__init__("the kernel is closed; create a new Client to continue")
+
+
+class EngineError(LLMasOSError):
+    """Raised when the inference engine fails: model load, decode or state restore."""

@@ -1,0 +1,49 @@
+"""Kernel configuration: a validated dataclass, checked once against the engine it will drive."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llmasos.engine.base import EngineInfo
+from llmasos.errors import InvalidRequestError
+from llmasos.kernel.scheduler import POLICIES
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """How the kernel schedules.
+
+    policy        one of fcfs, sjf, rr, priority (see kernel.scheduler)
+    max_running   the most processes in one engine step
+    quantum       rr only: tokens a process generates before it yields its place
+    trace_length  how many recent ticks the kernel remembers (for ps/top and tests)
+    """
+
+    policy: str = "fcfs"
+    max_running: int = 16
+    quantum: int = 16
+    trace_length: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise InvalidRequestError(
+                "policy", f"unknown policy {self.policy!r}; choose one of {sorted(POLICIES)}"
+            )
+        for name in ("max_running", "quantum", "trace_length"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidRequestError(name, f"must be an integer >= 1, got {value!r}")
+
+    def check_against(self, info: EngineInfo) -> None:
+        """Raise if this configuration cannot work on an engine described by `info`."""
+        if self.max_running > info.num_slots:
+            raise InvalidRequestError(
+                "max_running",
+                f"must be <= the engine's {info.num_slots} slots, got {self.max_running}",
+            )
+        if self.max_running > info.max_batch_tokens:
+            raise InvalidRequestError(
+                "max_running",
+                f"must be <= the engine's batch of {info.max_batch_tokens} tokens, "
+                f"got {self.max_running}",
+            )

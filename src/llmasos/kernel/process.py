@@ -1,0 +1,135 @@
+"""The process control block: one generation's identity, state, tokens and accounting.
+
+Only the kernel's tick thread mutates a Process. Other threads read it (for ps, handles) and
+receive its output through the events it publishes.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from llmasos.engine.base import Sampler
+from llmasos.kernel.output import OutputText
+from llmasos.sampling import SamplingParams
+
+
+class ProcessState(enum.Enum):
+    NEW = "new"  # spawned, not yet seen by the scheduler
+    READY = "ready"  # waiting for its turn; KV (if any) resident in a slot
+    RUNNING = "running"  # part of the current engine batch
+    SWAPPED = "swapped"  # waiting; KV saved to host memory, no slot
+    SUSPENDED = "suspended"  # stopped by a signal until resumed
+    TERMINATED = "terminated"  # finished, killed or failed
+
+
+class FinishReason(enum.Enum):
+    STOP = "stop"  # end-of-generation token or a stop string
+    LENGTH = "length"  # max_tokens reached
+    KILLED = "killed"  # killed by a signal or a client that went away
+    ERROR = "error"  # the engine failed on this process
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Seconds, measured on the kernel's monotonic clock."""
+
+    waiting_s: float  # from spawn to end, minus the time spent in engine steps
+    time_to_first_token_s: float | None
+    run_s: float  # time spent in engine steps that included this process
+    total_s: float
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a finished process returns to whoever waits on it."""
+
+    pid: int
+    text: str
+    token_ids: list[int]
+    finish_reason: FinishReason
+    usage: Usage
+    timings: Timings
+    preemptions: int
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TextPiece:
+    """A streamed piece of output: new text and the token ids that produced it."""
+
+    text: str
+    token_ids: list[int]
+
+
+Event = TextPiece | Result
+Listener = Callable[[Event], None]
+
+
+@dataclass(eq=False)
+class Process:
+    """The TCB. `tokens` is prompt + output; the KV cache holds `num_computed_tokens` of them."""
+
+    pid: int
+    owner: str
+    model: str
+    priority: int
+    params: SamplingParams
+    prompt_tokens: list[int]
+    output: OutputText
+    sampler: Sampler
+    arrival: int  # admission order, the tie-breaker of every policy
+    spawned_at: float
+    state: ProcessState = ProcessState.NEW
+    tokens: list[int] = field(default_factory=list)
+    num_computed_tokens: int = 0
+    slot: int | None = None
+    swapped_state: bytes | None = None
+    finish_reason: FinishReason | None = None
+    error: str | None = None
+    first_token_at: float | None = None
+    finished_at: float | None = None
+    run_s: float = 0.0
+    preemptions: int = 0
+    spawn_tick: int = 0
+    first_run_tick: int | None = None
+    result: Result | None = None
+    listeners: list[Listener] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        if not self.tokens:
+            self.tokens = list(self.prompt_tokens)
+
+    @property
+    def num_output_tokens(self) -> int:
+        return len(self.tokens) - len(self.prompt_tokens)
+
+    @property
+    def num_pending_tokens(self) -> int:
+        """Tokens known but not yet in the KV cache: the prompt's rest, or the last sampled one."""
+        return len(self.tokens) - self.num_computed_tokens
+
+    @property
+    def is_prefilling(self) -> bool:
+        return self.num_computed_tokens < len(self.prompt_tokens)
+
+    @property
+    def alive(self) -> bool:
+        return self.state is not ProcessState.TERMINATED
+
+    def publish(self, event: Event) -> None:
+        for listener in self.listeners:
+            listener(event)
