@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
@@ -22,12 +23,12 @@ def _commands() -> None:
 
 @app.command()
 def run(
-    prompt: str = typer.Argument(..., help="The text to continue."),
-    max_tokens: int = typer.Option(128, "--max-tokens", "-n", help="Most tokens to generate."),
-    temperature: float = typer.Option(0.8, help="0 for greedy decoding."),
-    seed: int | None = typer.Option(None, help="Fix the sampling seed for reproducible output."),
-    stop: list[str] = typer.Option([], help="Stop before this text (repeatable)."),
-    model: str | None = typer.Option(None, help="Model name or GGUF path (default model if unset)."),
+    prompt: Annotated[str, typer.Argument(help="The text to continue.")],
+    max_tokens: Annotated[int, typer.Option("--max-tokens", "-n", help="Most tokens.")] = 128,
+    temperature: Annotated[float, typer.Option(help="0 for greedy decoding.")] = 0.8,
+    seed: Annotated[int | None, typer.Option(help="Seed for reproducible sampling.")] = None,
+    stop: Annotated[list[str] | None, typer.Option(help="Stop before this text.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name or GGUF path.")] = None,
 ) -> None:
     """Generate a continuation of PROMPT and stream it to the terminal."""
     from llmasos.client import Client
@@ -40,7 +41,7 @@ def run(
                 max_tokens=max_tokens,
                 temperature=temperature,
                 seed=seed,
-                stop=stop or None,
+                stop=stop,
             )
             sys.stdout.write(prompt)
             for piece in pieces:

@@ -89,7 +89,7 @@ def test_rr_gives_each_process_a_quantum_in_turn_and_output_is_unchanged(slots):
         a, b, cc = (h.pid for h in handles)
         assert ran_order(c) == [a, a, b, b, cc, cc, a, a, b, b, cc, cc]
         if slots == 1:
-            assert (c.kernel.engine.snapshots, c.kernel.engine.restores) == (3, 3)
+            assert (c.kernel.swap_outs, c.kernel.swap_ins) == (3, 3)
     assert [r.text for r in results] == [solo_text(p, 4) for p in prompts]
 
 
@@ -109,8 +109,7 @@ def test_priority_arrival_starts_within_one_tick_and_the_victim_finishes_unchang
         results = [h.wait() for h in low]
         assert results[1].preemptions == 1  # the later arrival of the two is the victim
         assert results[0].preemptions == 0
-        assert c.kernel.engine.snapshots == 1
-        assert c.kernel.engine.restores == 1
+        assert (c.kernel.swap_outs, c.kernel.swap_ins) == (1, 1)
     assert high_result.text == solo_text("urgent", 5)
     assert [r.text for r in results] == [solo_text("low one", 40), solo_text("low two", 40)]
 
@@ -264,3 +263,16 @@ def test_spawns_from_many_threads_all_complete():
         for t in threads:
             t.join()
     assert results == {i: solo_text(f"thread {i}", 5) for i in range(12)}
+
+
+def test_finished_processes_leave_no_gap_between_running_slots():
+    lengths = {"long one": 12, "short": 3, "long two": 12, "middle": 6}
+    with client("fcfs", slots=4) as c:
+        with c.kernel.paused():
+            handles = [c.spawn(p, max_tokens=n, temperature=0) for p, n in lengths.items()]
+        results = [h.wait() for h in handles]
+        assert c.kernel.slot_moves >= 1
+        for step in c.kernel.engine.steps:
+            slots = sorted(item.slot for item in step)
+            assert slots == list(range(slots[0], slots[0] + len(slots)))
+    assert [r.text for r in results] == [solo_text(p, n) for p, n in lengths.items()]

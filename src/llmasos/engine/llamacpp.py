@@ -104,6 +104,34 @@ class _Batch:
         return rows
 
 
+def model_params() -> llama_cpp.llama_model_params:
+    """Model loading parameters: no weight repacking (see the module docstring)."""
+    params = llama_cpp.llama_model_default_params()
+    params.use_extra_bufts = False
+    return params
+
+
+def context_params(
+    num_slots: int, context_length: int, max_batch_tokens: int, n_threads: int | None
+) -> llama_cpp.llama_context_params:
+    """The context the engine runs on: one KV stream per slot, q8_0 KV, flash attention."""
+    threads = n_threads or os.cpu_count() or 1
+    params = llama_cpp.llama_context_default_params()
+    params.n_ctx = num_slots * context_length
+    params.n_batch = max_batch_tokens
+    params.n_ubatch = max_batch_tokens
+    params.n_seq_max = num_slots
+    params.n_threads = threads
+    params.n_threads_batch = threads
+    params.kv_unified = False
+    params.swa_full = True
+    params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+    params.type_k = _GGML_TYPE_Q8_0
+    params.type_v = _GGML_TYPE_Q8_0
+    params.no_perf = True
+    return params
+
+
 class LlamaCppEngine:
     """Implements engine.base.Engine on one llama.cpp context."""
 
@@ -120,27 +148,12 @@ class LlamaCppEngine:
         path = Path(model_path)
         if not path.is_file():
             raise EngineError(f"model: no GGUF file at {path}")
-        threads = n_threads or os.cpu_count() or 1
-        model_params = llama_cpp.llama_model_default_params()
-        model_params.use_extra_bufts = False
-        self._model = llama_cpp.llama_model_load_from_file(str(path).encode(), model_params)
+        self._model = llama_cpp.llama_model_load_from_file(str(path).encode(), model_params())
         if not self._model:
             raise EngineError(f"model: llama.cpp could not load {path} (not a valid GGUF?)")
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
-        context_params = llama_cpp.llama_context_default_params()
-        context_params.n_ctx = num_slots * context_length
-        context_params.n_batch = max_batch_tokens
-        context_params.n_ubatch = max_batch_tokens
-        context_params.n_seq_max = num_slots
-        context_params.n_threads = threads
-        context_params.n_threads_batch = threads
-        context_params.kv_unified = False
-        context_params.swa_full = True
-        context_params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
-        context_params.type_k = _GGML_TYPE_Q8_0
-        context_params.type_v = _GGML_TYPE_Q8_0
-        context_params.no_perf = True
-        self._ctx = llama_cpp.llama_init_from_model(self._model, context_params)
+        params = context_params(num_slots, context_length, max_batch_tokens, n_threads)
+        self._ctx = llama_cpp.llama_init_from_model(self._model, params)
         if not self._ctx:
             llama_cpp.llama_model_free(self._model)
             raise EngineError(
@@ -202,14 +215,19 @@ class LlamaCppEngine:
         return LlamaSampler(params, seed, self.info.vocab_size)
 
     def step(self, items: Sequence[BatchItem]) -> list[int | None]:
-        rows = self._batch.fill(items)
+        # With one KV stream per slot, llama.cpp puts sequences in one ubatch only while their
+        # slots ascend by one; any other order costs a forward pass per break.
+        order = sorted(range(len(items)), key=lambda i: items[i].slot)
+        ordered = [items[i] for i in order]
+        rows = self._batch.fill(ordered)
         status = llama_cpp.llama_decode(self._ctx, self._batch.struct)
         if status != 0:
             raise EngineError(f"llama_decode failed with status {status}")
-        return [
-            item.sampler.sample(self._ctx, row) if item.sampler is not None else None  # type: ignore[attr-defined]
-            for item, row in zip(items, rows, strict=True)
-        ]
+        tokens: list[int | None] = [None] * len(items)
+        for i, item, row in zip(order, ordered, rows, strict=True):
+            if isinstance(item.sampler, LlamaSampler):
+                tokens[i] = item.sampler.sample(self._ctx, row)
+        return tokens
 
     # -- KV state ---------------------------------------------------------------------------
 

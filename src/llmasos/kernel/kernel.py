@@ -87,6 +87,9 @@ class Kernel:
         self.trace: deque[TickRecord] = deque(maxlen=self.config.trace_length)
         self.generated_tokens = 0
         self.prompt_tokens_computed = 0
+        self.swap_outs = 0
+        self.swap_ins = 0
+        self.slot_moves = 0
         self._table: dict[int, Process] = {}
         self._pids = itertools.count(1)
         self._arrivals = itertools.count()
@@ -266,6 +269,7 @@ class Kernel:
         # the KV cache does not hold yet (its prompt's rest, or the one token it sampled last).
         # A tick lets the chosen processes catch up by as many of those as the token budget
         # allows; whoever catches up completely samples its next token.
+        self._compact_slots()
         runnable = [p for p in self._table.values() if p.state in _RUNNABLE]
         chosen = self.policy.select(runnable, self.config.max_running)
         for process in runnable:
@@ -329,9 +333,22 @@ class Kernel:
                 self._finish(process, FinishReason.ERROR, error=str(error))
                 return False
             process.swapped_state = None
+            self.swap_ins += 1
         else:
             process.num_computed_tokens = 0
         return True
+
+    def _compact_slots(self) -> None:
+        """Move resident processes down into free slots, so running ones stay consecutive."""
+        while (hole := self.memory.hole()) is not None:
+            highest, lowest = hole
+            process = next(p for p in self._table.values() if p.slot == highest)
+            state = self.engine.snapshot(highest)
+            self._release_slot(process)
+            process.slot = self.memory.allocate()
+            assert process.slot == lowest
+            self.engine.restore(state, lowest)
+            self.slot_moves += 1
 
     def _pick_victim(self, protected: list[Process]) -> Process | None:
         resident = [
@@ -349,6 +366,7 @@ class Kernel:
         assert process.slot is not None
         process.swapped_state = self.engine.snapshot(process.slot)
         self._release_slot(process)
+        self.swap_outs += 1
         if process.state is not ProcessState.SUSPENDED:
             process.state = ProcessState.SWAPPED
 
