@@ -85,6 +85,7 @@ class Client:
     model        a model name or a path to a GGUF file (default: the packaged Gemma 3 270M)
     max_running  the most processes in one engine step
     quantum      rr only: tokens a process generates before it yields its place
+    max_live_processes, keep_finished: see KernelConfig
     Other keyword arguments size the engine (num_slots, context_length, max_batch_tokens,
     n_threads). `engine` runs the kernel on an engine you built yourself instead.
     """
@@ -96,10 +97,18 @@ class Client:
         model: str | None = None,
         max_running: int = 16,
         quantum: int = 16,
+        max_live_processes: int = 4096,
+        keep_finished: int = 1024,
         engine: Engine | None = None,
         **engine_options: Any,
     ) -> None:
-        config = KernelConfig(policy=policy, max_running=max_running, quantum=quantum)
+        config = KernelConfig(
+            policy=policy,
+            max_running=max_running,
+            quantum=quantum,
+            max_live_processes=max_live_processes,
+            keep_finished=keep_finished,
+        )
         if engine is None:
             engine = load_engine(model, EngineOptions(**engine_options))
         self.kernel = Kernel(engine, config)
@@ -124,9 +133,8 @@ class Client:
         """
         params = SamplingParams.build(**sampling)
         events: queue.SimpleQueue[Event] = queue.SimpleQueue()
-        process = self.kernel.spawn(
-            prompt, params, priority=priority, owner=owner, model=model, listener=events.put
-        )
+        process = self.kernel.spawn(prompt, params, priority=priority, owner=owner, model=model)
+        process.subscribe(events.put)
         return ProcessHandle(self.kernel, process, events)
 
     def generate_text(self, prompt: str, *, stream: bool = False, **options: Any) -> Any:

@@ -7,6 +7,7 @@
     ├── ProcessError                  a signal or wait on a process that cannot take it
     │   ├── NoSuchProcessError        no process has that pid
     │   └── ProcessTerminatedError    the process already ended
+    ├── KernelBusyError               too many live processes; retry later
     ├── KernelClosedError             the kernel was stopped; nothing new is accepted
     └── EngineError                   the inference engine failed (load, decode, state restore)
 
@@ -74,6 +75,17 @@ class ProcessTerminatedError(ProcessError):
     def __init__(self, pid: int, signal: str) -> None:
         super().__init__(pid, f"cannot {signal}: the process has already terminated")
         self.signal = signal
+
+
+class KernelBusyError(LLMasOSError):
+    """Raised when a spawn would exceed the kernel's limit of live processes."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the kernel already runs or queues {limit} processes (max_live_processes); "
+            "retry when some have finished"
+        )
+        self.limit = limit
 
 
 class KernelClosedError(LLMasOSError):

@@ -12,6 +12,7 @@ from llmasos import (
     ContextLengthError,
     FinishReason,
     InvalidRequestError,
+    KernelBusyError,
     KernelClosedError,
     NoSuchProcessError,
     ProcessState,
@@ -276,3 +277,20 @@ def test_finished_processes_leave_no_gap_between_running_slots():
             slots = sorted(item.slot for item in step)
             assert slots == list(range(slots[0], slots[0] + len(slots)))
     assert [r.text for r in results] == [solo_text(p, n) for p, n in lengths.items()]
+
+
+def test_spawns_beyond_the_live_limit_are_refused_until_some_finish():
+    engine = FakeEngine(num_slots=1)
+    with Client(engine=engine, max_running=1, max_live_processes=2, keep_finished=1) as c:
+        engine.close_gate()
+        first = c.spawn("one", max_tokens=3, temperature=0)
+        c.spawn("two", max_tokens=3, temperature=0)
+        with pytest.raises(KernelBusyError, match="max_live_processes"):
+            c.spawn("three", max_tokens=3, temperature=0)
+        engine.open_gate()
+        first.wait()
+        c.spawn("four", max_tokens=3, temperature=0).wait()
+        # Only the newest ended process stays in the table; handles still hold their results.
+        with pytest.raises(NoSuchProcessError):
+            c.kernel.get(first.pid)
+        assert first.wait().usage.completion_tokens == 3

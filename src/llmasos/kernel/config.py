@@ -17,19 +17,29 @@ class KernelConfig:
     max_running   the most processes in one engine step
     quantum       rr only: tokens a process generates before it yields its place
     trace_length  how many recent ticks the kernel remembers (for ps/top and tests)
+    max_live_processes  spawns beyond this many unfinished processes are refused (busy)
+    keep_finished       how many ended processes stay in the table for ps and late waiters
     """
 
     policy: str = "fcfs"
     max_running: int = 16
     quantum: int = 16
     trace_length: int = 4096
+    max_live_processes: int = 4096
+    keep_finished: int = 1024
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise InvalidRequestError(
                 "policy", f"unknown policy {self.policy!r}; choose one of {sorted(POLICIES)}"
             )
-        for name in ("max_running", "quantum", "trace_length"):
+        for name in (
+            "max_running",
+            "quantum",
+            "trace_length",
+            "max_live_processes",
+            "keep_finished",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidRequestError(name, f"must be an integer >= 1, got {value!r}")

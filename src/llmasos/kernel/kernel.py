@@ -23,6 +23,7 @@ from llmasos.errors import (
     ContextLengthError,
     EngineError,
     InvalidRequestError,
+    KernelBusyError,
     KernelClosedError,
     NoSuchProcessError,
     ProcessTerminatedError,
@@ -33,7 +34,6 @@ from llmasos.kernel.memory import MemoryManager, MemoryUsage
 from llmasos.kernel.output import OutputText
 from llmasos.kernel.process import (
     FinishReason,
-    Listener,
     Process,
     ProcessState,
     Result,
@@ -91,6 +91,8 @@ class Kernel:
         self.swap_ins = 0
         self.slot_moves = 0
         self._table: dict[int, Process] = {}
+        self._live: set[int] = set()
+        self._finished: deque[int] = deque()
         self._pids = itertools.count(1)
         self._arrivals = itertools.count()
         self._commands: list[Process | _SignalCommand] = []
@@ -110,7 +112,6 @@ class Kernel:
         priority: object = 0,
         owner: str = "local",
         model: str | None = None,
-        listener: Listener | None = None,
     ) -> Process:
         """Validate, create and queue a process; it becomes READY at the next tick."""
         if model is not None and model != self.engine.info.model_name:
@@ -131,6 +132,8 @@ class Kernel:
         with self._cond:
             if self._closing:
                 raise KernelClosedError()
+            if len(self._live) >= self.config.max_live_processes:
+                raise KernelBusyError(self.config.max_live_processes)
             process = Process(
                 pid=next(self._pids),
                 owner=owner,
@@ -142,9 +145,9 @@ class Kernel:
                 sampler=self.engine.new_sampler(params, seed),
                 arrival=next(self._arrivals),
                 spawned_at=time.monotonic(),
-                listeners=[listener] if listener else [],
             )
             self._table[process.pid] = process
+            self._live.add(process.pid)
             self._commands.append(process)
             self._cond.notify()
         return process
@@ -403,30 +406,41 @@ class Kernel:
     def _append_token(self, process: Process, token: int) -> None:
         if process.first_token_at is None:
             process.first_token_at = time.monotonic()
-        process.tokens.append(token)
         end_of_generation = self.engine.is_end_of_generation(token)
-        text = "" if end_of_generation else process.output.feed(self.engine.token_bytes(token))
-        process.publish(TextPiece(text, [token]))
+        data = b"" if end_of_generation else self.engine.token_bytes(token)
+        with process.lock:
+            process.tokens.append(token)
+            process.publish(TextPiece(process.output.feed(data), [token]))
         if process.output.stopped or end_of_generation:
             self._finish(process, FinishReason.STOP)
         elif process.num_output_tokens >= process.params.max_tokens:
             self._finish(process, FinishReason.LENGTH)
 
     def _finish(self, process: Process, reason: FinishReason, error: str | None = None) -> None:
-        tail = process.output.finish()
-        if tail:
-            process.publish(TextPiece(tail, []))
         self._release_slot(process)
         process.swapped_state = None
         process.sampler.close()
         self.policy.forget(process)
-        process.state = ProcessState.TERMINATED
-        process.finish_reason = reason
-        process.error = error
-        process.finished_at = time.monotonic()
-        process.result = self._result(process)
-        process.publish(process.result)
+        with process.lock:
+            tail = process.output.finish()
+            if tail:
+                process.publish(TextPiece(tail, []))
+            process.state = ProcessState.TERMINATED
+            process.finish_reason = reason
+            process.error = error
+            process.finished_at = time.monotonic()
+            process.result = self._result(process)
+            process.publish(process.result)
         process.done.set()
+        self._reap(process)
+
+    def _reap(self, process: Process) -> None:
+        """Retire an ended process; forget the oldest ended ones beyond keep_finished."""
+        with self._cond:
+            self._live.discard(process.pid)
+            self._finished.append(process.pid)
+            while len(self._finished) > self.config.keep_finished:
+                del self._table[self._finished.popleft()]
 
     @staticmethod
     def _result(process: Process) -> Result:

@@ -25,6 +25,11 @@ class OutputText:
         """All text so far (the final text, once finish() was called)."""
         return self._text
 
+    @property
+    def released_text(self) -> str:
+        """The text handed out by feed() and finish() so far."""
+        return self._text[: self._released]
+
     def feed(self, data: bytes) -> str:
         """Add one token's bytes; return newly releasable text (may be empty)."""
         self._text += self._decoder.decode(data)

@@ -1,12 +1,13 @@
 """The process control block: one generation's identity, state, tokens and accounting.
 
 Only the kernel's tick thread mutates a Process. Other threads read it (for ps, handles) and
-receive its output through the events it publishes.
+receive its output through the events it publishes to subscribers.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 from llmasos.engine.base import Sampler
 from llmasos.kernel.output import OutputText
 from llmasos.sampling import SamplingParams
+
+logger = logging.getLogger(__name__)
 
 
 class ProcessState(enum.Enum):
@@ -106,8 +109,11 @@ class Process:
     spawn_tick: int = 0
     first_run_tick: int | None = None
     result: Result | None = None
-    listeners: list[Listener] = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
+    # Held by the kernel while it changes the output and publishes, and by subscribe(), so a
+    # subscriber sees every event exactly once however late it arrives.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _listeners: list[Listener] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.tokens:
@@ -130,6 +136,30 @@ class Process:
     def alive(self) -> bool:
         return self.state is not ProcessState.TERMINATED
 
+    def subscribe(self, listener: Listener) -> None:
+        """Deliver this process's events to `listener` (called on the kernel's thread; it must
+        not block). Output so far arrives first, as one TextPiece."""
+        with self.lock:
+            released = self.output.released_text
+            generated = self.tokens[len(self.prompt_tokens) :]
+            if released or generated:
+                listener(TextPiece(released, generated))
+            if self.result is not None:
+                listener(self.result)
+            else:
+                self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        with self.lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
     def publish(self, event: Event) -> None:
-        for listener in self.listeners:
-            listener(event)
+        """Hand `event` to every subscriber. The caller holds `lock`."""
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:  # a broken subscriber must not stop the kernel
+                logger.exception("pid %d: event listener failed", self.pid)
+        if isinstance(event, Result):
+            self._listeners.clear()
