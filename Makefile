@@ -1,5 +1,5 @@
-# Two commands on a fresh machine: `make run` serves the OS with the default model, `make test` runs
-# every test. Both create .venv when it is missing. llama-cpp-python is built portable, once, into a
+# Two commands on a fresh machine: `make run` serves the OS with the default model (HOST, PORT),
+# `make test` runs every test. Both create .venv when it is missing. llama-cpp-python is built portable, once, into a
 # wheelhouse under ~/.cache (see scripts/llama-wheel), never from pip's own cache.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 LLAMA_CPP_VERSION := $(shell grep -oE 'llama-cpp-python==[0-9.]+' pyproject.toml | cut -d= -f3)
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml scripts/llama-wheel
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/llmasos run "$${PROMPT:-The three laws of robotics are}"
+	$(VENV)/bin/llmasos serve --host $${HOST:-127.0.0.1} --port $${PORT:-8000}
 
 test: $(STAMP)
 	$(VENV)/bin/python -m ruff check src tests bench

@@ -5,8 +5,9 @@ with llmasos.Client() as client:
     print(client.generate_text("The three laws of robotics are", max_tokens=64))
 """
 
-from llmasos.client import Client, ProcessHandle, ProcessInfo
+from llmasos.client import Client
 from llmasos.errors import (
+    AuthenticationError,
     ContextLengthError,
     EngineError,
     InvalidRequestError,
@@ -18,9 +19,11 @@ from llmasos.errors import (
     ProcessTerminatedError,
     UnknownModelError,
 )
-from llmasos.kernel.process import FinishReason, ProcessState, Result, Timings, Usage
+from llmasos.handles import ProcessHandle
+from llmasos.kernel.process import FinishReason, ProcessInfo, ProcessState, Result, Timings, Usage
 
 __all__ = [
+    "AuthenticationError",
     "Client",
     "ContextLengthError",
     "EngineError",

@@ -1,19 +1,46 @@
-"""The `llmasos` command line."""
+"""The `llmasos` command line: serve the OS, and talk to it.
+
+`run` and `chat` use the server at $LLMASOS_URL when one answers, and an in-process kernel
+otherwise; `ps`, `kill` and `top` need a server. Every command has --help.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+import time
+from collections.abc import Iterator
 from typing import Annotated
 
+import httpx
 import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
 
 from llmasos.errors import LLMasOSError
+
+DEFAULT_URL = "http://127.0.0.1:8000"
 
 app = typer.Typer(
     help="LLMasOS: an operating system for LLM work.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
+console = Console()
+errors = Console(stderr=True)
+
+Url = Annotated[str, typer.Option("--url", envvar="LLMASOS_URL", help="The server to talk to.")]
+ApiKey = Annotated[
+    str | None, typer.Option("--api-key", envvar="LLMASOS_API_KEY", help="The server's API key.")
+]
+MaxTokens = Annotated[int, typer.Option("--max-tokens", "-n", help="Most tokens to generate.")]
+Temperature = Annotated[float, typer.Option(help="0 for greedy decoding.")]
+Seed = Annotated[int | None, typer.Option(help="Seed for reproducible sampling.")]
+Model = Annotated[str | None, typer.Option(help="Model name or GGUF path.")]
+Local = Annotated[bool, typer.Option("--local", help="Run in-process even if a server answers.")]
 
 
 @app.callback()
@@ -21,20 +48,107 @@ def _commands() -> None:
     """LLMasOS: an operating system for LLM work."""
 
 
+def _server_answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url.rstrip('/')}/health", timeout=1.0).is_success
+    except httpx.HTTPError:
+        return False
+
+
+def _client(url: str, api_key: str | None, *, local: bool = False, model: str | None = None):
+    """A Client on the server at `url` if one answers (and not `local`), else in-process."""
+    from llmasos.client import Client
+
+    if not local and _server_answers(url):
+        return Client(base_url=url, api_key=api_key)
+    errors.print(f"[dim]no server at {url}; running in-process[/dim]")
+    return Client(model=model)
+
+
+def _remote(url: str, api_key: str | None):
+    from llmasos.client import Client
+
+    if not _server_answers(url):
+        _fail(f"no LLMasOS server answers at {url}; start one with `llmasos serve`")
+    return Client(base_url=url, api_key=api_key)
+
+
+def _fail(message: str) -> None:
+    errors.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _echo_stream(pieces: Iterator[str]) -> None:
+    for piece in pieces:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    model: Model = None,
+    policy: Annotated[str, typer.Option(help="fcfs, sjf, rr or priority.")] = "fcfs",
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--api-key",
+            help="Require this bearer key (repeatable; also $LLMASOS_API_KEYS, comma-separated).",
+        ),
+    ] = None,
+    max_running: Annotated[int, typer.Option(help="Most processes per engine step.")] = 16,
+    num_slots: Annotated[int, typer.Option(help="Sequences resident in the KV cache.")] = 16,
+    context_length: Annotated[int, typer.Option(help="Most tokens per process.")] = 4096,
+    max_batch_tokens: Annotated[int, typer.Option(help="Token budget per engine step.")] = 512,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: all).")] = None,
+) -> None:
+    """Serve the OS over HTTP: OpenAI-compatible and native routes, one kernel behind them."""
+    import uvicorn
+
+    from llmasos.engine.factory import EngineOptions, load_engine
+    from llmasos.kernel.config import KernelConfig
+    from llmasos.kernel.kernel import Kernel
+    from llmasos.server.app import create_app
+
+    keys = [*(api_key or []), *filter(None, os.environ.get("LLMASOS_API_KEYS", "").split(","))]
+    try:
+        config = KernelConfig(policy=policy, max_running=max_running)
+        options = EngineOptions(
+            num_slots=num_slots,
+            context_length=context_length,
+            max_batch_tokens=max_batch_tokens,
+            n_threads=threads,
+        )
+        errors.print(f"loading {model or 'the default model'}...")
+        kernel = Kernel(load_engine(model, options), config)
+    except LLMasOSError as error:
+        _fail(str(error))
+    auth = f"{len(keys)} API key(s)" if keys else "no API key"
+    errors.print(
+        f"LLMasOS serving {kernel.engine.info.model_name} on http://{host}:{port} "
+        f"(policy {policy}, {auth})"
+    )
+    uvicorn.run(create_app(kernel, api_keys=keys), host=host, port=port, log_level="warning")
+
+
 @app.command()
 def run(
     prompt: Annotated[str, typer.Argument(help="The text to continue.")],
-    max_tokens: Annotated[int, typer.Option("--max-tokens", "-n", help="Most tokens.")] = 128,
-    temperature: Annotated[float, typer.Option(help="0 for greedy decoding.")] = 0.8,
-    seed: Annotated[int | None, typer.Option(help="Seed for reproducible sampling.")] = None,
+    max_tokens: MaxTokens = 128,
+    temperature: Temperature = 0.8,
+    seed: Seed = None,
     stop: Annotated[list[str] | None, typer.Option(help="Stop before this text.")] = None,
-    model: Annotated[str | None, typer.Option(help="Model name or GGUF path.")] = None,
+    priority: Annotated[int, typer.Option(help="Higher runs first (priority policy).")] = 0,
+    model: Model = None,
+    local: Local = False,
+    url: Url = DEFAULT_URL,
+    api_key: ApiKey = None,
 ) -> None:
     """Generate a continuation of PROMPT and stream it to the terminal."""
-    from llmasos.client import Client
-
     try:
-        with Client(model=model) as client:
+        with _client(url, api_key, local=local, model=model) as client:
             pieces = client.generate_text(
                 prompt,
                 stream=True,
@@ -42,15 +156,145 @@ def run(
                 temperature=temperature,
                 seed=seed,
                 stop=stop,
+                priority=priority,
             )
             sys.stdout.write(prompt)
-            for piece in pieces:
-                sys.stdout.write(piece)
-                sys.stdout.flush()
-            sys.stdout.write("\n")
+            _echo_stream(pieces)
     except LLMasOSError as error:
-        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from error
+        _fail(str(error))
+
+
+@app.command()
+def chat(
+    system: Annotated[str | None, typer.Option(help="A system message to start with.")] = None,
+    max_tokens: MaxTokens = 256,
+    temperature: Temperature = 0.7,
+    seed: Seed = None,
+    model: Model = None,
+    local: Local = False,
+    url: Url = DEFAULT_URL,
+    api_key: ApiKey = None,
+) -> None:
+    """Chat in the terminal. /reset forgets the conversation; /exit or Ctrl-D quits."""
+    history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
+    try:
+        with _client(url, api_key, local=local, model=model) as client:
+            while True:
+                try:
+                    line = input("> ")
+                except EOFError:
+                    break
+                if line.strip() == "/exit":
+                    break
+                if line.strip() == "/reset":
+                    history = history[:1] if system else []
+                    continue
+                if not line.strip():
+                    continue
+                history.append({"role": "user", "content": line})
+                pieces = client.chat(
+                    history, stream=True, max_tokens=max_tokens, temperature=temperature, seed=seed
+                )
+                reply = []
+                for piece in pieces:
+                    reply.append(piece)
+                    sys.stdout.write(piece)
+                    sys.stdout.flush()
+                sys.stdout.write("\n")
+                history.append({"role": "assistant", "content": "".join(reply).strip()})
+    except LLMasOSError as error:
+        _fail(str(error))
+
+
+def _process_table(rows) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("PID", "OWNER", "STATE", "PRIO", "PROMPT", "OUTPUT", "PREEMPT", "FINISH"):
+        table.add_column(column, justify="right" if column not in ("OWNER", "STATE") else "left")
+    for row in rows:
+        table.add_row(
+            str(row.pid),
+            row.owner,
+            row.state.value,
+            str(row.priority),
+            str(row.prompt_tokens),
+            f"{row.output_tokens}/{row.max_tokens}",
+            str(row.preemptions),
+            row.finish_reason.value if row.finish_reason else "",
+        )
+    return table
+
+
+@app.command()
+def ps(
+    all_processes: Annotated[bool, typer.Option("--all", "-a", help="Include ended ones.")] = False,
+    url: Url = DEFAULT_URL,
+    api_key: ApiKey = None,
+) -> None:
+    """List the server's processes (live ones; --all for ended ones too)."""
+    from llmasos.kernel.process import ProcessState
+
+    try:
+        with _remote(url, api_key) as client:
+            rows = [
+                r for r in client.ps() if all_processes or r.state is not ProcessState.TERMINATED
+            ]
+    except LLMasOSError as error:
+        _fail(str(error))
+    console.print(_process_table(rows))
+
+
+@app.command()
+def kill(
+    pid: Annotated[int, typer.Argument(help="The process to kill.")],
+    url: Url = DEFAULT_URL,
+    api_key: ApiKey = None,
+) -> None:
+    """Kill process PID on the server."""
+    try:
+        with _remote(url, api_key) as client:
+            client.process(pid).kill()
+    except LLMasOSError as error:
+        _fail(str(error))
+    console.print(f"killed pid {pid}")
+
+
+@app.command()
+def top(
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 1.0,
+    iterations: Annotated[int, typer.Option(help="Refreshes before exiting (0: forever).")] = 0,
+    url: Url = DEFAULT_URL,
+    api_key: ApiKey = None,
+) -> None:
+    """A live view of the server: processes, KV memory and tokens/s. Ctrl-C quits."""
+    from llmasos.kernel.process import ProcessState
+
+    try:
+        with _remote(url, api_key) as client, Live(console=console, auto_refresh=False) as live:
+            previous = client.status()
+            count = 0
+            while True:
+                time.sleep(interval if count else 0)
+                status = client.status()
+                rate = (status.generated_tokens - previous.generated_tokens) / max(
+                    status.uptime_s - previous.uptime_s, 1e-9
+                )
+                previous = status
+                header = Text(
+                    f"{status.model}  policy {status.policy}  up {status.uptime_s:.0f}s  "
+                    f"{rate:.1f} tok/s  generated {status.generated_tokens}  "
+                    f"KV slots {status.num_used_slots}/{status.num_slots} "
+                    f"({status.kv_tokens} tokens)  swaps {status.swap_outs}/{status.swap_ins}\n"
+                    + "  ".join(f"{k} {v}" for k, v in sorted(status.processes.items()))
+                )
+                rows = [r for r in client.ps() if r.state is not ProcessState.TERMINATED]
+                live.update(Group(header, _process_table(rows)), refresh=True)
+                count += 1
+                if iterations and count >= iterations:
+                    break
+    except KeyboardInterrupt:
+        pass
+    except LLMasOSError as error:
+        _fail(str(error))
 
 
 def main() -> None:

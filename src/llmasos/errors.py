@@ -7,6 +7,7 @@
     ├── ProcessError                  a signal or wait on a process that cannot take it
     │   ├── NoSuchProcessError        no process has that pid
     │   └── ProcessTerminatedError    the process already ended
+    ├── AuthenticationError           the server refused the API key
     ├── KernelBusyError               too many live processes; retry later
     ├── KernelClosedError             the kernel was stopped; nothing new is accepted
     └── EngineError                   the inference engine failed (load, decode, state restore)
@@ -77,6 +78,10 @@ class ProcessTerminatedError(ProcessError):
         self.signal = signal
 
 
+class AuthenticationError(LLMasOSError):
+    """Raised when an LLMasOS server refuses the API key (HTTP 401)."""
+
+
 class KernelBusyError(LLMasOSError):
     """Raised when a spawn would exceed the kernel's limit of live processes."""
 
@@ -97,3 +102,15 @@ class KernelClosedError(LLMasOSError):
 
 class EngineError(LLMasOSError):
     """Raised when the inference engine fails: model load, decode or state restore."""
+
+
+def rebuild(cls: type[LLMasOSError], message: str, *, field: str | None = None) -> LLMasOSError:
+    """An instance of `cls` carrying a message a server sent, so code that catches the class
+    works the same against a server as in-process. Only the message (and, for bad requests,
+    the field) survives the trip."""
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    if isinstance(error, InvalidRequestError):
+        error.field = field or "request"
+        error.reason = message
+    return error

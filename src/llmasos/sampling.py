@@ -64,6 +64,12 @@ class SamplingParams:
         return self.temperature == 0.0
 
 
+def merge_stops(stop: object, extra: tuple[str, ...]) -> list[str] | None:
+    """The caller's stop strings (validated) plus `extra` ones, e.g. those a chat format needs."""
+    merged = [*_stop_strings(stop), *extra]
+    return merged or None
+
+
 def _integer(name: str, value: object, *, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidRequestError(name, f"must be an integer, got {type(value).__name__}")

@@ -90,7 +90,7 @@ def test_rr_gives_each_process_a_quantum_in_turn_and_output_is_unchanged(slots):
         a, b, cc = (h.pid for h in handles)
         assert ran_order(c) == [a, a, b, b, cc, cc, a, a, b, b, cc, cc]
         if slots == 1:
-            assert (c.kernel.swap_outs, c.kernel.swap_ins) == (3, 3)
+            assert (c.kernel.stats.swap_outs, c.kernel.stats.swap_ins) == (3, 3)
     assert [r.text for r in results] == [solo_text(p, 4) for p in prompts]
 
 
@@ -110,7 +110,7 @@ def test_priority_arrival_starts_within_one_tick_and_the_victim_finishes_unchang
         results = [h.wait() for h in low]
         assert results[1].preemptions == 1  # the later arrival of the two is the victim
         assert results[0].preemptions == 0
-        assert (c.kernel.swap_outs, c.kernel.swap_ins) == (1, 1)
+        assert (c.kernel.stats.swap_outs, c.kernel.stats.swap_ins) == (1, 1)
     assert high_result.text == solo_text("urgent", 5)
     assert [r.text for r in results] == [solo_text("low one", 40), solo_text("low two", 40)]
 
@@ -248,7 +248,7 @@ def test_ps_lists_every_process_with_its_state():
         rows = {row.pid: row for row in c.ps()}
         assert rows[done.pid].state is ProcessState.TERMINATED
         assert rows[done.pid].output_tokens == 2
-        assert rows[done.pid].finish_reason == "length"
+        assert rows[done.pid].finish_reason is FinishReason.LENGTH
 
 
 def test_spawns_from_many_threads_all_complete():
@@ -272,7 +272,7 @@ def test_finished_processes_leave_no_gap_between_running_slots():
         with c.kernel.paused():
             handles = [c.spawn(p, max_tokens=n, temperature=0) for p, n in lengths.items()]
         results = [h.wait() for h in handles]
-        assert c.kernel.slot_moves >= 1
+        assert c.kernel.stats.slot_moves >= 1
         for step in c.kernel.engine.steps:
             slots = sorted(item.slot for item in step)
             assert slots == list(range(slots[0], slots[0] + len(slots)))

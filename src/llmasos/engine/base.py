@@ -31,6 +31,9 @@ class EngineInfo:
     context_length: int  # the most tokens (prompt + output) one slot may hold
     max_batch_tokens: int  # the most tokens one step() may carry
     vocab_size: int
+    chat_template: str | None = None  # Jinja template from the model file, if it has one
+    bos_token: str = ""  # text of the start token, for chat templates
+    eos_token: str = ""  # text of the end token, for chat templates
 
 
 class Sampler(Protocol):

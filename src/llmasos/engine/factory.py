@@ -7,7 +7,12 @@ from pathlib import Path
 
 from llmasos.engine.base import Engine
 from llmasos.errors import InvalidRequestError, UnknownModelError
-from llmasos.models.default import DEFAULT_MODEL, DEFAULT_MODEL_ALIASES, default_model_path
+from llmasos.models.default import (
+    DEFAULT_MODEL,
+    DEFAULT_MODEL_ALIASES,
+    canonical_model_name,
+    default_model_path,
+)
 from llmasos.settings import Settings
 
 
@@ -36,10 +41,9 @@ def load_engine(model: str | None, options: EngineOptions) -> Engine:
     """An engine for `model`: a known name, a GGUF path, or None for the default model."""
     from llmasos.engine.llamacpp import LlamaCppEngine  # loads llama.cpp: only when needed
 
-    name = model or DEFAULT_MODEL
-    if name in DEFAULT_MODEL_ALIASES:
+    name = canonical_model_name(model or DEFAULT_MODEL)
+    if name == DEFAULT_MODEL:
         path = default_model_path(Settings.from_environment().home)
-        name = DEFAULT_MODEL
     elif name.endswith(".gguf") and Path(name).is_file():
         path = Path(name)
     else:

@@ -168,6 +168,9 @@ class LlamaCppEngine:
             context_length=min(cells_per_slot, trained),
             max_batch_tokens=max_batch_tokens,
             vocab_size=int(llama_cpp.llama_vocab_n_tokens(self._vocab)),
+            chat_template=self._metadata("tokenizer.chat_template"),
+            bos_token=self._token_text(llama_cpp.llama_vocab_bos(self._vocab)),
+            eos_token=self._token_text(llama_cpp.llama_vocab_eos(self._vocab)),
         )
         self._batch = _Batch(max_batch_tokens)
         self._piece_cache: dict[int, bytes] = {}
@@ -202,12 +205,19 @@ class LlamaCppEngine:
     def is_end_of_generation(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
-    def metadata(self, key: str) -> str | None:
+    def _metadata(self, key: str) -> str | None:
         """A GGUF metadata value as text, or None when the model lacks the key."""
-        size = 1 << 16
+        size = 1 << 18
         buf = ctypes.create_string_buffer(size)
         n = llama_cpp.llama_model_meta_val_str(self._model, key.encode(), buf, size)
         return None if n < 0 else buf.value.decode("utf-8", "replace")
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return (llama_cpp.llama_vocab_get_text(self._vocab, token) or b"").decode(
+            "utf-8", "replace"
+        )
 
     # -- compute ----------------------------------------------------------------------------
 

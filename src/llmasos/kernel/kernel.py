@@ -8,13 +8,12 @@ mutation. Commands are applied between ticks, so a step never races a signal.
 from __future__ import annotations
 
 import contextlib
-import enum
 import itertools
 import logging
 import random
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -37,23 +36,20 @@ from llmasos.kernel.process import (
     Process,
     ProcessState,
     Result,
+    Signal,
     TextPiece,
     Timings,
     Usage,
 )
 from llmasos.kernel.scheduler import make_policy
+from llmasos.kernel.stats import KernelStats, KernelStatus
+from llmasos.models.default import canonical_model_name
 from llmasos.sampling import SamplingParams
 
 logger = logging.getLogger(__name__)
 
 MAX_PRIORITY = 1000
 _RUNNABLE = (ProcessState.RUNNING, ProcessState.READY, ProcessState.SWAPPED)
-
-
-class Signal(enum.Enum):
-    KILL = "kill"
-    SUSPEND = "suspend"
-    RESUME = "resume"
 
 
 @dataclass(frozen=True)
@@ -85,11 +81,7 @@ class Kernel:
         self.memory = MemoryManager(engine.info.num_slots)
         self.tick_count = 0
         self.trace: deque[TickRecord] = deque(maxlen=self.config.trace_length)
-        self.generated_tokens = 0
-        self.prompt_tokens_computed = 0
-        self.swap_outs = 0
-        self.swap_ins = 0
-        self.slot_moves = 0
+        self.stats = KernelStats()
         self._table: dict[int, Process] = {}
         self._live: set[int] = set()
         self._finished: deque[int] = deque()
@@ -114,7 +106,9 @@ class Kernel:
         model: str | None = None,
     ) -> Process:
         """Validate, create and queue a process; it becomes READY at the next tick."""
-        if model is not None and model != self.engine.info.model_name:
+        if self._closing:
+            raise KernelClosedError()
+        if model is not None and canonical_model_name(model) != self.engine.info.model_name:
             raise UnknownModelError(model, [self.engine.info.model_name])
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise InvalidRequestError(
@@ -152,8 +146,8 @@ class Kernel:
             self._cond.notify()
         return process
 
-    def signal(self, pid: int, signal: Signal) -> None:
-        """Deliver a signal and return once the tick thread has applied it."""
+    def signal(self, pid: int, signal: Signal, *, wait: bool = True) -> None:
+        """Deliver a signal; with wait (the default), return once the tick thread applied it."""
         with self._cond:
             if pid not in self._table:
                 raise NoSuchProcessError(pid)
@@ -164,6 +158,8 @@ class Kernel:
             command = _SignalCommand(pid, signal, threading.Event())
             self._commands.append(command)
             self._cond.notify()
+        if not wait:
+            return
         command.done.wait()
         if command.error is not None:
             raise command.error
@@ -180,6 +176,26 @@ class Kernel:
 
     def memory_usage(self) -> MemoryUsage:
         return self.memory.usage()
+
+    def status(self) -> KernelStatus:
+        processes = self.processes()
+        memory = self.memory.usage()
+        info = self.engine.info
+        return KernelStatus(
+            model=info.model_name,
+            policy=self.config.policy,
+            uptime_s=round(time.monotonic() - self.stats.started_at, 3),
+            generated_tokens=self.stats.generated_tokens,
+            prompt_tokens=self.stats.prompt_tokens,
+            steps=self.stats.steps,
+            swap_outs=self.stats.swap_outs,
+            swap_ins=self.stats.swap_ins,
+            processes=dict(Counter(p.state.value for p in processes)),
+            num_slots=memory.num_slots,
+            num_used_slots=memory.num_used_slots,
+            context_length=info.context_length,
+            kv_tokens=sum(p.num_computed_tokens for p in processes if p.slot is not None),
+        )
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
@@ -300,12 +316,13 @@ class Kernel:
             if process.first_run_tick is None:
                 process.first_run_tick = self.tick_count
             if token is None:
-                self.prompt_tokens_computed += len(item.tokens)
+                self.stats.prompt_tokens += len(item.tokens)
                 continue
             generated += 1
             self.policy.charge(process, 1)
             self._append_token(process, token)
-        self.generated_tokens += generated
+        self.stats.generated_tokens += generated
+        self.stats.steps += 1
         self.trace.append(
             TickRecord(
                 tick=self.tick_count,
@@ -336,7 +353,7 @@ class Kernel:
                 self._finish(process, FinishReason.ERROR, error=str(error))
                 return False
             process.swapped_state = None
-            self.swap_ins += 1
+            self.stats.swap_ins += 1
         else:
             process.num_computed_tokens = 0
         return True
@@ -351,7 +368,7 @@ class Kernel:
             process.slot = self.memory.allocate()
             assert process.slot == lowest
             self.engine.restore(state, lowest)
-            self.slot_moves += 1
+            self.stats.slot_moves += 1
 
     def _pick_victim(self, protected: list[Process]) -> Process | None:
         resident = [
@@ -369,7 +386,7 @@ class Kernel:
         assert process.slot is not None
         process.swapped_state = self.engine.snapshot(process.slot)
         self._release_slot(process)
-        self.swap_outs += 1
+        self.stats.swap_outs += 1
         if process.state is not ProcessState.SUSPENDED:
             process.state = ProcessState.SWAPPED
 
@@ -406,6 +423,7 @@ class Kernel:
     def _append_token(self, process: Process, token: int) -> None:
         if process.first_token_at is None:
             process.first_token_at = time.monotonic()
+            self.stats.time_to_first_token_s.observe(process.first_token_at - process.spawned_at)
         end_of_generation = self.engine.is_end_of_generation(token)
         data = b"" if end_of_generation else self.engine.token_bytes(token)
         with process.lock:

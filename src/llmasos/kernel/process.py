@@ -28,6 +28,14 @@ class ProcessState(enum.Enum):
     TERMINATED = "terminated"  # finished, killed or failed
 
 
+class Signal(enum.Enum):
+    """What a caller can ask of a live process."""
+
+    KILL = "kill"
+    SUSPEND = "suspend"
+    RESUME = "resume"
+
+
 class FinishReason(enum.Enum):
     STOP = "stop"  # end-of-generation token or a stop string
     LENGTH = "length"  # max_tokens reached
@@ -163,3 +171,34 @@ class Process:
                 logger.exception("pid %d: event listener failed", self.pid)
         if isinstance(event, Result):
             self._listeners.clear()
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """A read-only view of one process: a row of `ps`."""
+
+    pid: int
+    owner: str
+    model: str
+    priority: int
+    state: ProcessState
+    prompt_tokens: int
+    output_tokens: int
+    max_tokens: int
+    preemptions: int
+    finish_reason: FinishReason | None
+
+    @classmethod
+    def of(cls, process: Process) -> ProcessInfo:
+        return cls(
+            pid=process.pid,
+            owner=process.owner,
+            model=process.model,
+            priority=process.priority,
+            state=process.state,
+            prompt_tokens=len(process.prompt_tokens),
+            output_tokens=process.num_output_tokens,
+            max_tokens=process.params.max_tokens,
+            preemptions=process.preemptions,
+            finish_reason=process.finish_reason,
+        )

@@ -1,0 +1,68 @@
+"""Kernel counters and latency histograms, read by /metrics, /v1/stats and `llmasos top`."""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from dataclasses import dataclass, field
+
+TTFT_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Histogram:
+    """A cumulative-bucket histogram in the Prometheus sense; safe to observe from one thread
+    while others read a snapshot."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self._counts = [0] * (len(bounds) + 1)  # the last bucket is +Inf
+        self._sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, value: float) -> None:
+        with self._lock:
+            self._counts[bisect.bisect_left(self.bounds, value)] += 1
+            self._sum += value
+
+    def snapshot(self) -> tuple[list[int], float, int]:
+        """(cumulative counts per bound and +Inf, sum, count)."""
+        with self._lock:
+            cumulative, running = [], 0
+            for count in self._counts:
+                running += count
+                cumulative.append(running)
+            return cumulative, self._sum, running
+
+
+@dataclass
+class KernelStats:
+    """Totals since the kernel started. Mutated by the tick thread only."""
+
+    started_at: float = field(default_factory=time.monotonic)
+    generated_tokens: int = 0
+    prompt_tokens: int = 0
+    steps: int = 0
+    swap_outs: int = 0
+    swap_ins: int = 0
+    slot_moves: int = 0
+    time_to_first_token_s: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS_S))
+
+
+@dataclass(frozen=True)
+class KernelStatus:
+    """A snapshot of the kernel for dashboards (`llmasos top`, GET /v1/stats)."""
+
+    model: str
+    policy: str
+    uptime_s: float
+    generated_tokens: int
+    prompt_tokens: int
+    steps: int
+    swap_outs: int
+    swap_ins: int
+    processes: dict[str, int]  # state name -> count
+    num_slots: int
+    num_used_slots: int
+    context_length: int
+    kv_tokens: int  # tokens held in the KV cache by resident processes

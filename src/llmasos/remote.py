@@ -1,0 +1,125 @@
+"""The HTTP backend: the same SDK against an `llmasos serve` server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from llmasos import errors
+from llmasos.handles import Backend, ProcessHandle
+from llmasos.kernel.process import Event, ProcessInfo, ProcessState, Result, Signal
+from llmasos.kernel.stats import KernelStatus
+from llmasos.wire import event_from_json, info_from_json
+
+# The server's error codes and statuses, back to the SDK's exception classes.
+_ERRORS_BY_CODE: dict[str | None, type[errors.LLMasOSError]] = {
+    "context_length_exceeded": errors.ContextLengthError,
+    "model_not_found": errors.UnknownModelError,
+    "process_not_found": errors.NoSuchProcessError,
+    "process_terminated": errors.ProcessTerminatedError,
+    "too_many_processes": errors.KernelBusyError,
+    "invalid_api_key": errors.AuthenticationError,
+}
+_ERRORS_BY_STATUS: dict[int, type[errors.LLMasOSError]] = {
+    400: errors.InvalidRequestError,
+    401: errors.AuthenticationError,
+    503: errors.KernelClosedError,
+}
+
+
+def raise_for_error(response: httpx.Response) -> None:
+    """Raise the SDK exception an error response stands for (same class as in-process)."""
+    if response.is_success:
+        return
+    try:
+        error = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        error = {"message": response.text or response.reason_phrase}
+    cls = _ERRORS_BY_CODE.get(error.get("code")) or _ERRORS_BY_STATUS.get(
+        response.status_code, errors.LLMasOSError
+    )
+    raise errors.rebuild(cls, error.get("message", ""), field=error.get("param"))
+
+
+class RemoteProcessHandle(ProcessHandle):
+    def __init__(self, http: httpx.Client, pid: int) -> None:
+        super().__init__(pid)
+        self._http = http
+
+    @property
+    def state(self) -> ProcessState:
+        response = self._http.get(f"/v1/processes/{self.pid}")
+        raise_for_error(response)
+        return ProcessState(response.json()["state"])
+
+    def wait(self, timeout: float | None = None) -> Result:
+        try:
+            for event in self._events(timeout):
+                if isinstance(event, Result):
+                    return event
+        except httpx.TimeoutException as error:
+            raise TimeoutError(f"pid {self.pid} still running after {timeout} s") from error
+        raise errors.LLMasOSError(f"pid {self.pid}: the server closed the stream without a result")
+
+    def _events(self, timeout: float | None = None) -> Iterator[Event]:
+        url = f"/v1/processes/{self.pid}/events"
+        with self._http.stream("GET", url, timeout=httpx.Timeout(10.0, read=timeout)) as response:
+            if not response.is_success:
+                response.read()
+                raise_for_error(response)
+            for line in response.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                yield event_from_json(json.loads(line[6:]))
+
+    def _signal(self, signal: Signal) -> None:
+        raise_for_error(
+            self._http.post(f"/v1/processes/{self.pid}/signal", json={"signal": signal.value})
+        )
+
+
+class HttpBackend(Backend):
+    def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 30.0) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
+
+    @property
+    def model(self) -> str:
+        response = self._http.get("/v1/models")
+        raise_for_error(response)
+        return response.json()["data"][0]["id"]
+
+    def spawn(
+        self, prompt: str, sampling: dict[str, Any], *, priority: int, model: str | None
+    ) -> ProcessHandle:
+        return self._spawn({"prompt": prompt, "priority": priority, "model": model, **sampling})
+
+    def spawn_chat(
+        self, messages: object, sampling: dict[str, Any], *, priority: int, model: str | None
+    ) -> ProcessHandle:
+        return self._spawn({"messages": messages, "priority": priority, "model": model, **sampling})
+
+    def _spawn(self, body: dict[str, Any]) -> ProcessHandle:
+        response = self._http.post("/v1/processes", json=body)
+        raise_for_error(response)
+        return RemoteProcessHandle(self._http, response.json()["pid"])
+
+    def attach(self, pid: int) -> ProcessHandle:
+        raise_for_error(self._http.get(f"/v1/processes/{pid}"))
+        return RemoteProcessHandle(self._http, pid)
+
+    def ps(self) -> list[ProcessInfo]:
+        response = self._http.get("/v1/processes")
+        raise_for_error(response)
+        return [info_from_json(row) for row in response.json()["data"]]
+
+    def status(self) -> KernelStatus:
+        response = self._http.get("/v1/stats")
+        raise_for_error(response)
+        return KernelStatus(**response.json())
+
+    def close(self) -> None:
+        self._http.close()

@@ -1,0 +1,75 @@
+"""The HTTP server: one kernel behind OpenAI-compatible and native routes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request, Response
+
+from llmasos.kernel.kernel import Kernel
+from llmasos.server import native_api, openai_api
+from llmasos.server.errors import APIError, error_response, install_error_handlers
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+def key_owner(key: str) -> str:
+    """The owner name recorded for processes spawned with an API key (never the key itself)."""
+    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+def create_app(
+    kernel: Kernel, *, api_keys: Sequence[str] = (), close_kernel: bool = True
+) -> FastAPI:
+    """An ASGI app serving `kernel`. With api_keys, every route but /health needs
+    `Authorization: Bearer <key>`. The kernel is closed when the app shuts down."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if close_kernel:
+            kernel.close()
+
+    async def authenticate(request: Request) -> None:
+        request.state.owner = "anonymous"
+        if not api_keys:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not any(hmac.compare_digest(token, k) for k in api_keys):
+            raise APIError(
+                401,
+                "missing or invalid API key; send Authorization: Bearer <key>",
+                kind="authentication_error",
+                code="invalid_api_key",
+            )
+        request.state.owner = key_owner(token)
+
+    app = FastAPI(title="LLMasOS", version="0.1.0", lifespan=lifespan)
+    app.state.kernel = kernel
+    app.state.started_at = int(time.time())
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def limit_body(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return error_response(
+                413,
+                f"request body over the limit of {MAX_BODY_BYTES} bytes",
+                kind="invalid_request_error",
+                code="body_too_large",
+            )
+        return await call_next(request)
+
+    protected = [Depends(authenticate)]
+    app.include_router(openai_api.router, dependencies=protected)
+    app.include_router(native_api.router, dependencies=protected)
+    app.include_router(native_api.open_router)
+    return app

@@ -1,0 +1,132 @@
+"""OpenAI-style error responses: every failure is JSON with a status that tells the client what
+to change, never a stack trace.
+
+    {"error": {"message": "...", "type": "invalid_request_error", "param": "max_tokens",
+               "code": null}}
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from llmasos.errors import (
+    ContextLengthError,
+    EngineError,
+    InvalidRequestError,
+    KernelBusyError,
+    KernelClosedError,
+    LLMasOSError,
+    NoSuchProcessError,
+    ProcessTerminatedError,
+    UnknownModelError,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class APIError(Exception):
+    """An error the server raises itself (auth, body limits)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        kind: str,
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind, self.param, self.code = (
+            status,
+            message,
+            kind,
+            param,
+            code,
+        )
+
+
+def error_response(
+    status: int, message: str, *, kind: str, param: str | None = None, code: str | None = None
+) -> JSONResponse:
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def error_for(error: LLMasOSError) -> JSONResponse:
+    """The HTTP form of a kernel error."""
+    message = str(error)
+    if isinstance(error, ContextLengthError):
+        return error_response(
+            413,
+            message,
+            kind="invalid_request_error",
+            param="max_tokens",
+            code="context_length_exceeded",
+        )
+    if isinstance(error, InvalidRequestError):
+        return error_response(400, message, kind="invalid_request_error", param=error.field)
+    if isinstance(error, UnknownModelError):
+        return error_response(
+            404, message, kind="invalid_request_error", param="model", code="model_not_found"
+        )
+    if isinstance(error, NoSuchProcessError):
+        return error_response(
+            404, message, kind="invalid_request_error", param="pid", code="process_not_found"
+        )
+    if isinstance(error, ProcessTerminatedError):
+        return error_response(
+            409, message, kind="invalid_request_error", param="pid", code="process_terminated"
+        )
+    if isinstance(error, KernelBusyError):
+        return error_response(429, message, kind="rate_limit_error", code="too_many_processes")
+    if isinstance(error, KernelClosedError | EngineError):
+        return error_response(503, message, kind="server_error", code="unavailable")
+    return error_response(400, message, kind="invalid_request_error")
+
+
+def _validation_message(error: RequestValidationError) -> tuple[str, str | None]:
+    first = error.errors()[0]
+    location = [str(part) for part in first.get("loc", ()) if part != "body"]
+    field = ".".join(location) or None
+    if first.get("type") == "json_invalid":
+        return "the request body is not valid JSON", None
+    if first.get("type") == "extra_forbidden":
+        return f"{field}: unsupported field; see the README for the supported ones", field
+    if first.get("type") == "missing":
+        return f"{field}: required field is missing", field
+    return f"{field}: {first.get('msg', 'invalid value')}", field
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LLMasOSError)
+    async def _kernel_error(_: Request, error: LLMasOSError) -> JSONResponse:
+        return error_for(error)
+
+    @app.exception_handler(APIError)
+    async def _api_error(_: Request, error: APIError) -> JSONResponse:
+        return error_response(
+            error.status, error.message, kind=error.kind, param=error.param, code=error.code
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_body(_: Request, error: RequestValidationError) -> JSONResponse:
+        message, field = _validation_message(error)
+        return error_response(400, message, kind="invalid_request_error", param=field)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        return error_response(error.status_code, str(error.detail), kind="invalid_request_error")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, error: Exception) -> JSONResponse:
+        logger.exception("unhandled error")
+        return error_response(
+            500, "internal error; the server logged the details", kind="server_error"
+        )

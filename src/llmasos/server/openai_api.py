@@ -1,0 +1,238 @@
+"""OpenAI-compatible routes: /v1/models, /v1/completions, /v1/chat/completions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from llmasos.chat import check_messages, render_chat
+from llmasos.errors import EngineError, InvalidRequestError, ProcessError
+from llmasos.kernel.kernel import Kernel
+from llmasos.kernel.process import FinishReason, Process, Result, Signal, TextPiece
+from llmasos.sampling import SamplingParams
+from llmasos.server.events import merged_events
+from llmasos.server.schemas import ChatRequest, CompletionRequest, SamplingFields
+
+router = APIRouter()
+
+DISCONNECT_POLL_S = 0.25
+
+# Choice builders: (index, text, finish_reason) -> one entry of "choices".
+ChoiceBuilder = Callable[[int, str, str | None], dict[str, Any]]
+
+
+def kernel_of(request: Request) -> Kernel:
+    return request.app.state.kernel
+
+
+@router.get("/v1/models")
+def list_models(request: Request) -> dict[str, Any]:
+    kernel = kernel_of(request)
+    model = {
+        "id": kernel.engine.info.model_name,
+        "object": "model",
+        "created": request.app.state.started_at,
+        "owned_by": "llmasos",
+    }
+    return {"object": "list", "data": [model]}
+
+
+@router.post("/v1/completions", response_model=None)
+async def completions(body: CompletionRequest, request: Request) -> Any:
+    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    if not prompts:
+        raise InvalidRequestError("prompt", "must be a string or a non-empty list of strings")
+    processes = spawn_all(request, prompts, body, body.sampling_params())
+    reply = _Reply(request, processes, "cmpl", "text_completion", _completion_choice)
+    if body.stream:
+        usage = body.stream_options is not None and body.stream_options.include_usage
+        return reply.stream(_completion_choice, include_usage=usage)
+    return await reply.whole()
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def chat_completions(body: ChatRequest, request: Request) -> Any:
+    kernel = kernel_of(request)
+    prompt = render_chat(check_messages(body.messages), kernel.engine.info)
+    processes = spawn_all(request, [prompt.text], body, body.sampling_params(prompt.stop))
+    reply = _Reply(request, processes, "chatcmpl", "chat.completion", _chat_choice)
+    if body.stream:
+        usage = body.stream_options is not None and body.stream_options.include_usage
+        return reply.stream(_chat_delta, include_usage=usage, first=_chat_role_delta)
+    return await reply.whole()
+
+
+def spawn_all(
+    request: Request, prompts: Sequence[str], body: SamplingFields, params: SamplingParams
+) -> list[Process]:
+    """Spawn one process per prompt; if any spawn fails, kill the ones already started."""
+    kernel = kernel_of(request)
+    processes: list[Process] = []
+    try:
+        for prompt in prompts:
+            processes.append(
+                kernel.spawn(
+                    prompt,
+                    params,
+                    priority=body.priority,
+                    owner=request.state.owner,
+                    model=body.model,
+                )
+            )
+    except Exception:
+        kill_quietly(kernel, processes)
+        raise
+    return processes
+
+
+def kill_quietly(kernel: Kernel, processes: Sequence[Process]) -> None:
+    """Kill whatever is still alive without waiting (for clients that went away)."""
+    for process in processes:
+        if process.alive:
+            with contextlib.suppress(ProcessError):  # it ended on its own meanwhile
+                kernel.signal(process.pid, Signal.KILL, wait=False)
+
+
+def _finish_reason(result: Result) -> str:
+    return result.finish_reason.value
+
+
+def _completion_choice(index: int, text: str, finish_reason: str | None) -> dict[str, Any]:
+    return {"index": index, "text": text, "logprobs": None, "finish_reason": finish_reason}
+
+
+def _chat_choice(index: int, text: str, finish_reason: str | None) -> dict[str, Any]:
+    message = {"role": "assistant", "content": text}
+    return {"index": index, "message": message, "logprobs": None, "finish_reason": finish_reason}
+
+
+def _chat_delta(index: int, text: str, finish_reason: str | None) -> dict[str, Any]:
+    delta = {"content": text} if text else {}
+    return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+
+
+def _chat_role_delta(index: int, _text: str, _reason: str | None) -> dict[str, Any]:
+    delta = {"role": "assistant", "content": ""}
+    return {"index": index, "delta": delta, "logprobs": None, "finish_reason": None}
+
+
+def _usage(results: Sequence[Result]) -> dict[str, int]:
+    prompt = sum(r.usage.prompt_tokens for r in results)
+    completion = sum(r.usage.completion_tokens for r in results)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+class _Reply:
+    """Builds a completion-style answer, whole or streamed, from the processes serving it."""
+
+    def __init__(
+        self,
+        request: Request,
+        processes: list[Process],
+        id_prefix: str,
+        object_name: str,
+        choice: ChoiceBuilder,
+    ) -> None:
+        self.request = request
+        self.kernel = kernel_of(request)
+        self.processes = processes
+        self.id = f"{id_prefix}-{processes[0].pid}"
+        self.object_name = object_name
+        self.choice = choice
+        self.created = int(time.time())
+
+    def _envelope(self, object_name: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": object_name,
+            "created": self.created,
+            "model": self.kernel.engine.info.model_name,
+            "choices": choices,
+        }
+
+    async def whole(self) -> dict[str, Any]:
+        """Wait for every process; a client that disconnects first gets its processes killed."""
+        waiter = asyncio.ensure_future(self._results())
+        try:
+            while not waiter.done():
+                await asyncio.wait({waiter}, timeout=DISCONNECT_POLL_S)
+                if not waiter.done() and await self.request.is_disconnected():
+                    waiter.cancel()
+                    break
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+            kill_quietly(self.kernel, self.processes)
+        results = waiter.result()
+        failed = [r for r in results if r.finish_reason is FinishReason.ERROR]
+        if failed:
+            raise EngineError(failed[0].error or "the engine failed")
+        body = self._envelope(
+            self.object_name,
+            [self.choice(i, r.text, _finish_reason(r)) for i, r in enumerate(results)],
+        )
+        body["usage"] = _usage(results)
+        return body
+
+    async def _results(self) -> list[Result]:
+        results: dict[int, Result] = {}
+        async for index, event in merged_events(self.processes):
+            if isinstance(event, Result):
+                results[index] = event
+        return [results[i] for i in range(len(self.processes))]
+
+    def stream(
+        self,
+        piece: ChoiceBuilder,
+        *,
+        include_usage: bool,
+        first: ChoiceBuilder | None = None,
+    ) -> StreamingResponse:
+        return StreamingResponse(
+            self._sse(piece, include_usage, first),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def _sse(
+        self, piece: ChoiceBuilder, include_usage: bool, first: ChoiceBuilder | None
+    ) -> AsyncIterator[str]:
+        chunk_object = f"{self.object_name}.chunk"
+        results: list[Result] = []
+        try:
+            if first is not None:
+                choices = [first(i, "", None) for i in range(len(self.processes))]
+                yield _sse(self._envelope(chunk_object, choices))
+            async for index, event in merged_events(self.processes):
+                if isinstance(event, TextPiece):
+                    if event.text:
+                        yield _sse(self._envelope(chunk_object, [piece(index, event.text, None)]))
+                    continue
+                results.append(event)
+                if event.finish_reason is FinishReason.ERROR:
+                    message = event.error or "the engine failed"
+                    yield _sse({"error": {"message": message, "type": "server_error"}})
+                    continue
+                yield _sse(self._envelope(chunk_object, [piece(index, "", _finish_reason(event))]))
+            if include_usage:
+                body = self._envelope(chunk_object, [])
+                body["usage"] = _usage(results)
+                yield _sse(body)
+            yield "data: [DONE]\n\n"
+        finally:
+            kill_quietly(self.kernel, self.processes)  # the client may have gone away mid-stream
+
+
+def _sse(data: dict[str, Any]) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"

@@ -1,0 +1,244 @@
+"""HTTP routes on the fake engine: formats, streaming, signals and every error class."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from llmasos.chat import FALLBACK_STOP
+from llmasos.kernel.config import KernelConfig
+from llmasos.kernel.kernel import Kernel
+from llmasos.server.app import MAX_BODY_BYTES, create_app, key_owner
+from tests.unit.fake_engine import FakeEngine
+from tests.unit.test_kernel import signal_through_gate, solo_text, wait_until
+
+
+def make_client(*, api_keys=(), slots=4, **config) -> TestClient:
+    kernel = Kernel(FakeEngine(num_slots=slots), KernelConfig(max_running=slots, **config))
+    return TestClient(create_app(kernel, api_keys=api_keys))
+
+
+@pytest.fixture
+def http():
+    with make_client() as client:
+        yield client
+
+
+def sse_events(response) -> list:
+    lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    return [json.loads(line[6:]) for line in lines[:-1]]
+
+
+def test_models_lists_the_loaded_model(http):
+    body = http.get("/v1/models").json()
+    assert [m["id"] for m in body["data"]] == ["fake"]
+
+
+def test_completion_returns_text_and_usage(http):
+    body = http.post("/v1/completions", json={"prompt": "abc", "max_tokens": 5, "temperature": 0})
+    assert body.status_code == 200
+    data = body.json()
+    assert data["object"] == "text_completion"
+    assert data["choices"][0]["text"] == solo_text("abc", 5)
+    assert data["choices"][0]["finish_reason"] == "length"
+    assert data["usage"] == {"prompt_tokens": 4, "completion_tokens": 5, "total_tokens": 9}
+
+
+def test_completion_with_several_prompts_answers_each_in_order(http):
+    prompts = ["one", "two", "three"]
+    data = http.post("/v1/completions", json={"prompt": prompts, "max_tokens": 3, "temperature": 0})
+    texts = [c["text"] for c in sorted(data.json()["choices"], key=lambda c: c["index"])]
+    assert texts == [solo_text(p, 3) for p in prompts]
+
+
+def test_streamed_completion_adds_up_and_reports_usage(http):
+    request = {
+        "prompt": "stream me",
+        "max_tokens": 6,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    with http.stream("POST", "/v1/completions", json=request) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        chunks = sse_events(response)
+    text = "".join(c["choices"][0]["text"] for c in chunks if c["choices"])
+    assert text == solo_text("stream me", 6)
+    assert chunks[-2]["choices"][0]["finish_reason"] == "length"
+    assert chunks[-1]["usage"]["completion_tokens"] == 6
+
+
+def test_chat_uses_the_fallback_transcript(http):
+    messages = [{"role": "user", "content": "Hi"}]
+    data = http.post(
+        "/v1/chat/completions", json={"messages": messages, "max_tokens": 4, "temperature": 0}
+    ).json()
+    assert data["object"] == "chat.completion"
+    assert data["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": solo_text("User: Hi\n\nAssistant:", 4),
+    }
+
+
+def test_streamed_chat_starts_with_the_role_and_ends_with_a_finish_reason(http):
+    request = {
+        "messages": [{"role": "user", "content": "Hi"}],
+        "max_tokens": 4,
+        "temperature": 0,
+        "stream": True,
+    }
+    with http.stream("POST", "/v1/chat/completions", json=request) as response:
+        chunks = sse_events(response)
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert text == solo_text("User: Hi\n\nAssistant:", 4)
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+
+
+def test_native_spawn_signal_and_events(http):
+    engine = http.app.state.kernel.engine
+    engine.close_gate()
+    created = http.post(
+        "/v1/processes", json={"prompt": "native", "max_tokens": 150, "temperature": 0}
+    )
+    assert created.status_code == 201
+    pid = created.json()["pid"]
+    replies = []
+    signal_through_gate(
+        engine,
+        lambda: replies.append(
+            http.post(f"/v1/processes/{pid}/signal", json={"signal": "suspend"}).json()
+        ),
+    )
+    assert replies[0]["state"] == "suspended"
+    engine.open_gate()
+    http.post(f"/v1/processes/{pid}/signal", json={"signal": "resume"})
+    with http.stream("GET", f"/v1/processes/{pid}/events") as response:
+        events = sse_events(response)
+    text = "".join(e["text"] for e in events if e["type"] == "text")
+    assert events[-1]["type"] == "result"
+    assert text == events[-1]["result"]["text"] == solo_text("native", 150)
+    detail = http.get(f"/v1/processes/{pid}").json()
+    assert detail["state"] == "terminated"
+    assert detail["result"]["usage"]["completion_tokens"] == 150
+    assert pid in [p["pid"] for p in http.get("/v1/processes").json()["data"]]
+
+
+def test_metrics_and_stats_count_the_work_done(http):
+    http.post("/v1/completions", json={"prompt": "count", "max_tokens": 3, "temperature": 0})
+    text = http.get("/metrics").text
+    assert "llmasos_generated_tokens_total 3" in text
+    assert 'llmasos_processes{state="terminated"} 1' in text
+    assert "llmasos_time_to_first_token_seconds_count 1" in text
+    assert "llmasos_queue_length 0" in text
+    assert 'llmasos_kv_slots{status="free"} 4' in text
+    stats = http.get("/v1/stats").json()
+    assert stats["generated_tokens"] == 3
+    assert stats["processes"] == {"terminated": 1}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "param", "fragment"),
+    [
+        ("/v1/completions", {"prompt": "x", "max_tokens": "5"}, 400, "max_tokens", "integer"),
+        ("/v1/completions", {"prompt": "x", "max_tokens": 0}, 400, "max_tokens", ">= 1"),
+        ("/v1/completions", {"prompt": "x", "temperature": -1}, 400, "temperature", "between"),
+        ("/v1/completions", {"prompt": "x", "top_p": 2}, 400, "top_p", "(0, 1]"),
+        ("/v1/completions", {"prompt": "x", "logprobs": 5}, 400, "logprobs", "not supported"),
+        ("/v1/completions", {"prompt": "x", "n": 2}, 400, "n", "not supported"),
+        ("/v1/completions", {"prompt": "x", "tools": []}, 400, "tools", "unsupported field"),
+        ("/v1/completions", {"max_tokens": 3}, 400, "prompt", "required"),
+        ("/v1/completions", {"prompt": ""}, 400, "prompt", "must not be empty"),
+        ("/v1/completions", {"prompt": []}, 400, "prompt", "non-empty list"),
+        ("/v1/completions", {"prompt": "x", "model": "gpt-4"}, 404, "model", "unknown model"),
+        ("/v1/completions", {"prompt": "x" * 300}, 413, "max_tokens", "context length"),
+        ("/v1/chat/completions", {"messages": []}, 400, "messages", "non-empty list"),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "bot", "content": "x"}]},
+            400,
+            "messages[0].role",
+            "must be one of",
+        ),
+        ("/v1/processes/999/signal", {"signal": "kill"}, 404, "pid", "no such process"),
+        ("/v1/processes/1/signal", {"signal": "stop"}, 400, "signal", "kill"),
+    ],
+)
+def test_bad_requests_get_openai_style_errors(http, path, body, status, param, fragment):
+    response = http.post(path, json=body)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["param"] == param
+    assert fragment in error["message"]
+    assert http.get("/health").json()["status"] == "ok"
+
+
+def test_malformed_json_and_oversized_bodies_are_refused(http):
+    response = http.post(
+        "/v1/completions", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert "not valid JSON" in response.json()["error"]["message"]
+    big = http.post(
+        "/v1/completions",
+        content=b"x" * (MAX_BODY_BYTES + 1),
+        headers={"content-type": "application/json"},
+    )
+    assert big.status_code == 413
+    assert http.get("/no/such/route").status_code == 404
+
+
+def test_signal_to_an_ended_process_is_a_conflict(http):
+    pid = http.post("/v1/processes", json={"prompt": "x", "max_tokens": 1}).json()["pid"]
+    wait_until(lambda: http.get(f"/v1/processes/{pid}").json()["state"] == "terminated")
+    response = http.post(f"/v1/processes/{pid}/signal", json={"signal": "kill"})
+    assert response.status_code == 409
+    assert "already terminated" in response.json()["error"]["message"]
+
+
+def test_api_keys_guard_every_route_but_health():
+    with make_client(api_keys=["sekrit"]) as http:
+        assert http.get("/health").status_code == 200
+        missing = http.get("/v1/models")
+        assert missing.status_code == 401
+        assert missing.json()["error"]["type"] == "authentication_error"
+        assert http.get("/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        ok = http.post(
+            "/v1/processes",
+            json={"prompt": "x", "max_tokens": 1},
+            headers={"Authorization": "Bearer sekrit"},
+        )
+        assert ok.status_code == 201
+        assert ok.json()["owner"] == key_owner("sekrit")
+
+
+def test_too_many_live_processes_get_429():
+    with make_client(slots=1, max_live_processes=1) as http:
+        http.app.state.kernel.engine.close_gate()
+        first = http.post("/v1/processes", json={"prompt": "x", "max_tokens": 5})
+        assert first.status_code == 201
+        busy = http.post("/v1/processes", json={"prompt": "y", "max_tokens": 5})
+        assert busy.status_code == 429
+        assert busy.json()["error"]["type"] == "rate_limit_error"
+        http.app.state.kernel.engine.open_gate()
+
+
+def test_a_closed_kernel_answers_503():
+    with make_client() as http:
+        http.app.state.kernel.close()
+        response = http.post("/v1/completions", json={"prompt": "x"})
+        assert response.status_code == 503
+
+
+def test_chat_fallback_stop_is_applied(http):
+    # The fake never writes "\nUser:", so the request simply succeeds with the extra stop set.
+    data = http.post(
+        "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "Q"}], "max_tokens": 2, "stop": "zz"},
+    ).json()
+    assert data["choices"][0]["finish_reason"] == "length"
+    assert FALLBACK_STOP == "\nUser:"
