@@ -1,0 +1,82 @@
+"""A closed-loop load generator for OpenAI-compatible servers: each client sends its requests one
+after another, streaming, and records time to first token and tokens received."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    ttft_s: float  # request sent -> first non-empty text chunk
+    total_s: float
+    completion_tokens: int
+
+
+async def stream_completion(
+    client: httpx.AsyncClient, path: str, body: dict[str, Any]
+) -> RequestRecord:
+    started = time.perf_counter()
+    first: float | None = None
+    usage: dict[str, int] | None = None
+    request = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    async with client.stream("POST", path, json=request) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                usage = chunk["usage"]
+            for choice in chunk.get("choices") or []:
+                text = choice.get("text") or (choice.get("delta") or {}).get("content")
+                if text and first is None:
+                    first = time.perf_counter()
+    finished = time.perf_counter()
+    if usage is None:
+        raise RuntimeError(f"{path}: the server sent no usage")
+    return RequestRecord(
+        (first or finished) - started, finished - started, usage["completion_tokens"]
+    )
+
+
+async def closed_loop(
+    url: str, path: str, bodies: list[list[dict[str, Any]]]
+) -> tuple[list[RequestRecord], float]:
+    """bodies[i] is client i's sequence of requests. Returns every record and the wall time."""
+    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+
+        async def run_client(sequence: list[dict[str, Any]]) -> list[RequestRecord]:
+            return [await stream_completion(client, path, body) for body in sequence]
+
+        started = time.perf_counter()
+        per_client = await asyncio.gather(*(run_client(s) for s in bodies))
+        wall = time.perf_counter() - started
+    return [record for records in per_client for record in records], wall
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100), linear between closest ranks."""
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[max(0, min(98, round(q) - 1))]
+
+
+def summarize(records: list[RequestRecord], wall_s: float) -> dict[str, float]:
+    ttfts = [r.ttft_s for r in records]
+    tokens = sum(r.completion_tokens for r in records)
+    return {
+        "requests": len(records),
+        "completion_tokens": tokens,
+        "wall_s": round(wall_s, 3),
+        "throughput_tokens_per_s": round(tokens / wall_s, 2),
+        "ttft_p50_s": round(statistics.median(ttfts), 4),
+        "ttft_p99_s": round(percentile(ttfts, 99), 4),
+    }
