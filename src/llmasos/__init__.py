@@ -17,6 +17,7 @@ from llmasos.errors import (
     NoSuchProcessError,
     ProcessError,
     ProcessTerminatedError,
+    QuotaExceededError,
     UnknownModelError,
 )
 from llmasos.handles import ProcessHandle
@@ -38,6 +39,7 @@ __all__ = [
     "ProcessInfo",
     "ProcessState",
     "ProcessTerminatedError",
+    "QuotaExceededError",
     "Result",
     "Timings",
     "UnknownModelError",

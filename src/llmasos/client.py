@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -25,11 +26,10 @@ class Client:
     In-process (no base_url):
       policy       fcfs | sjf | rr | priority (default fcfs)
       model        a model name or a path to a GGUF file (default: the packaged Gemma 3 270M)
-      max_running  the most processes in one engine step
-      quantum      rr only: tokens a process generates before it yields its place
-      max_live_processes, keep_finished: see KernelConfig
-      Other keywords size the engine (num_slots, context_length, max_batch_tokens, n_threads);
-      `engine` runs the kernel on an engine you built yourself.
+      Other keywords are KernelConfig fields (max_running, quantum, page_size, swap_bytes,
+      max_pages_per_owner, ...: see llmasos.kernel.config) or EngineOptions fields
+      (num_slots, context_length, max_batch_tokens, n_threads). `engine` runs the kernel on an
+      engine you built yourself.
     Remote:
       base_url     an `llmasos serve` server; the server's own settings apply
       api_key      its API key (default: $LLMASOS_API_KEY)
@@ -42,16 +42,12 @@ class Client:
         base_url: str | None = None,
         api_key: str | None = None,
         model: str | None = None,
-        max_running: int = 16,
-        quantum: int = 16,
-        max_live_processes: int = 4096,
-        keep_finished: int = 1024,
         engine: Engine | None = None,
-        **engine_options: Any,
+        **options: Any,
     ) -> None:
         self._backend: Backend
         if base_url is not None:
-            if policy is not None or engine is not None or engine_options:
+            if policy is not None or engine is not None or options:
                 raise InvalidRequestError(
                     "base_url",
                     "the server's settings apply; set policy and engine options "
@@ -62,15 +58,18 @@ class Client:
             key = api_key or os.environ.get("LLMASOS_API_KEY")
             self._backend = HttpBackend(base_url, api_key=key)
             return
+        kernel_fields = {f.name for f in dataclasses.fields(KernelConfig)}
+        engine_fields = {f.name for f in dataclasses.fields(EngineOptions)}
+        for name in options.keys() - kernel_fields - engine_fields:
+            raise InvalidRequestError(name, "unknown option; see KernelConfig and EngineOptions")
         config = KernelConfig(
-            policy=policy or "fcfs",
-            max_running=max_running,
-            quantum=quantum,
-            max_live_processes=max_live_processes,
-            keep_finished=keep_finished,
+            policy=policy or "fcfs", **{k: v for k, v in options.items() if k in kernel_fields}
         )
+        engine_options = {k: v for k, v in options.items() if k in engine_fields}
         if engine is None:
             engine = load_engine(model, EngineOptions(**engine_options))
+        elif engine_options:
+            raise InvalidRequestError(next(iter(engine_options)), "cannot size a given engine")
         self._backend = LocalBackend(Kernel(engine, config))
 
     @property

@@ -9,6 +9,7 @@
     │   └── ProcessTerminatedError    the process already ended
     ├── AuthenticationError           the server refused the API key
     ├── KernelBusyError               too many live processes; retry later
+    ├── QuotaExceededError            the request needs more KV pages than its quota allows
     ├── KernelClosedError             the kernel was stopped; nothing new is accepted
     └── EngineError                   the inference engine failed (load, decode, state restore)
 
@@ -90,6 +91,18 @@ class KernelBusyError(LLMasOSError):
             f"the kernel already runs or queues {limit} processes (max_live_processes); "
             "retry when some have finished"
         )
+        self.limit = limit
+
+
+class QuotaExceededError(LLMasOSError):
+    """Raised when a process would need more KV pages than a quota ever allows."""
+
+    def __init__(self, pages: int, limit: int, scope: str) -> None:
+        super().__init__(
+            f"max_tokens: the prompt plus max_tokens need {pages} KV pages; the {scope} quota "
+            f"is {limit} pages; shorten the prompt or lower max_tokens"
+        )
+        self.pages = pages
         self.limit = limit
 
 

@@ -21,6 +21,7 @@ _ERRORS_BY_CODE: dict[str | None, type[errors.LLMasOSError]] = {
     "process_not_found": errors.NoSuchProcessError,
     "process_terminated": errors.ProcessTerminatedError,
     "too_many_processes": errors.KernelBusyError,
+    "quota_exceeded": errors.QuotaExceededError,
     "invalid_api_key": errors.AuthenticationError,
 }
 _ERRORS_BY_STATUS: dict[int, type[errors.LLMasOSError]] = {

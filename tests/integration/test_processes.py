@@ -74,7 +74,7 @@ def test_kill_frees_the_sequence(client):
     victim.kill()
     assert victim.wait().finish_reason is FinishReason.KILLED
     assert client.kernel.engine.cached_positions(slot) == 0
-    assert client.kernel.memory_usage().num_free_slots == 4
+    assert client.kernel.memory_usage().owned_slots == 0
     with pytest.raises(ProcessTerminatedError):
         victim.resume()
 

@@ -66,9 +66,11 @@ class FakeEngine:
         self.steps: list[list[BatchItem]] = []
         self.snapshots = 0
         self.restores = 0
+        self.copies = 0
         self.fail_next_step = False
         self.closed = False
         self._gate: threading.Semaphore | None = None
+        self.at_gate = False  # a step is waiting for a permit
 
     def close_gate(self) -> None:
         """From now on each step waits for a permit."""
@@ -97,7 +99,9 @@ class FakeEngine:
 
     def step(self, items: Sequence[BatchItem]) -> list[int | None]:
         if self._gate is not None:
+            self.at_gate = True
             self._gate.acquire()
+            self.at_gate = False
         if self.fail_next_step:
             self.fail_next_step = False
             raise EngineError("injected failure")
@@ -127,7 +131,14 @@ class FakeEngine:
         self.cache[slot] = json.loads(state)
 
     def copy_prefix(self, src_slot: int, dst_slot: int, num_tokens: int) -> None:
+        if self.cache[dst_slot]:
+            raise EngineError(f"slot {dst_slot} is not empty")
+        self.copies += 1
         self.cache[dst_slot] = self.cache[src_slot][:num_tokens]
+
+    def truncate(self, slot: int, num_tokens: int) -> bool:
+        del self.cache[slot][num_tokens:]
+        return True
 
     def release(self, slot: int) -> None:
         self.cache[slot] = []

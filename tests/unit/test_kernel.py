@@ -90,7 +90,7 @@ def test_rr_gives_each_process_a_quantum_in_turn_and_output_is_unchanged(slots):
         a, b, cc = (h.pid for h in handles)
         assert ran_order(c) == [a, a, b, b, cc, cc, a, a, b, b, cc, cc]
         if slots == 1:
-            assert (c.kernel.stats.swap_outs, c.kernel.stats.swap_ins) == (3, 3)
+            assert (c.kernel.pager.stats.swap_outs, c.kernel.pager.stats.swap_ins) == (3, 3)
     assert [r.text for r in results] == [solo_text(p, 4) for p in prompts]
 
 
@@ -110,7 +110,7 @@ def test_priority_arrival_starts_within_one_tick_and_the_victim_finishes_unchang
         results = [h.wait() for h in low]
         assert results[1].preemptions == 1  # the later arrival of the two is the victim
         assert results[0].preemptions == 0
-        assert (c.kernel.stats.swap_outs, c.kernel.stats.swap_ins) == (1, 1)
+        assert (c.kernel.pager.stats.swap_outs, c.kernel.pager.stats.swap_ins) == (1, 1)
     assert high_result.text == solo_text("urgent", 5)
     assert [r.text for r in results] == [solo_text("low one", 40), solo_text("low two", 40)]
 
@@ -142,7 +142,7 @@ def test_kill_ends_the_process_and_frees_its_slot():
         result = victim.wait()
         assert result.finish_reason is FinishReason.KILLED
         assert c.kernel.engine.cached_positions(slot) == 0
-        assert c.kernel.memory_usage().num_free_slots == 2
+        assert c.kernel.memory_usage().free_slots == 2
         assert c.kernel.get(victim.pid).sampler.closed
 
 
@@ -272,7 +272,7 @@ def test_finished_processes_leave_no_gap_between_running_slots():
         with c.kernel.paused():
             handles = [c.spawn(p, max_tokens=n, temperature=0) for p, n in lengths.items()]
         results = [h.wait() for h in handles]
-        assert c.kernel.stats.slot_moves >= 1
+        assert c.kernel.pager.stats.slot_moves >= 1
         for step in c.kernel.engine.steps:
             slots = sorted(item.slot for item in step)
             assert slots == list(range(slots[0], slots[0] + len(slots)))

@@ -10,6 +10,7 @@ go into each step.
     snapshot(slot)  the slot's KV state as bytes (the context switch's "save")
     restore(..)     bytes from snapshot() into any free slot (the context switch's "load")
     copy_prefix(..) share the first n cached tokens of one slot with another, without recompute
+    truncate(..)    keep only the first n cached tokens of a slot
     release(slot)   forget everything the slot holds
 """
 
@@ -92,7 +93,12 @@ class Engine(Protocol):
         ...
 
     def copy_prefix(self, src_slot: int, dst_slot: int, num_tokens: int) -> None:
-        """Make the first `num_tokens` cached tokens of `src_slot` the start of `dst_slot`."""
+        """Make the first `num_tokens` cached tokens of `src_slot` the content of the empty
+        `dst_slot`. The source may keep generating."""
+        ...
+
+    def truncate(self, slot: int, num_tokens: int) -> bool:
+        """Keep only the first `num_tokens` cached tokens of `slot`; False if impossible."""
         ...
 
     def release(self, slot: int) -> None:

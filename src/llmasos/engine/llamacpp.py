@@ -117,10 +117,10 @@ def context_params(
     """The context the engine runs on: one KV stream per slot, q8_0 KV, flash attention."""
     threads = n_threads or os.cpu_count() or 1
     params = llama_cpp.llama_context_default_params()
-    params.n_ctx = num_slots * context_length
+    params.n_ctx = (num_slots + 1) * context_length
     params.n_batch = max_batch_tokens
     params.n_ubatch = max_batch_tokens
-    params.n_seq_max = num_slots
+    params.n_seq_max = num_slots + 1  # one more: the engine's scratch sequence
     params.n_threads = threads
     params.n_threads_batch = threads
     params.kv_unified = False
@@ -174,6 +174,8 @@ class LlamaCppEngine:
         )
         self._batch = _Batch(max_batch_tokens)
         self._piece_cache: dict[int, bytes] = {}
+        self._copies_pending = False
+        self._scratch_token = int(llama_cpp.llama_vocab_bos(self._vocab))
         self._closed = False
 
     # -- text -----------------------------------------------------------------------------
@@ -233,6 +235,7 @@ class LlamaCppEngine:
         status = llama_cpp.llama_decode(self._ctx, self._batch.struct)
         if status != 0:
             raise EngineError(f"llama_decode failed with status {status}")
+        self._copies_pending = False
         tokens: list[int | None] = [None] * len(items)
         for i, item, row in zip(order, ordered, rows, strict=True):
             if isinstance(item.sampler, LlamaSampler):
@@ -242,6 +245,7 @@ class LlamaCppEngine:
     # -- KV state ---------------------------------------------------------------------------
 
     def snapshot(self, slot: int) -> bytes:
+        self._apply_pending_copies()
         size = llama_cpp.llama_state_seq_get_size(self._ctx, slot)
         buf = (ctypes.c_uint8 * size)()
         written = llama_cpp.llama_state_seq_get_data(self._ctx, buf, size, slot)
@@ -250,12 +254,33 @@ class LlamaCppEngine:
         return bytes(buf)
 
     def restore(self, state: bytes, slot: int) -> None:
+        self._apply_pending_copies()
         buf = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
         if llama_cpp.llama_state_seq_set_data(self._ctx, buf, len(state), slot) == 0:
             raise EngineError(f"restore into slot {slot} failed (KV cache full or state invalid)")
 
     def copy_prefix(self, src_slot: int, dst_slot: int, num_tokens: int) -> None:
-        llama_cpp.llama_memory_seq_cp(self._memory, src_slot, dst_slot, 0, num_tokens)
+        # Between KV streams llama.cpp copies whole streams, and only at the next decode.
+        llama_cpp.llama_memory_seq_cp(self._memory, src_slot, dst_slot, -1, -1)
+        self._copies_pending = True
+        if not self.truncate(dst_slot, num_tokens):
+            raise EngineError(f"could not trim slot {dst_slot} to {num_tokens} tokens")
+
+    def truncate(self, slot: int, num_tokens: int) -> bool:
+        return bool(llama_cpp.llama_memory_seq_rm(self._memory, slot, num_tokens, -1))
+
+    def _apply_pending_copies(self) -> None:
+        """Run the copies copy_prefix queued, before anything reads or overwrites KV data
+        directly: a one-token decode on the engine's scratch sequence triggers them."""
+        if not self._copies_pending:
+            return
+        scratch = self.info.num_slots
+        self._batch.fill([BatchItem(scratch, [self._scratch_token], 0, None)])
+        status = llama_cpp.llama_decode(self._ctx, self._batch.struct)
+        llama_cpp.llama_memory_seq_rm(self._memory, scratch, -1, -1)
+        if status != 0:
+            raise EngineError(f"llama_decode (applying KV copies) failed with status {status}")
+        self._copies_pending = False
 
     def release(self, slot: int) -> None:
         llama_cpp.llama_memory_seq_rm(self._memory, slot, -1, -1)

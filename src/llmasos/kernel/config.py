@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from llmasos.engine.base import EngineInfo
 from llmasos.errors import InvalidRequestError
@@ -19,6 +20,11 @@ class KernelConfig:
     trace_length  how many recent ticks the kernel remembers (for ps/top and tests)
     max_live_processes  spawns beyond this many unfinished processes are refused (busy)
     keep_finished       how many ended processes stay in the table for ps and late waiters
+    page_size           tokens per KV page, the unit of memory accounting and quotas
+    min_prefix_tokens   the shortest cached prefix worth reusing instead of recomputing
+    swap_bytes          host RAM for swapped-out KV state; beyond it, snapshots go to disk
+    swap_directory      where snapshots spill (default: a folder in the system temp dir)
+    max_pages_per_process, max_pages_per_owner   KV page quotas (None: unlimited)
     """
 
     policy: str = "fcfs"
@@ -27,6 +33,12 @@ class KernelConfig:
     trace_length: int = 4096
     max_live_processes: int = 4096
     keep_finished: int = 1024
+    page_size: int = 16
+    min_prefix_tokens: int = 8
+    swap_bytes: int = 2 * 1024**3
+    swap_directory: Path | None = None
+    max_pages_per_process: int | None = None
+    max_pages_per_owner: int | None = None
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -39,10 +51,20 @@ class KernelConfig:
             "trace_length",
             "max_live_processes",
             "keep_finished",
+            "page_size",
+            "min_prefix_tokens",
+            "swap_bytes",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidRequestError(name, f"must be an integer >= 1, got {value!r}")
+
+        for name in ("max_pages_per_process", "max_pages_per_owner"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise InvalidRequestError(name, f"must be None or an integer >= 1, got {value!r}")
 
     def check_against(self, info: EngineInfo) -> None:
         """Raise if this configuration cannot work on an engine described by `info`."""

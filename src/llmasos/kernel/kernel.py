@@ -11,11 +11,13 @@ import contextlib
 import itertools
 import logging
 import random
+import tempfile
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from llmasos.engine.base import BatchItem, Engine
 from llmasos.errors import (
@@ -31,6 +33,8 @@ from llmasos.errors import (
 from llmasos.kernel.config import KernelConfig
 from llmasos.kernel.memory import MemoryManager, MemoryUsage
 from llmasos.kernel.output import OutputText
+from llmasos.kernel.pager import Pager
+from llmasos.kernel.prefix_cache import RadixPrefixCache
 from llmasos.kernel.process import (
     FinishReason,
     Process,
@@ -41,14 +45,17 @@ from llmasos.kernel.process import (
     Timings,
     Usage,
 )
+from llmasos.kernel.quota import Admission
 from llmasos.kernel.scheduler import make_policy
-from llmasos.kernel.stats import KernelStats, KernelStatus
+from llmasos.kernel.stats import KernelStats, KernelStatus, MemoryReport, ProcessMemory
+from llmasos.kernel.swap import SwapSpace
 from llmasos.models.default import canonical_model_name
 from llmasos.sampling import SamplingParams
 
 logger = logging.getLogger(__name__)
 
 MAX_PRIORITY = 1000
+STALL_WAIT_S = 0.05
 _RUNNABLE = (ProcessState.RUNNING, ProcessState.READY, ProcessState.SWAPPED)
 
 
@@ -78,13 +85,28 @@ class Kernel:
         self.config = config or KernelConfig()
         self.config.check_against(engine.info)
         self.policy = make_policy(self.config.policy, quantum=self.config.quantum)
-        self.memory = MemoryManager(engine.info.num_slots)
+        config = self.config
+        self.memory = MemoryManager(
+            engine.info.num_slots, engine.info.context_length, config.page_size
+        )
+        swap_directory = config.swap_directory or Path(tempfile.gettempdir()) / "llmasos-swap"
+        self.pager = Pager(
+            engine,
+            self.memory,
+            RadixPrefixCache(),
+            SwapSpace(config.swap_bytes, swap_directory),
+            min_prefix_tokens=config.min_prefix_tokens,
+        )
+        self.admission = Admission(
+            config.page_size, config.max_pages_per_process, config.max_pages_per_owner
+        )
         self.tick_count = 0
         self.trace: deque[TickRecord] = deque(maxlen=self.config.trace_length)
         self.stats = KernelStats()
         self._table: dict[int, Process] = {}
         self._live: set[int] = set()
         self._finished: deque[int] = deque()
+        self._unadmitted: list[Process] = []  # waiting for their owner's quota
         self._pids = itertools.count(1)
         self._arrivals = itertools.count()
         self._commands: list[Process | _SignalCommand] = []
@@ -122,6 +144,7 @@ class Kernel:
         context = self.engine.info.context_length
         if len(tokens) + params.max_tokens > context:
             raise ContextLengthError(len(tokens), params.max_tokens, context)
+        self.admission.check(owner, self.admission.pages_for(len(tokens) + params.max_tokens))
         seed = params.seed if params.seed is not None else random.randrange(2**32 - 1)
         with self._cond:
             if self._closing:
@@ -188,13 +211,62 @@ class Kernel:
             generated_tokens=self.stats.generated_tokens,
             prompt_tokens=self.stats.prompt_tokens,
             steps=self.stats.steps,
-            swap_outs=self.stats.swap_outs,
-            swap_ins=self.stats.swap_ins,
+            swap_outs=self.pager.stats.swap_outs,
+            swap_ins=self.pager.stats.swap_ins,
             processes=dict(Counter(p.state.value for p in processes)),
             num_slots=memory.num_slots,
-            num_used_slots=memory.num_used_slots,
+            num_used_slots=memory.owned_slots,
             context_length=info.context_length,
             kv_tokens=sum(p.num_computed_tokens for p in processes if p.slot is not None),
+        )
+
+    def memory_report(self) -> MemoryReport:
+        """Pages, slots, prefix-cache hits and swap use, with each live process's share."""
+        usage = self.memory.usage()
+        swap = self.pager.swap.usage()
+        pager = self.pager.stats
+        rows = []
+        for process in self.processes():
+            if not process.alive:
+                continue
+            location = self.pager.swap.location(process.pid)
+            rows.append(
+                ProcessMemory(
+                    pid=process.pid,
+                    owner=process.owner,
+                    state=process.state.value,
+                    slot=process.slot,
+                    kv_tokens=process.num_computed_tokens,
+                    pages=self.memory.pages(process.num_computed_tokens),
+                    reserved_pages=self.admission.pages_for(
+                        len(process.prompt_tokens) + process.params.max_tokens
+                    ),
+                    swapped_bytes=self.pager.swap.size(process.pid),
+                    swap_location=location.value if location else None,
+                )
+            )
+        return MemoryReport(
+            page_size=usage.page_size,
+            total_pages=usage.total_pages,
+            used_pages=usage.used_pages,
+            cached_pages=usage.cached_pages,
+            free_pages=usage.free_pages,
+            num_slots=usage.num_slots,
+            owned_slots=usage.owned_slots,
+            cached_slots=usage.cached_slots,
+            free_slots=usage.free_slots,
+            prefix_hits=pager.prefix_hits,
+            prefix_misses=pager.prefix_misses,
+            prefix_tokens_reused=pager.prefix_tokens_reused,
+            prefix_copies=pager.prefix_copies,
+            evictions=pager.evictions,
+            swap_outs=pager.swap_outs,
+            swap_ins=pager.swap_ins,
+            swap_ram_bytes=swap.ram_bytes,
+            swap_ram_limit_bytes=swap.ram_limit_bytes,
+            swap_disk_bytes=swap.disk_bytes,
+            swap_spills=swap.spills,
+            processes=rows,
         )
 
     @contextlib.contextmanager
@@ -223,6 +295,7 @@ class Kernel:
             self._closing = True
             self._cond.notify()
         self._thread.join()
+        self.pager.close()
         self.engine.close()
 
     # -- the tick thread ------------------------------------------------------------------
@@ -235,8 +308,11 @@ class Kernel:
         return self.engine.tokenize(prompt)
 
     def _run(self) -> None:
+        stalled = False
         while True:
             with self._cond:
+                if stalled:  # nothing could run: wait for a signal or a spawn, not spin
+                    self._cond.wait(STALL_WAIT_S)
                 while not self._closing and (
                     self._paused or not (self._commands or self._has_runnable())
                 ):
@@ -244,11 +320,12 @@ class Kernel:
                 if self._closing:
                     break
                 commands, self._commands = self._commands, []
+            stalled = False
             try:
                 for command in commands:
                     self._apply(command)
                 if self._has_runnable():
-                    self._tick()
+                    stalled = not self._tick()
             except Exception as fault:  # a kernel bug must not leave every waiter hanging
                 logger.exception("kernel tick failed")
                 self._recover(commands, fault)
@@ -269,8 +346,9 @@ class Kernel:
 
     def _apply(self, command: Process | _SignalCommand) -> None:
         if isinstance(command, Process):
-            command.state = ProcessState.READY
             command.spawn_tick = self.tick_count
+            self._unadmitted.append(command)
+            self._admit_waiting()
             return
         process = self._table[command.pid]
         if not process.alive:
@@ -280,25 +358,41 @@ class Kernel:
         elif command.signal is Signal.SUSPEND:
             process.state = ProcessState.SUSPENDED
         elif command.signal is Signal.RESUME and process.state is ProcessState.SUSPENDED:
-            process.state = ProcessState.SWAPPED if process.slot is None else ProcessState.READY
+            process.state = self._waiting_state(process)
         command.done.set()
 
-    def _tick(self) -> None:
+    def _waiting_state(self, process: Process) -> ProcessState:
+        if not self.admission.is_admitted(process.pid):
+            return ProcessState.NEW
+        return ProcessState.SWAPPED if process.slot is None else ProcessState.READY
+
+    def _admit_waiting(self) -> None:
+        """Admit, in arrival order, the waiting processes whose owner's quota now allows."""
+        for process in list(self._unadmitted):
+            if process.state is ProcessState.SUSPENDED:
+                continue
+            pages = self.admission.pages_for(len(process.prompt_tokens) + process.params.max_tokens)
+            if self.admission.try_admit(process.pid, process.owner, pages):
+                self._unadmitted.remove(process)
+                process.state = ProcessState.READY
+
+    def _tick(self) -> bool:
         # There is no prefill phase and no decode phase: every process simply has tokens that
         # the KV cache does not hold yet (its prompt's rest, or the one token it sampled last).
         # A tick lets the chosen processes catch up by as many of those as the token budget
         # allows; whoever catches up completely samples its next token.
-        self._compact_slots()
+        self.pager.compact(self._owner_of)
         runnable = [p for p in self._table.values() if p.state in _RUNNABLE]
         chosen = self.policy.select(runnable, self.config.max_running)
         for process in runnable:
             if process.state is ProcessState.RUNNING and process not in chosen:
                 process.state = ProcessState.READY
                 process.preemptions += 1
-        chosen = [p for p in chosen if self._make_resident(p, protected=chosen)]
+        chosen = [p for p in chosen if self._make_resident(p, chosen)]
         batch = self._plan_batch(chosen)
         if not batch:
-            return
+            logger.warning("tick %d: no process could be made resident", self.tick_count)
+            return False
         started = time.monotonic()
         try:
             sampled = self.engine.step([item for _, item in batch])
@@ -306,12 +400,13 @@ class Kernel:
             logger.error("engine step failed: %s", error)
             for process, _ in batch:
                 self._finish(process, FinishReason.ERROR, error=str(error))
-            return
+            return True
         duration = time.monotonic() - started
         generated = 0
         for (process, item), token in zip(batch, sampled, strict=True):
             process.state = ProcessState.RUNNING
             process.num_computed_tokens += len(item.tokens)
+            self.pager.computed(process, item.tokens)
             process.run_s += duration
             if process.first_run_tick is None:
                 process.first_run_tick = self.tick_count
@@ -332,69 +427,37 @@ class Kernel:
             )
         )
         self.tick_count += 1
-
-    def _make_resident(self, process: Process, protected: list[Process]) -> bool:
-        """Give `process` a slot, swapping another process out if none is free."""
-        if process.slot is not None:
-            return True
-        slot = self.memory.allocate()
-        if slot is None:
-            victim = self._pick_victim(protected)
-            if victim is None:
-                return False
-            self._swap_out(victim)
-            slot = self.memory.allocate()
-            assert slot is not None
-        process.slot = slot
-        if process.swapped_state is not None:
-            try:
-                self.engine.restore(process.swapped_state, slot)
-            except EngineError as error:
-                self._finish(process, FinishReason.ERROR, error=str(error))
-                return False
-            process.swapped_state = None
-            self.stats.swap_ins += 1
-        else:
-            process.num_computed_tokens = 0
         return True
 
-    def _compact_slots(self) -> None:
-        """Move resident processes down into free slots, so running ones stay consecutive."""
-        while (hole := self.memory.hole()) is not None:
-            highest, lowest = hole
-            process = next(p for p in self._table.values() if p.slot == highest)
-            state = self.engine.snapshot(highest)
-            self._release_slot(process)
-            process.slot = self.memory.allocate()
-            assert process.slot == lowest
-            self.engine.restore(state, lowest)
-            self.stats.slot_moves += 1
+    def _make_resident(self, process: Process, chosen: list[Process]) -> bool:
+        """Give a chosen process a slot; may swap out one that was not chosen."""
 
-    def _pick_victim(self, protected: list[Process]) -> Process | None:
-        resident = [
-            p for p in self._table.values() if p.slot is not None and p.alive and p not in protected
-        ]
-        if not resident:
-            return None
-        # Suspended processes go first, then the lowest priority, then the latest arrival.
-        return min(
-            resident,
-            key=lambda p: (p.state is not ProcessState.SUSPENDED, p.priority, -p.arrival),
-        )
+        def victim(keep_slots: frozenset[int]) -> Process | None:
+            candidates = [
+                p
+                for p in self._table.values()
+                if p.slot is not None and p.alive and p not in chosen and p.slot not in keep_slots
+            ]
+            # Suspended processes go first, then the lowest priority, then the latest arrival.
+            chosen_victim = min(
+                candidates,
+                key=lambda p: (p.state is not ProcessState.SUSPENDED, p.priority, -p.arrival),
+                default=None,
+            )
+            if chosen_victim is not None and chosen_victim.state is not ProcessState.SUSPENDED:
+                chosen_victim.state = ProcessState.SWAPPED
+            return chosen_victim
 
-    def _swap_out(self, process: Process) -> None:
-        assert process.slot is not None
-        process.swapped_state = self.engine.snapshot(process.slot)
-        self._release_slot(process)
-        self.stats.swap_outs += 1
-        if process.state is not ProcessState.SUSPENDED:
-            process.state = ProcessState.SWAPPED
+        try:
+            return self.pager.make_resident(process, victim)
+        except EngineError as error:
+            self._finish(process, FinishReason.ERROR, error=str(error))
+            return False
 
-    def _release_slot(self, process: Process) -> None:
-        if process.slot is not None:
-            self.engine.release(process.slot)
-            self.memory.free(process.slot)
-            process.slot = None
+    def _owner_of(self, slot: int) -> Process:
+        pid = self.memory.owner(slot)
+        assert pid is not None
+        return self._table[pid]
 
     def _plan_batch(self, chosen: list[Process]) -> list[tuple[Process, BatchItem]]:
         """Decode tokens first (one each), then prefill chunks while the token budget lasts."""
@@ -435,8 +498,9 @@ class Kernel:
             self._finish(process, FinishReason.LENGTH)
 
     def _finish(self, process: Process, reason: FinishReason, error: str | None = None) -> None:
-        self._release_slot(process)
-        process.swapped_state = None
+        # A completed process's KV stays as prefix cache; a killed or failed one's is freed.
+        completed = reason in (FinishReason.STOP, FinishReason.LENGTH)
+        self.pager.release(process, keep_as_cache=completed)
         process.sampler.close()
         self.policy.forget(process)
         with process.lock:
@@ -451,6 +515,10 @@ class Kernel:
             process.publish(process.result)
         process.done.set()
         self._reap(process)
+        if process in self._unadmitted:
+            self._unadmitted.remove(process)
+        self.admission.release(process.pid)
+        self._admit_waiting()
 
     def _reap(self, process: Process) -> None:
         """Retire an ended process; forget the oldest ended ones beyond keep_finished."""

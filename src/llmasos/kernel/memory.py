@@ -1,60 +1,153 @@
-"""KV memory accounting: which engine slots are free.
+"""KV memory books: engine slots, the tokens each holds, and pages.
 
-A process is resident when it holds a slot. Each slot has its own KV stream sized for the longest
-allowed process (prompt plus max_tokens never exceeds the context length), so a resident process
-can never run out of KV space half way. The memory manager keeps the books and answers "is there
-room?"; choosing whom to swap out is the kernel's job.
-
-Slots are handed out lowest first, and `hole()` tells the kernel when a resident process sits above
-a free slot: llama.cpp batches sequences in one forward pass only while their slots are
-consecutive, so the kernel moves such a process down.
+Each engine slot is a KV stream that can hold `context_length` tokens. A slot is
+    FREE    empty,
+    OWNED   holding a live process's KV (it is resident), or
+    CACHED  holding the KV of a process that ended, kept as a prefix cache until the slot is
+            needed (least recently used first).
+Memory is accounted in pages of `page_size` tokens: a slot holding n tokens uses ceil(n /
+page_size) pages. These books never touch the engine and decide no policy; the kernel's pager
+keeps them in step with the engine.
 """
 
 from __future__ import annotations
 
-import heapq
+import enum
+import itertools
 from dataclasses import dataclass
+
+
+class SlotState(enum.Enum):
+    FREE = "free"
+    OWNED = "owned"
+    CACHED = "cached"
 
 
 @dataclass(frozen=True)
 class MemoryUsage:
+    page_size: int
     num_slots: int
-    num_free_slots: int
+    pages_per_slot: int
+    owned_slots: int
+    cached_slots: int
+    used_pages: int  # held by live processes
+    cached_pages: int  # held by ended processes kept as prefix cache
 
     @property
-    def num_used_slots(self) -> int:
-        return self.num_slots - self.num_free_slots
+    def free_slots(self) -> int:
+        return self.num_slots - self.owned_slots - self.cached_slots
+
+    @property
+    def total_pages(self) -> int:
+        return self.num_slots * self.pages_per_slot
+
+    @property
+    def free_pages(self) -> int:
+        return self.total_pages - self.used_pages - self.cached_pages
 
 
 class MemoryManager:
-    """Books for engine slots. Does not touch the engine."""
-
-    def __init__(self, num_slots: int) -> None:
+    def __init__(self, num_slots: int, context_length: int, page_size: int) -> None:
         self.num_slots = num_slots
-        self._free_slots = list(range(num_slots))  # a min-heap
-        self._used_slots: set[int] = set()
+        self.page_size = page_size
+        self.pages_per_slot = -(-context_length // page_size)
+        self._state = [SlotState.FREE] * num_slots
+        self._owner: list[int | None] = [None] * num_slots
+        self._tokens = [0] * num_slots
+        self._last_used = [0] * num_slots
+        self._clock = itertools.count(1)
 
-    def can_allocate(self) -> bool:
-        return bool(self._free_slots)
+    def pages(self, num_tokens: int) -> int:
+        return -(-num_tokens // self.page_size)
 
-    def allocate(self) -> int | None:
-        """The lowest free slot, or None when every slot is taken."""
-        if not self._free_slots:
-            return None
-        slot = heapq.heappop(self._free_slots)
-        self._used_slots.add(slot)
-        return slot
+    def state(self, slot: int) -> SlotState:
+        return self._state[slot]
+
+    def owner(self, slot: int) -> int | None:
+        return self._owner[slot]
+
+    def tokens(self, slot: int) -> int:
+        return self._tokens[slot]
+
+    def lowest_free(self) -> int | None:
+        return next((s for s in range(self.num_slots) if self._state[s] is SlotState.FREE), None)
+
+    def best_free(self) -> int | None:
+        """A free slot, next to the owned ones if possible so they stay consecutive."""
+        owned = self._owned()
+        if owned:
+            for slot in (owned[-1] + 1, owned[0] - 1):
+                if 0 <= slot < self.num_slots and self._state[slot] is SlotState.FREE:
+                    return slot
+        return self.lowest_free()
+
+    def _owned(self) -> list[int]:
+        return [s for s in range(self.num_slots) if self._state[s] is SlotState.OWNED]
+
+    def least_recently_cached(self, exclude: frozenset[int] = frozenset()) -> int | None:
+        cached = [
+            s
+            for s in range(self.num_slots)
+            if self._state[s] is SlotState.CACHED and s not in exclude
+        ]
+        return min(cached, key=lambda s: self._last_used[s], default=None)
+
+    def own(self, slot: int, pid: int, num_tokens: int) -> None:
+        """`slot` (free or cached) now holds `num_tokens` of live process `pid`."""
+        assert self._state[slot] is not SlotState.OWNED, f"slot {slot} is owned"
+        self._state[slot] = SlotState.OWNED
+        self._owner[slot] = pid
+        self.set_tokens(slot, num_tokens)
+
+    def cache(self, slot: int) -> None:
+        """The owner of `slot` ended; its KV stays as prefix cache."""
+        self._state[slot] = SlotState.CACHED
+        self._owner[slot] = None
+        self.touch(slot)
 
     def free(self, slot: int) -> None:
-        self._used_slots.remove(slot)
-        heapq.heappush(self._free_slots, slot)
+        self._state[slot] = SlotState.FREE
+        self._owner[slot] = None
+        self._tokens[slot] = 0
+
+    def set_tokens(self, slot: int, num_tokens: int) -> None:
+        self._tokens[slot] = num_tokens
+
+    def touch(self, slot: int) -> None:
+        self._last_used[slot] = next(self._clock)
 
     def hole(self) -> tuple[int, int] | None:
-        """(highest used slot, lowest free slot) when the first lies above the second."""
-        if not self._free_slots or not self._used_slots:
+        """(highest owned slot, a slot not owned between the owned ones), or None when the
+        owned slots are consecutive: llama.cpp batches sequences in one pass only then."""
+        owned = self._owned()
+        if not owned or owned[-1] - owned[0] + 1 == len(owned):
             return None
-        highest, lowest = max(self._used_slots), self._free_slots[0]
-        return (highest, lowest) if highest > lowest else None
+        gap = next(s for s in range(owned[0], owned[-1]) if self._state[s] is not SlotState.OWNED)
+        return owned[-1], gap
+
+    def exchange(self, owned_slot: int, cached_slot: int) -> None:
+        """The contents of an owned and a cached slot traded places."""
+        pid, tokens = self._owner[owned_slot], self._tokens[owned_slot]
+        stamp = self._last_used[cached_slot]
+        self._state[owned_slot], self._state[cached_slot] = SlotState.CACHED, SlotState.OWNED
+        self._owner[owned_slot], self._owner[cached_slot] = None, pid
+        self._tokens[owned_slot], self._tokens[cached_slot] = self._tokens[cached_slot], tokens
+        self._last_used[owned_slot] = stamp
 
     def usage(self) -> MemoryUsage:
-        return MemoryUsage(num_slots=self.num_slots, num_free_slots=len(self._free_slots))
+        def pages_in(state: SlotState) -> int:
+            return sum(
+                self.pages(self._tokens[s])
+                for s in range(self.num_slots)
+                if self._state[s] is state
+            )
+
+        return MemoryUsage(
+            page_size=self.page_size,
+            num_slots=self.num_slots,
+            pages_per_slot=self.pages_per_slot,
+            owned_slots=self._state.count(SlotState.OWNED),
+            cached_slots=self._state.count(SlotState.CACHED),
+            used_pages=pages_in(SlotState.OWNED),
+            cached_pages=pages_in(SlotState.CACHED),
+        )

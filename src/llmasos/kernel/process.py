@@ -107,7 +107,6 @@ class Process:
     tokens: list[int] = field(default_factory=list)
     num_computed_tokens: int = 0
     slot: int | None = None
-    swapped_state: bytes | None = None
     finish_reason: FinishReason | None = None
     error: str | None = None
     first_token_at: float | None = None

@@ -43,9 +43,6 @@ class KernelStats:
     generated_tokens: int = 0
     prompt_tokens: int = 0
     steps: int = 0
-    swap_outs: int = 0
-    swap_ins: int = 0
-    slot_moves: int = 0
     time_to_first_token_s: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS_S))
 
 
@@ -66,3 +63,50 @@ class KernelStatus:
     num_used_slots: int
     context_length: int
     kv_tokens: int  # tokens held in the KV cache by resident processes
+
+
+@dataclass(frozen=True)
+class ProcessMemory:
+    """One live process's share of KV memory."""
+
+    pid: int
+    owner: str
+    state: str
+    slot: int | None  # None when swapped out or not yet resident
+    kv_tokens: int  # tokens its KV holds (in the engine, or in its swap snapshot)
+    pages: int
+    reserved_pages: int  # what its prompt plus max_tokens may need: what quotas count
+    swapped_bytes: int
+    swap_location: str | None  # "ram", "disk" or None
+
+
+@dataclass(frozen=True)
+class MemoryReport:
+    """KV memory in pages and slots, the prefix cache's effect and swap use."""
+
+    page_size: int  # tokens per page
+    total_pages: int
+    used_pages: int  # held by live processes
+    cached_pages: int  # held by ended processes, kept as prefix cache
+    free_pages: int
+    num_slots: int
+    owned_slots: int
+    cached_slots: int
+    free_slots: int
+    prefix_hits: int
+    prefix_misses: int
+    prefix_tokens_reused: int
+    prefix_copies: int
+    evictions: int
+    swap_outs: int
+    swap_ins: int
+    swap_ram_bytes: int
+    swap_ram_limit_bytes: int
+    swap_disk_bytes: int
+    swap_spills: int  # snapshots that went to disk because RAM was over swap_bytes
+    processes: list[ProcessMemory]
+
+    @property
+    def prefix_hit_rate(self) -> float:
+        lookups = self.prefix_hits + self.prefix_misses
+        return self.prefix_hits / lookups if lookups else 0.0

@@ -23,6 +23,7 @@ from llmasos.errors import (
     LLMasOSError,
     NoSuchProcessError,
     ProcessTerminatedError,
+    QuotaExceededError,
     UnknownModelError,
 )
 
@@ -83,6 +84,10 @@ def error_for(error: LLMasOSError) -> JSONResponse:
     if isinstance(error, ProcessTerminatedError):
         return error_response(
             409, message, kind="invalid_request_error", param="pid", code="process_terminated"
+        )
+    if isinstance(error, QuotaExceededError):
+        return error_response(
+            429, message, kind="rate_limit_error", param="max_tokens", code="quota_exceeded"
         )
     if isinstance(error, KernelBusyError):
         return error_response(429, message, kind="rate_limit_error", code="too_many_processes")
