@@ -18,6 +18,9 @@ class RequestRecord:
     ttft_s: float  # request sent -> first non-empty text chunk
     total_s: float
     completion_tokens: int
+    prompt_tokens: int
+    cached_tokens: int  # prompt tokens the server reported as reused from its cache
+    text: str
 
 
 async def stream_completion(
@@ -25,7 +28,8 @@ async def stream_completion(
 ) -> RequestRecord:
     started = time.perf_counter()
     first: float | None = None
-    usage: dict[str, int] | None = None
+    usage: dict[str, Any] | None = None
+    pieces: list[str] = []
     request = {**body, "stream": True, "stream_options": {"include_usage": True}}
     async with client.stream("POST", path, json=request) as response:
         response.raise_for_status()
@@ -37,13 +41,21 @@ async def stream_completion(
                 usage = chunk["usage"]
             for choice in chunk.get("choices") or []:
                 text = choice.get("text") or (choice.get("delta") or {}).get("content")
-                if text and first is None:
-                    first = time.perf_counter()
+                if text:
+                    pieces.append(text)
+                    if first is None:
+                        first = time.perf_counter()
     finished = time.perf_counter()
     if usage is None:
         raise RuntimeError(f"{path}: the server sent no usage")
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
     return RequestRecord(
-        (first or finished) - started, finished - started, usage["completion_tokens"]
+        ttft_s=(first or finished) - started,
+        total_s=finished - started,
+        completion_tokens=usage["completion_tokens"],
+        prompt_tokens=usage["prompt_tokens"],
+        cached_tokens=cached,
+        text="".join(pieces),
     )
 
 
@@ -72,11 +84,14 @@ def percentile(values: list[float], q: float) -> float:
 def summarize(records: list[RequestRecord], wall_s: float) -> dict[str, float]:
     ttfts = [r.ttft_s for r in records]
     tokens = sum(r.completion_tokens for r in records)
+    prompt_tokens = sum(r.prompt_tokens for r in records)
     return {
         "requests": len(records),
         "completion_tokens": tokens,
+        "prompt_tokens": prompt_tokens,
         "wall_s": round(wall_s, 3),
         "throughput_tokens_per_s": round(tokens / wall_s, 2),
         "ttft_p50_s": round(statistics.median(ttfts), 4),
         "ttft_p99_s": round(percentile(ttfts, 99), 4),
+        "prefix_hit_rate": round(sum(r.cached_tokens for r in records) / prompt_tokens, 4),
     }

@@ -103,6 +103,15 @@ def serve(
     context_length: Annotated[int, typer.Option(help="Most tokens per process.")] = 4096,
     max_batch_tokens: Annotated[int, typer.Option(help="Token budget per engine step.")] = 512,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all).")] = None,
+    page_size: Annotated[int, typer.Option(help="Tokens per KV page.")] = 16,
+    swap_bytes: Annotated[int, typer.Option(help="Host RAM for swapped KV; then disk.")] = 2
+    * 1024**3,
+    max_pages_per_process: Annotated[
+        int | None, typer.Option(help="KV page quota of one process.")
+    ] = None,
+    max_pages_per_owner: Annotated[
+        int | None, typer.Option(help="KV page quota of one API key's live processes.")
+    ] = None,
 ) -> None:
     """Serve the OS over HTTP: OpenAI-compatible and native routes, one kernel behind them."""
     import uvicorn
@@ -111,10 +120,19 @@ def serve(
     from llmasos.kernel.config import KernelConfig
     from llmasos.kernel.kernel import Kernel
     from llmasos.server.app import create_app
+    from llmasos.settings import Settings
 
     keys = [*(api_key or []), *filter(None, os.environ.get("LLMASOS_API_KEYS", "").split(","))]
     try:
-        config = KernelConfig(policy=policy, max_running=max_running)
+        config = KernelConfig(
+            policy=policy,
+            max_running=max_running,
+            page_size=page_size,
+            swap_bytes=swap_bytes,
+            swap_directory=Settings.from_environment().home / "swap",
+            max_pages_per_process=max_pages_per_process,
+            max_pages_per_owner=max_pages_per_owner,
+        )
         options = EngineOptions(
             num_slots=num_slots,
             context_length=context_length,
@@ -258,6 +276,23 @@ def kill(
     console.print(f"killed pid {pid}")
 
 
+def _top_header(status, memory, rate: float) -> Text:
+    mib = 2**20
+    lookups = memory.prefix_hits + memory.prefix_misses
+    lines = [
+        f"{status.model}  policy {status.policy}  up {status.uptime_s:.0f}s  {rate:.1f} tok/s  "
+        f"generated {status.generated_tokens}  swaps out/in {status.swap_outs}/{status.swap_ins}",
+        "processes: " + "  ".join(f"{k} {v}" for k, v in sorted(status.processes.items())),
+        f"KV pages of {memory.page_size} tokens: used {memory.used_pages}  cached "
+        f"{memory.cached_pages}  free {memory.free_pages}/{memory.total_pages}  slots "
+        f"{memory.owned_slots} owned, {memory.cached_slots} cached, {memory.free_slots} free",
+        f"prefix cache: {memory.prefix_hits}/{lookups} hits, {memory.prefix_tokens_reused} "
+        f"tokens reused  swap: {memory.swap_ram_bytes / mib:.1f} MiB RAM, "
+        f"{memory.swap_disk_bytes / mib:.1f} MiB disk",
+    ]
+    return Text("\n".join(lines))
+
+
 @app.command()
 def top(
     interval: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 1.0,
@@ -275,18 +310,11 @@ def top(
             while True:
                 time.sleep(interval if count else 0)
                 status = client.status()
-                rate = (status.generated_tokens - previous.generated_tokens) / max(
-                    status.uptime_s - previous.uptime_s, 1e-9
-                )
+                elapsed = max(status.uptime_s - previous.uptime_s, 1e-9)
+                rate = (status.generated_tokens - previous.generated_tokens) / elapsed
                 previous = status
-                header = Text(
-                    f"{status.model}  policy {status.policy}  up {status.uptime_s:.0f}s  "
-                    f"{rate:.1f} tok/s  generated {status.generated_tokens}  "
-                    f"KV slots {status.num_used_slots}/{status.num_slots} "
-                    f"({status.kv_tokens} tokens)  swaps {status.swap_outs}/{status.swap_ins}\n"
-                    + "  ".join(f"{k} {v}" for k, v in sorted(status.processes.items()))
-                )
                 rows = [r for r in client.ps() if r.state is not ProcessState.TERMINATED]
+                header = _top_header(status, client.memory(), rate)
                 live.update(Group(header, _process_table(rows)), refresh=True)
                 count += 1
                 if iterations and count >= iterations:

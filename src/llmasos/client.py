@@ -15,7 +15,7 @@ from llmasos.handles import Backend, ProcessHandle
 from llmasos.kernel.config import KernelConfig
 from llmasos.kernel.kernel import Kernel
 from llmasos.kernel.process import ProcessInfo
-from llmasos.kernel.stats import KernelStatus
+from llmasos.kernel.stats import KernelStatus, MemoryReport
 from llmasos.local import LocalBackend
 from llmasos.sampling import SamplingParams
 
@@ -127,6 +127,11 @@ class Client:
     def status(self) -> KernelStatus:
         """Counters, memory and process counts of the kernel."""
         return self._backend.status()
+
+    def memory(self) -> MemoryReport:
+        """KV memory: pages used, cached and free, each process's pages, prefix-cache hits and
+        misses, and swap use."""
+        return self._backend.memory()
 
     def close(self) -> None:
         """In-process: stop the kernel (live processes are killed). Remote: disconnect."""

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 
 from llmasos.kernel.process import Event, ProcessInfo, ProcessState, Result, Signal, TextPiece
-from llmasos.kernel.stats import KernelStatus
+from llmasos.kernel.stats import KernelStatus, MemoryReport
 
 
 class ProcessHandle(ABC):
@@ -80,6 +80,9 @@ class Backend(ABC):
 
     @abstractmethod
     def status(self) -> KernelStatus: ...
+
+    @abstractmethod
+    def memory(self) -> MemoryReport: ...
 
     @abstractmethod
     def close(self) -> None: ...

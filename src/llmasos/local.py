@@ -9,7 +9,7 @@ from llmasos.chat import chat_spawn_args
 from llmasos.handles import Backend, ProcessHandle
 from llmasos.kernel.kernel import Kernel
 from llmasos.kernel.process import Event, Process, ProcessInfo, ProcessState, Result, Signal
-from llmasos.kernel.stats import KernelStatus
+from llmasos.kernel.stats import KernelStatus, MemoryReport
 from llmasos.sampling import SamplingParams
 
 
@@ -71,6 +71,9 @@ class LocalBackend(Backend):
 
     def status(self) -> KernelStatus:
         return self.kernel.status()
+
+    def memory(self) -> MemoryReport:
+        return self.kernel.memory_report()
 
     def close(self) -> None:
         self.kernel.close()

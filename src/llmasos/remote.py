@@ -11,8 +11,8 @@ import httpx
 from llmasos import errors
 from llmasos.handles import Backend, ProcessHandle
 from llmasos.kernel.process import Event, ProcessInfo, ProcessState, Result, Signal
-from llmasos.kernel.stats import KernelStatus
-from llmasos.wire import event_from_json, info_from_json
+from llmasos.kernel.stats import KernelStatus, MemoryReport
+from llmasos.wire import event_from_json, info_from_json, memory_from_json
 
 # The server's error codes and statuses, back to the SDK's exception classes.
 _ERRORS_BY_CODE: dict[str | None, type[errors.LLMasOSError]] = {
@@ -121,6 +121,11 @@ class HttpBackend(Backend):
         response = self._http.get("/v1/stats")
         raise_for_error(response)
         return KernelStatus(**response.json())
+
+    def memory(self) -> MemoryReport:
+        response = self._http.get("/v1/memory")
+        raise_for_error(response)
+        return memory_from_json(response.json())
 
     def close(self) -> None:
         self._http.close()

@@ -14,6 +14,7 @@ from llmasos.kernel.process import (
     Timings,
     Usage,
 )
+from llmasos.kernel.stats import MemoryReport, ProcessMemory
 
 
 def info_to_json(info: ProcessInfo) -> dict[str, Any]:
@@ -48,7 +49,9 @@ def result_from_json(data: dict[str, Any]) -> Result:
         text=data["text"],
         token_ids=list(data["token_ids"]),
         finish_reason=FinishReason(data["finish_reason"]),
-        usage=Usage(usage["prompt_tokens"], usage["completion_tokens"]),
+        usage=Usage(
+            usage["prompt_tokens"], usage["completion_tokens"], usage.get("cached_tokens", 0)
+        ),
         timings=Timings(**data["timings"]),
         preemptions=data["preemptions"],
         error=data.get("error"),
@@ -65,3 +68,16 @@ def event_from_json(data: dict[str, Any]) -> TextPiece | Result:
     if data["type"] == "text":
         return TextPiece(data["text"], list(data["token_ids"]))
     return result_from_json(data["result"])
+
+
+def memory_to_json(report: MemoryReport) -> dict[str, Any]:
+    data = dataclasses.asdict(report)
+    data["prefix_hit_rate"] = round(report.prefix_hit_rate, 4)
+    return data
+
+
+def memory_from_json(data: dict[str, Any]) -> MemoryReport:
+    fields = {f.name for f in dataclasses.fields(MemoryReport)}
+    values = {k: v for k, v in data.items() if k in fields}
+    values["processes"] = [ProcessMemory(**row) for row in data["processes"]]
+    return MemoryReport(**values)

@@ -217,6 +217,9 @@ def test_sdk_over_http_offers_the_same_methods(url):
         assert handle.wait().finish_reason.value == "killed"
         assert handle.pid in [row.pid for row in client.ps()]
         assert client.status().model == "gemma3-270m:q4_k_m"
+        memory = client.memory()
+        assert memory.prefix_hits + memory.prefix_misses >= 2
+        assert memory.total_pages == memory.used_pages + memory.cached_pages + memory.free_pages
         assert client.chat([{"role": "user", "content": "Hello"}], max_tokens=5)
         with pytest.raises(UnknownModelError):
             client.spawn("x", model="nope")
@@ -245,7 +248,7 @@ def test_cli_commands_against_the_server(url):
         listed = cli("ps", url=url)
         assert listed.returncode == 0 and str(handle.pid) in listed.stdout
         shown = cli("top", "--iterations", "1", url=url)
-        assert shown.returncode == 0 and "tok/s" in shown.stdout
+        assert shown.returncode == 0 and "tok/s" in shown.stdout and "KV pages" in shown.stdout
         killed = cli("kill", str(handle.pid), url=url)
         assert killed.returncode == 0 and f"killed pid {handle.pid}" in killed.stdout
         assert handle.wait().finish_reason.value == "killed"

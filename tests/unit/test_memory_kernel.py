@@ -125,3 +125,19 @@ def test_an_owner_over_quota_waits_until_its_earlier_processes_end():
         assert second.result.text == solo_text("second", 20)
         with pytest.raises(QuotaExceededError, match="owner 'ann'"):
             kernel.spawn("x" * 40, SamplingParams(max_tokens=10), owner="ann")
+
+
+def test_newcomers_sharing_a_prompt_start_wait_for_one_to_compute_it():
+    system = "a long shared system prompt for every agent; "
+    prompts = [system + f"agent {i}" for i in range(4)]
+    with client(slots=4, min_prefix_tokens=8) as c:
+        with c.kernel.paused():
+            handles = [c.spawn(p, max_tokens=4, temperature=0) for p in prompts]
+        results = [h.wait() for h in handles]
+        report = c.kernel.memory_report()
+        assert report.prefix_hits == 3 and report.prefix_misses == 1
+        shared = len(c.kernel.engine.tokenize(system + "agent "))
+        assert report.prefix_tokens_reused == 3 * shared
+        first_step = c.kernel.engine.steps[0]
+        assert len(first_step) == 1  # only the first agent computed the shared start
+    assert [r.text for r in results] == [solo_text(p, 4) for p in prompts]

@@ -67,3 +67,11 @@ def _common(a: list[int], b: list[int]) -> int:
     while n < min(len(a), len(b)) and a[n] == b[n]:
         n += 1
     return n
+
+
+def test_shared_prefix_length():
+    from llmasos.kernel.prefix_cache import shared_prefix_length
+
+    assert shared_prefix_length([1, 2, 3], [1, 2, 4, 5]) == 2
+    assert shared_prefix_length([1, 2], [1, 2, 3]) == 2
+    assert shared_prefix_length([], [1]) == 0

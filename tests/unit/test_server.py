@@ -44,7 +44,12 @@ def test_completion_returns_text_and_usage(http):
     assert data["object"] == "text_completion"
     assert data["choices"][0]["text"] == solo_text("abc", 5)
     assert data["choices"][0]["finish_reason"] == "length"
-    assert data["usage"] == {"prompt_tokens": 4, "completion_tokens": 5, "total_tokens": 9}
+    assert data["usage"] == {
+        "prompt_tokens": 4,
+        "completion_tokens": 5,
+        "total_tokens": 9,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
 
 
 def test_completion_with_several_prompts_answers_each_in_order(http):
@@ -242,3 +247,19 @@ def test_chat_fallback_stop_is_applied(http):
     ).json()
     assert data["choices"][0]["finish_reason"] == "length"
     assert FALLBACK_STOP == "\nUser:"
+
+
+def test_memory_report_and_page_quota_over_http():
+    with make_client(max_pages_per_process=2, page_size=16) as http:
+        http.post("/v1/completions", json={"prompt": "remember me", "max_tokens": 4})
+        report = http.get("/v1/memory").json()
+        assert report["page_size"] == 16
+        assert report["cached_pages"] == 1  # the finished process's 15 tokens, kept as cache
+        assert report["prefix_misses"] == 1
+        assert report["processes"] == []
+        too_big = http.post("/v1/completions", json={"prompt": "x", "max_tokens": 40})
+        assert too_big.status_code == 429
+        assert too_big.json()["error"]["code"] == "quota_exceeded"
+        metrics = http.get("/metrics").text
+        assert 'llmasos_kv_pages{status="cached"} 1' in metrics
+        assert 'llmasos_prefix_cache_lookups_total{result="miss"} 1' in metrics

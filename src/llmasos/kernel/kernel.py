@@ -34,7 +34,7 @@ from llmasos.kernel.config import KernelConfig
 from llmasos.kernel.memory import MemoryManager, MemoryUsage
 from llmasos.kernel.output import OutputText
 from llmasos.kernel.pager import Pager
-from llmasos.kernel.prefix_cache import RadixPrefixCache
+from llmasos.kernel.prefix_cache import RadixPrefixCache, shared_prefix_length
 from llmasos.kernel.process import (
     FinishReason,
     Process,
@@ -388,7 +388,7 @@ class Kernel:
             if process.state is ProcessState.RUNNING and process not in chosen:
                 process.state = ProcessState.READY
                 process.preemptions += 1
-        chosen = [p for p in chosen if self._make_resident(p, chosen)]
+        chosen = self._residents_for_this_tick(chosen)
         batch = self._plan_batch(chosen)
         if not batch:
             logger.warning("tick %d: no process could be made resident", self.tick_count)
@@ -428,6 +428,38 @@ class Kernel:
         )
         self.tick_count += 1
         return True
+
+    def _residents_for_this_tick(self, chosen: list[Process]) -> list[Process]:
+        """The chosen processes that get a slot now. A newcomer whose prompt starts like that of
+        a process computing its prompt in this tick waits for it, then copies that prefix:
+        agents that share a long system prompt compute it once, not once each."""
+        running: list[Process] = []
+        for process in chosen:
+            if self._waits_for_shared_prefix(process, running):
+                continue
+            if self._make_resident(process, chosen):
+                running.append(process)
+        return running
+
+    def _waits_for_shared_prefix(self, process: Process, running: list[Process]) -> bool:
+        first_residency = (
+            process.slot is None
+            and process.num_computed_tokens == 0
+            and self.pager.swap.location(process.pid) is None
+        )
+        if not first_residency:
+            return False
+        prompt = process.prompt_tokens[:-1]
+        cached = self.pager.prefix_cache.match_prefix(prompt).length
+        for other in running:
+            if not other.is_prefilling:
+                continue
+            shared = shared_prefix_length(prompt, other.prompt_tokens)
+            if shared >= max(self.config.min_prefix_tokens, cached + 1) and (
+                other.num_computed_tokens < shared
+            ):
+                return True
+        return False
 
     def _make_resident(self, process: Process, chosen: list[Process]) -> bool:
         """Give a chosen process a slot; may swap out one that was not chosen."""
@@ -540,7 +572,9 @@ class Kernel:
             text=process.output.text,
             token_ids=process.tokens[len(process.prompt_tokens) :],
             finish_reason=process.finish_reason,
-            usage=Usage(len(process.prompt_tokens), process.num_output_tokens),
+            usage=Usage(
+                len(process.prompt_tokens), process.num_output_tokens, process.cached_prompt_tokens
+            ),
             timings=Timings(
                 waiting_s=max(0.0, total - process.run_s),
                 time_to_first_token_s=ttft,

@@ -83,7 +83,7 @@ class Pager:
             if self.engine.truncate(slot, length):
                 self._assign(process, slot, length)
                 self.prefix_cache.truncate(slot, length)
-                self._hit(length)
+                self._hit(process, length)
                 return True
             self._drop_cached(slot)  # the engine could not trim it: start over elsewhere
         sources = frozenset(match.slots) if length else frozenset()
@@ -100,14 +100,15 @@ class Pager:
             self._assign(process, slot, length)
             self.prefix_cache.insert(slot, process.prompt_tokens[:length])
             self.stats.prefix_copies += 1
-            self._hit(length)
+            self._hit(process, length)
         else:
             self._assign(process, slot, 0)
             self.prefix_cache.insert(slot, [])
             self.stats.prefix_misses += 1
         return True
 
-    def _hit(self, length: int) -> None:
+    def _hit(self, process: Process, length: int) -> None:
+        process.cached_prompt_tokens = length
         self.stats.prefix_hits += 1
         self.stats.prefix_tokens_reused += length
 

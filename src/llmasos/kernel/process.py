@@ -47,6 +47,7 @@ class FinishReason(enum.Enum):
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # prompt tokens taken from the prefix cache, not computed
 
     @property
     def total_tokens(self) -> int:
@@ -106,6 +107,7 @@ class Process:
     state: ProcessState = ProcessState.NEW
     tokens: list[int] = field(default_factory=list)
     num_computed_tokens: int = 0
+    cached_prompt_tokens: int = 0  # the start of the prompt that came from the prefix cache
     slot: int | None = None
     finish_reason: FinishReason | None = None
     error: str | None = None

@@ -71,6 +71,35 @@ def render_metrics(kernel: Kernel) -> str:
             ('{status="capacity"}', status.num_slots * status.context_length),
         ],
     )
+    memory = kernel.memory_report()
+    metric(
+        "llmasos_kv_pages",
+        "gauge",
+        f"KV pages of {memory.page_size} tokens, by use.",
+        [
+            ('{status="used"}', memory.used_pages),
+            ('{status="cached"}', memory.cached_pages),
+            ('{status="free"}', memory.free_pages),
+        ],
+    )
+    metric(
+        "llmasos_prefix_cache_lookups_total",
+        "counter",
+        "New processes that found (hit) or did not find (miss) a cached prefix.",
+        [('{result="hit"}', memory.prefix_hits), ('{result="miss"}', memory.prefix_misses)],
+    )
+    metric(
+        "llmasos_prefix_tokens_reused_total",
+        "counter",
+        "Prompt tokens taken from the prefix cache instead of computed.",
+        [("", memory.prefix_tokens_reused)],
+    )
+    metric(
+        "llmasos_swap_bytes",
+        "gauge",
+        "KV snapshots held in swap, by medium.",
+        [('{medium="ram"}', memory.swap_ram_bytes), ('{medium="disk"}', memory.swap_disk_bytes)],
+    )
     histogram = kernel.stats.time_to_first_token_s
     cumulative, total, observations = histogram.snapshot()
     name = "llmasos_time_to_first_token_seconds"

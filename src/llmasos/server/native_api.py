@@ -18,7 +18,7 @@ from llmasos.server.events import merged_events
 from llmasos.server.metrics import render_metrics
 from llmasos.server.openai_api import kernel_of
 from llmasos.server.schemas import SignalRequest, SpawnRequest
-from llmasos.wire import event_to_json, info_to_json, result_to_json
+from llmasos.wire import event_to_json, info_to_json, memory_to_json, result_to_json
 
 router = APIRouter()
 open_router = APIRouter()  # no API key needed
@@ -44,6 +44,11 @@ def metrics(request: Request) -> PlainTextResponse:
 @router.get("/v1/stats")
 def stats(request: Request) -> dict[str, Any]:
     return dataclasses.asdict(kernel_of(request).status())
+
+
+@router.get("/v1/memory")
+def memory(request: Request) -> dict[str, Any]:
+    return memory_to_json(kernel_of(request).memory_report())
 
 
 @router.get("/v1/processes")

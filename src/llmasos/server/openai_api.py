@@ -123,13 +123,14 @@ def _chat_role_delta(index: int, _text: str, _reason: str | None) -> dict[str, A
     return {"index": index, "delta": delta, "logprobs": None, "finish_reason": None}
 
 
-def _usage(results: Sequence[Result]) -> dict[str, int]:
+def _usage(results: Sequence[Result]) -> dict[str, Any]:
     prompt = sum(r.usage.prompt_tokens for r in results)
     completion = sum(r.usage.completion_tokens for r in results)
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": sum(r.usage.cached_tokens for r in results)},
     }
 
 

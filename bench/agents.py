@@ -1,0 +1,208 @@
+"""Agents sharing a long system prompt: LLMasOS against llama.cpp's llama-server, same run.
+
+Agent workload: 16 agents start together. Each has the same ~1500-token system prompt and its
+own task, and runs 3 turns of 64 output tokens; each turn appends the reply and a follow-up
+question to the agent's own conversation. Control workload: 16 clients, 3 requests each, every
+prompt unique from its first token (nothing to share).
+
+llama-server runs with -np 16, a unified KV cache and its prompt cache on (its defaults). Both
+servers get the same model, threads, context per slot, batch size and greedy settings, and the
+same raw prompts through /v1/completions.
+
+    .venv/bin/python bench/agents.py
+Writes bench/results/agents.json and bench/results/agents.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import httpx
+
+from llmasos.models.default import default_model_path
+from llmasos.settings import Settings
+from loadgen import RequestRecord, stream_completion, summarize
+from servers import commit, llama_server, llmasos_server, machine
+
+AGENTS = 16
+TURNS = 3
+MAX_TOKENS = 64
+CONTEXT = 2048
+THREADS = 2
+RULES = [
+    "Always state the assumption you rely on before you answer.",
+    "Prefer short sentences and plain words over jargon.",
+    "When a question is ambiguous, name the two most likely readings.",
+    "Quote numbers with their units and say where they come from.",
+    "Never invent a source; say that you do not know instead.",
+    "End each answer with one concrete next step for the reader.",
+    "Keep lists to at most five items and order them by importance.",
+    "If the user is wrong, say so politely and explain why.",
+]
+TOPICS = [
+    "photosynthesis",
+    "compound interest",
+    "the French revolution",
+    "TCP handshakes",
+    "plate tectonics",
+    "vaccination",
+    "sorting algorithms",
+    "the water cycle",
+    "inflation",
+    "black holes",
+    "the immune system",
+    "supply chains",
+    "climate feedback loops",
+    "public key cryptography",
+    "the Roman republic",
+    "neural networks",
+]
+FOLLOW_UPS = ["Can you give a simple example?", "What is a common misconception about it?"]
+
+
+def system_prompt() -> str:
+    lines = ["You are a patient tutor in a study group. Follow these house rules."]
+    for i in range(56):
+        lines.append(f"Rule {i + 1}. {RULES[i % len(RULES)]} This applies to topic area {i}.")
+    return "\n".join(lines) + "\n\n"
+
+
+async def agent(client: httpx.AsyncClient, model: str, task: str) -> list[RequestRecord]:
+    prompt = f"{system_prompt()}User: Explain {task} to me.\nAssistant:"
+    records = []
+    for turn in range(TURNS):
+        body = {"model": model, "prompt": prompt, "max_tokens": MAX_TOKENS, "temperature": 0}
+        record = await stream_completion(client, "/v1/completions", body)
+        records.append(record)
+        if turn < TURNS - 1:
+            prompt += f"{record.text}\nUser: {FOLLOW_UPS[turn]}\nAssistant:"
+    return records
+
+
+async def control_client(client: httpx.AsyncClient, model: str, seed: int) -> list[RequestRecord]:
+    rng = random.Random(seed)
+    words = [t.split()[0] for t in TOPICS] + ["apple", "river", "stone", "music", "garden"]
+    records = []
+    for _ in range(TURNS):
+        prompt = f"{rng.randrange(10**9)} " + " ".join(rng.choice(words) for _ in range(90))
+        body = {"model": model, "prompt": prompt, "max_tokens": MAX_TOKENS, "temperature": 0}
+        records.append(await stream_completion(client, "/v1/completions", body))
+    return records
+
+
+async def run_workload(url: str, model: str, workload: str) -> dict:
+    async with httpx.AsyncClient(base_url=url, timeout=3600) as client:
+        started = time.perf_counter()
+        if workload == "agents":
+            runs = [agent(client, model, topic) for topic in TOPICS[:AGENTS]]
+        else:
+            runs = [control_client(client, model, seed) for seed in range(AGENTS)]
+        per_client = await asyncio.gather(*runs)
+        makespan = time.perf_counter() - started
+    records = [r for client_records in per_client for r in client_records]
+    summary = summarize(records, makespan)
+    summary["makespan_s"] = summary.pop("wall_s")
+    return summary
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workloads = ["agents", "control"]
+    servers = ["llmasos", "llama_server"]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, metric, label in zip(
+        axes,
+        ("throughput_tokens_per_s", "ttft_p50_s"),
+        ("output tokens/s (higher is better)", "TTFT p50, s (lower is better)"),
+        strict=True,
+    ):
+        for k, server in enumerate(servers):
+            values = [results[w][server][metric] for w in workloads]
+            ax.bar([i + 0.38 * k for i in range(2)], values, width=0.38, label=server)
+        ax.set_xticks([0.19, 1.19], workloads)
+        ax.set_title(label, fontsize=10)
+    axes[0].legend(loc="upper right", fontsize=8)
+    fig.suptitle(f"{AGENTS} agents x {TURNS} turns, shared ~1500-token system prompt")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "agents.json"
+    )
+    args = parser.parse_args()
+    model = default_model_path(Settings.from_environment().home)
+    results: dict[str, dict[str, dict]] = {"agents": {}, "control": {}}
+    servers = {
+        "llmasos": (
+            lambda: llmasos_server(slots=AGENTS, context=CONTEXT, threads=THREADS),
+            "gemma3-270m:q4_k_m",
+        ),
+        "llama_server": (
+            lambda: llama_server(
+                model, slots=AGENTS, context=CONTEXT, threads=THREADS, extra=("-kvu",)
+            ),
+            model.name,
+        ),
+    }
+    for name, (start, model_name) in servers.items():
+        with start() as url:
+            for workload in ("agents", "control"):
+                results[workload][name] = asyncio.run(run_workload(url, model_name, workload))
+                print(f"{name:12s} {workload:8s} {results[workload][name]}", flush=True)
+    ratios = {
+        w: round(
+            results[w]["llmasos"]["throughput_tokens_per_s"]
+            / results[w]["llama_server"]["throughput_tokens_per_s"],
+            3,
+        )
+        for w in results
+    }
+    report = {
+        "benchmark": "agents",
+        "description": " ".join(__doc__.split("\n\n")[1].split()),
+        "date": time.strftime("%Y-%m-%d"),
+        "commit": commit(),
+        "machine": machine(),
+        "llama_cpp_python": version("llama-cpp-python"),
+        "model": model.name,
+        "settings": {
+            "agents": AGENTS,
+            "turns": TURNS,
+            "max_tokens": MAX_TOKENS,
+            "greedy": True,
+            "context_per_slot": CONTEXT,
+            "threads": THREADS,
+            "batch": 512,
+            "llama_server_flags": f"-np {AGENTS} -kvu -c {AGENTS * CONTEXT} -b 512 -ub 512 "
+            f"-t {THREADS} -tb {THREADS} (prompt cache on by default)",
+            "llmasos_flags": f"--num-slots {AGENTS} --context-length {CONTEXT} "
+            f"--max-batch-tokens 512 --threads {THREADS}",
+        },
+        "results": results,
+        "throughput_ratio": ratios,
+        "targets": {"agents_throughput_ratio_min": 2.0, "control_throughput_ratio_min": 0.95},
+        "met": {"agents": ratios["agents"] >= 2.0, "control": ratios["control"] >= 0.95},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    plot(results, args.out.with_suffix(".png"))
+    print(
+        f"throughput ratio: agents x{ratios['agents']}, control x{ratios['control']} -> {args.out}"
+    )
+
+
+if __name__ == "__main__":
+    main()
