@@ -20,15 +20,14 @@ import asyncio
 import json
 import random
 import time
-from importlib.metadata import version
 from pathlib import Path
 
 import httpx
 
 from llmasos.models.default import default_model_path
 from llmasos.settings import Settings
-from loadgen import RequestRecord, stream_completion, summarize
-from servers import commit, llama_server, llmasos_server, machine
+from loadgen import RequestRecord, new_client, stream_completion, summarize
+from servers import llama_server, llmasos_server, report_header
 
 AGENTS = 16
 TURNS = 3
@@ -97,7 +96,7 @@ async def control_client(client: httpx.AsyncClient, model: str, seed: int) -> li
 
 
 async def run_workload(url: str, model: str, workload: str) -> dict:
-    async with httpx.AsyncClient(base_url=url, timeout=3600) as client:
+    async with new_client(url) as client:
         started = time.perf_counter()
         if workload == "agents":
             runs = [agent(client, model, topic) for topic in TOPICS[:AGENTS]]
@@ -171,13 +170,7 @@ def main() -> None:
         for w in results
     }
     report = {
-        "benchmark": "agents",
-        "description": " ".join(__doc__.split("\n\n")[1].split()),
-        "date": time.strftime("%Y-%m-%d"),
-        "commit": commit(),
-        "machine": machine(),
-        "llama_cpp_python": version("llama-cpp-python"),
-        "model": model.name,
+        **report_header("agents", __doc__.split("\n\n")[1], model),
         "settings": {
             "agents": AGENTS,
             "turns": TURNS,

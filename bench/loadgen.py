@@ -23,6 +23,14 @@ class RequestRecord:
     text: str
 
 
+def new_client(url: str) -> httpx.AsyncClient:
+    """A client that opens a connection per request: llama-server may close an idle keep-alive
+    connection just as the next request goes out on it."""
+    return httpx.AsyncClient(
+        base_url=url, timeout=3600, limits=httpx.Limits(max_keepalive_connections=0)
+    )
+
+
 async def stream_completion(
     client: httpx.AsyncClient, path: str, body: dict[str, Any]
 ) -> RequestRecord:
@@ -63,7 +71,7 @@ async def closed_loop(
     url: str, path: str, bodies: list[list[dict[str, Any]]]
 ) -> tuple[list[RequestRecord], float]:
     """bodies[i] is client i's sequence of requests. Returns every record and the wall time."""
-    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+    async with new_client(url) as client:
 
         async def run_client(sequence: list[dict[str, Any]]) -> list[RequestRecord]:
             return [await stream_completion(client, path, body) for body in sequence]

@@ -15,14 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import time
-from importlib.metadata import version
 from pathlib import Path
 
 from llmasos.models.default import default_model_path
 from llmasos.settings import Settings
 from loadgen import closed_loop, summarize
-from servers import commit, llama_server, llmasos_server, machine
+from servers import llama_server, llmasos_server, report_header
 
 CONCURRENCY = (1, 4, 8, 16)
 SLOTS = 16
@@ -132,13 +130,7 @@ def main() -> None:
             }
         )
     report = {
-        "benchmark": "serve",
-        "description": " ".join(__doc__.split("\n\n")[0].split()),
-        "date": time.strftime("%Y-%m-%d"),
-        "commit": commit(),
-        "machine": machine(),
-        "llama_cpp_python": version("llama-cpp-python"),
-        "model": model.name,
+        **report_header("serve", __doc__.split("\n\n")[0], model),
         "settings": {
             "max_tokens": args.max_tokens,
             "greedy": True,

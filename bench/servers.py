@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.metadata import version
 from pathlib import Path
 
 import httpx
@@ -127,7 +129,8 @@ def llama_server(
         yield url
 
 
-def machine() -> dict[str, object]:
+def report_header(benchmark: str, description: str, model: Path) -> dict[str, object]:
+    """The fields every benchmark result starts with: what, when, on what, with what."""
     cpu = next(
         (
             line.split(":", 1)[1].strip()
@@ -136,14 +139,19 @@ def machine() -> dict[str, object]:
         ),
         "unknown",
     )
-    return {"cpu": cpu, "cores": os.cpu_count()}
-
-
-def commit() -> str:
-    return subprocess.run(
+    commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"],
         cwd=REPO,
         capture_output=True,
         text=True,
         check=False,
     ).stdout.strip()
+    return {
+        "benchmark": benchmark,
+        "description": " ".join(description.split()),
+        "date": time.strftime("%Y-%m-%d"),
+        "commit": commit,
+        "machine": {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()},
+        "llama_cpp_python": version("llama-cpp-python"),
+        "model": model.name,
+    }

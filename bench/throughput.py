@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import subprocess
 import time
-from importlib.metadata import version
 from pathlib import Path
 
 import llama_cpp
@@ -26,6 +23,7 @@ from llmasos import Client
 from llmasos.engine.llamacpp import context_params, model_params
 from llmasos.models.default import default_model_path
 from llmasos.settings import Settings
+from servers import report_header
 
 CONCURRENCY = (1, 4, 8, 16)
 NUM_SLOTS = 16
@@ -145,6 +143,8 @@ def main() -> None:
         num_slots=NUM_SLOTS,
         context_length=CONTEXT_LENGTH,
         max_batch_tokens=MAX_BATCH_TOKENS,
+        # Same batches as the bare loop: no prefix reuse (the prompts share their first words).
+        min_prefix_tokens=10**6,
     )
     rows = []
     try:
@@ -187,15 +187,7 @@ def main() -> None:
         "bare_loop": round(last["bare_loop_tokens_per_s"] / first["bare_loop_tokens_per_s"], 3),
     }
     report = {
-        "benchmark": "throughput",
-        "description": __doc__.split("\n\n")[0].replace("\n", " "),
-        "date": time.strftime("%Y-%m-%d"),
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-        ).stdout.strip(),
-        "machine": {"cpu": _cpu_name(), "cores": _cores(), "python": platform.python_version()},
-        "llama_cpp_python": version("llama-cpp-python"),
-        "model": model_path.name,
+        **report_header("throughput", __doc__.split("\n\n")[0], model_path),
         "settings": {
             "max_tokens": args.max_tokens,
             "greedy": True,
@@ -215,19 +207,6 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"16 vs 1: kernel {scaling['kernel']}x, bare loop {scaling['bare_loop']}x -> {args.out}")
-
-
-def _cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
-def _cores() -> int:
-    import os
-
-    return os.cpu_count() or 1
 
 
 if __name__ == "__main__":

@@ -12,23 +12,7 @@ from llmasos import errors
 from llmasos.handles import Backend, ProcessHandle
 from llmasos.kernel.process import Event, ProcessInfo, ProcessState, Result, Signal
 from llmasos.kernel.stats import KernelStatus, MemoryReport
-from llmasos.wire import event_from_json, info_from_json, memory_from_json
-
-# The server's error codes and statuses, back to the SDK's exception classes.
-_ERRORS_BY_CODE: dict[str | None, type[errors.LLMasOSError]] = {
-    "context_length_exceeded": errors.ContextLengthError,
-    "model_not_found": errors.UnknownModelError,
-    "process_not_found": errors.NoSuchProcessError,
-    "process_terminated": errors.ProcessTerminatedError,
-    "too_many_processes": errors.KernelBusyError,
-    "quota_exceeded": errors.QuotaExceededError,
-    "invalid_api_key": errors.AuthenticationError,
-}
-_ERRORS_BY_STATUS: dict[int, type[errors.LLMasOSError]] = {
-    400: errors.InvalidRequestError,
-    401: errors.AuthenticationError,
-    503: errors.KernelClosedError,
-}
+from llmasos.wire import error_class, event_from_json, info_from_json, memory_from_json
 
 
 def raise_for_error(response: httpx.Response) -> None:
@@ -39,9 +23,7 @@ def raise_for_error(response: httpx.Response) -> None:
         error = response.json()["error"]
     except (ValueError, KeyError, TypeError):
         error = {"message": response.text or response.reason_phrase}
-    cls = _ERRORS_BY_CODE.get(error.get("code")) or _ERRORS_BY_STATUS.get(
-        response.status_code, errors.LLMasOSError
-    )
+    cls = error_class(error.get("code"), response.status_code)
     raise errors.rebuild(cls, error.get("message", ""), field=error.get("param"))
 
 

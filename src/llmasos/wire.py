@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
+from llmasos import errors
 from llmasos.kernel.process import (
     FinishReason,
     ProcessInfo,
@@ -81,3 +83,61 @@ def memory_from_json(data: dict[str, Any]) -> MemoryReport:
     values = {k: v for k, v in data.items() if k in fields}
     values["processes"] = [ProcessMemory(**row) for row in data["processes"]]
     return MemoryReport(**values)
+
+
+@dataclass(frozen=True)
+class ErrorStatus:
+    """How one error class travels over HTTP. A param of None means the error's own field."""
+
+    status: int
+    kind: str
+    code: str | None = None
+    param: str | None = None
+
+
+# Most specific first (a ContextLengthError is an InvalidRequestError, for one).
+ERROR_STATUSES: list[tuple[type[errors.LLMasOSError], ErrorStatus]] = [
+    (
+        errors.ContextLengthError,
+        ErrorStatus(413, "invalid_request_error", "context_length_exceeded", "max_tokens"),
+    ),
+    (errors.InvalidRequestError, ErrorStatus(400, "invalid_request_error")),
+    (errors.AuthenticationError, ErrorStatus(401, "authentication_error", "invalid_api_key")),
+    (
+        errors.UnknownModelError,
+        ErrorStatus(404, "invalid_request_error", "model_not_found", "model"),
+    ),
+    (
+        errors.NoSuchProcessError,
+        ErrorStatus(404, "invalid_request_error", "process_not_found", "pid"),
+    ),
+    (
+        errors.ProcessTerminatedError,
+        ErrorStatus(409, "invalid_request_error", "process_terminated", "pid"),
+    ),
+    (
+        errors.QuotaExceededError,
+        ErrorStatus(429, "rate_limit_error", "quota_exceeded", "max_tokens"),
+    ),
+    (errors.KernelBusyError, ErrorStatus(429, "rate_limit_error", "too_many_processes")),
+    (errors.KernelClosedError, ErrorStatus(503, "server_error", "unavailable")),
+    (errors.EngineError, ErrorStatus(503, "server_error", "engine_error")),
+]
+
+
+def error_status(error: errors.LLMasOSError) -> ErrorStatus:
+    for cls, status in ERROR_STATUSES:
+        if isinstance(error, cls):
+            return status
+    return ErrorStatus(400, "invalid_request_error")
+
+
+def error_class(code: str | None, status: int) -> type[errors.LLMasOSError]:
+    """The SDK exception class for an error a server sent."""
+    for cls, known in ERROR_STATUSES:
+        if code is not None and known.code == code:
+            return cls
+    for cls, known in ERROR_STATUSES:
+        if known.status == status and known.code is None:
+            return cls
+    return errors.LLMasOSError

@@ -56,28 +56,21 @@ def ran_order(c: Client) -> list[int]:
     return [record.batch[0][0] for record in c.kernel.trace if len(record.batch) == 1]
 
 
-def test_fcfs_runs_processes_one_after_another_in_arrival_order():
-    with client("fcfs", max_running=1) as c:
+@pytest.mark.parametrize(
+    ("policy", "order"),
+    [("fcfs", [0, 1, 2]), ("sjf", [1, 2, 0])],  # sjf: shortest max_tokens first
+)
+def test_non_preemptive_policies_run_whole_jobs_in_their_order(policy, order):
+    lengths = [4, 2, 3]
+    with client(policy, max_running=1) as c:
         with c.kernel.paused():
             handles = [
-                c.spawn(p, max_tokens=n, temperature=0) for p, n in [("a", 3), ("b", 2), ("c", 2)]
+                c.spawn(p, max_tokens=n, temperature=0) for p, n in zip("abc", lengths, strict=True)
             ]
         for h in handles:
             h.wait()
-        a, b, cc = (h.pid for h in handles)
-        assert ran_order(c) == [a] * 3 + [b] * 2 + [cc] * 2
-
-
-def test_sjf_runs_the_shortest_max_tokens_first():
-    with client("sjf", max_running=1) as c:
-        with c.kernel.paused():
-            handles = [
-                c.spawn(p, max_tokens=n, temperature=0) for p, n in [("a", 4), ("b", 2), ("c", 3)]
-            ]
-        for h in handles:
-            h.wait()
-        a, b, cc = (h.pid for h in handles)
-        assert ran_order(c) == [b] * 2 + [cc] * 3 + [a] * 4
+        expected = [handles[i].pid for i in order for _ in range(lengths[i])]
+        assert ran_order(c) == expected
 
 
 @pytest.mark.parametrize("slots", [3, 1], ids=["resident", "swapping"])

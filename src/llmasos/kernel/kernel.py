@@ -47,7 +47,7 @@ from llmasos.kernel.process import (
 )
 from llmasos.kernel.quota import Admission
 from llmasos.kernel.scheduler import make_policy
-from llmasos.kernel.stats import KernelStats, KernelStatus, MemoryReport, ProcessMemory
+from llmasos.kernel.stats import KernelStats, KernelStatus, MemoryReport
 from llmasos.kernel.swap import SwapSpace
 from llmasos.models.default import canonical_model_name
 from llmasos.sampling import SamplingParams
@@ -222,52 +222,8 @@ class Kernel:
 
     def memory_report(self) -> MemoryReport:
         """Pages, slots, prefix-cache hits and swap use, with each live process's share."""
-        usage = self.memory.usage()
-        swap = self.pager.swap.usage()
-        pager = self.pager.stats
-        rows = []
-        for process in self.processes():
-            if not process.alive:
-                continue
-            location = self.pager.swap.location(process.pid)
-            rows.append(
-                ProcessMemory(
-                    pid=process.pid,
-                    owner=process.owner,
-                    state=process.state.value,
-                    slot=process.slot,
-                    kv_tokens=process.num_computed_tokens,
-                    pages=self.memory.pages(process.num_computed_tokens),
-                    reserved_pages=self.admission.pages_for(
-                        len(process.prompt_tokens) + process.params.max_tokens
-                    ),
-                    swapped_bytes=self.pager.swap.size(process.pid),
-                    swap_location=location.value if location else None,
-                )
-            )
-        return MemoryReport(
-            page_size=usage.page_size,
-            total_pages=usage.total_pages,
-            used_pages=usage.used_pages,
-            cached_pages=usage.cached_pages,
-            free_pages=usage.free_pages,
-            num_slots=usage.num_slots,
-            owned_slots=usage.owned_slots,
-            cached_slots=usage.cached_slots,
-            free_slots=usage.free_slots,
-            prefix_hits=pager.prefix_hits,
-            prefix_misses=pager.prefix_misses,
-            prefix_tokens_reused=pager.prefix_tokens_reused,
-            prefix_copies=pager.prefix_copies,
-            evictions=pager.evictions,
-            swap_outs=pager.swap_outs,
-            swap_ins=pager.swap_ins,
-            swap_ram_bytes=swap.ram_bytes,
-            swap_ram_limit_bytes=swap.ram_limit_bytes,
-            swap_disk_bytes=swap.disk_bytes,
-            swap_spills=swap.spills,
-            processes=rows,
-        )
+        live = [p for p in self.processes() if p.alive]
+        return self.pager.report(live, lambda p: self.admission.pages_for(p.reserved_tokens))
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
@@ -371,7 +327,7 @@ class Kernel:
         for process in list(self._unadmitted):
             if process.state is ProcessState.SUSPENDED:
                 continue
-            pages = self.admission.pages_for(len(process.prompt_tokens) + process.params.max_tokens)
+            pages = self.admission.pages_for(process.reserved_tokens)
             if self.admission.try_admit(process.pid, process.owner, pages):
                 self._unadmitted.remove(process)
                 process.state = ProcessState.READY

@@ -23,6 +23,7 @@ from llmasos.errors import EngineError
 from llmasos.kernel.memory import MemoryManager, SlotState
 from llmasos.kernel.prefix_cache import PrefixCache
 from llmasos.kernel.process import Process
+from llmasos.kernel.stats import MemoryReport, ProcessMemory
 from llmasos.kernel.swap import SwapSpace
 
 
@@ -212,6 +213,51 @@ class Pager:
         self.prefix_cache.insert(cached_slot, process.tokens[: process.num_computed_tokens])
         self.prefix_cache.insert(owned_slot, cached_tokens)
         process.slot = cached_slot
+
+    def report(
+        self, live: Sequence[Process], reserved_pages: Callable[[Process], int]
+    ) -> MemoryReport:
+        """The memory report, with a row for each process in `live`."""
+        usage, swap, stats = self.memory.usage(), self.swap.usage(), self.stats
+        rows = []
+        for process in live:
+            location = self.swap.location(process.pid)
+            rows.append(
+                ProcessMemory(
+                    pid=process.pid,
+                    owner=process.owner,
+                    state=process.state.value,
+                    slot=process.slot,
+                    kv_tokens=process.num_computed_tokens,
+                    pages=self.memory.pages(process.num_computed_tokens),
+                    reserved_pages=reserved_pages(process),
+                    swapped_bytes=self.swap.size(process.pid),
+                    swap_location=location.value if location else None,
+                )
+            )
+        return MemoryReport(
+            page_size=usage.page_size,
+            total_pages=usage.total_pages,
+            used_pages=usage.used_pages,
+            cached_pages=usage.cached_pages,
+            free_pages=usage.free_pages,
+            num_slots=usage.num_slots,
+            owned_slots=usage.owned_slots,
+            cached_slots=usage.cached_slots,
+            free_slots=usage.free_slots,
+            prefix_hits=stats.prefix_hits,
+            prefix_misses=stats.prefix_misses,
+            prefix_tokens_reused=stats.prefix_tokens_reused,
+            prefix_copies=stats.prefix_copies,
+            evictions=stats.evictions,
+            swap_outs=stats.swap_outs,
+            swap_ins=stats.swap_ins,
+            swap_ram_bytes=swap.ram_bytes,
+            swap_ram_limit_bytes=swap.ram_limit_bytes,
+            swap_disk_bytes=swap.disk_bytes,
+            swap_spills=swap.spills,
+            processes=rows,
+        )
 
     def close(self) -> None:
         self.swap.close()

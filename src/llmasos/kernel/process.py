@@ -138,6 +138,11 @@ class Process:
         return len(self.tokens) - self.num_computed_tokens
 
     @property
+    def reserved_tokens(self) -> int:
+        """The most KV this process can ever need: its prompt plus max_tokens."""
+        return len(self.prompt_tokens) + self.params.max_tokens
+
+    @property
     def is_prefilling(self) -> bool:
         return self.num_computed_tokens < len(self.prompt_tokens)
 

@@ -14,18 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from llmasos.errors import (
-    ContextLengthError,
-    EngineError,
-    InvalidRequestError,
-    KernelBusyError,
-    KernelClosedError,
-    LLMasOSError,
-    NoSuchProcessError,
-    ProcessTerminatedError,
-    QuotaExceededError,
-    UnknownModelError,
-)
+from llmasos.errors import LLMasOSError
+from llmasos.wire import error_status
 
 logger = logging.getLogger(__name__)
 
@@ -62,38 +52,11 @@ def error_response(
 
 def error_for(error: LLMasOSError) -> JSONResponse:
     """The HTTP form of a kernel error."""
-    message = str(error)
-    if isinstance(error, ContextLengthError):
-        return error_response(
-            413,
-            message,
-            kind="invalid_request_error",
-            param="max_tokens",
-            code="context_length_exceeded",
-        )
-    if isinstance(error, InvalidRequestError):
-        return error_response(400, message, kind="invalid_request_error", param=error.field)
-    if isinstance(error, UnknownModelError):
-        return error_response(
-            404, message, kind="invalid_request_error", param="model", code="model_not_found"
-        )
-    if isinstance(error, NoSuchProcessError):
-        return error_response(
-            404, message, kind="invalid_request_error", param="pid", code="process_not_found"
-        )
-    if isinstance(error, ProcessTerminatedError):
-        return error_response(
-            409, message, kind="invalid_request_error", param="pid", code="process_terminated"
-        )
-    if isinstance(error, QuotaExceededError):
-        return error_response(
-            429, message, kind="rate_limit_error", param="max_tokens", code="quota_exceeded"
-        )
-    if isinstance(error, KernelBusyError):
-        return error_response(429, message, kind="rate_limit_error", code="too_many_processes")
-    if isinstance(error, KernelClosedError | EngineError):
-        return error_response(503, message, kind="server_error", code="unavailable")
-    return error_response(400, message, kind="invalid_request_error")
+    status = error_status(error)
+    param = status.param or getattr(error, "field", None)
+    return error_response(
+        status.status, str(error), kind=status.kind, param=param, code=status.code
+    )
 
 
 def _validation_message(error: RequestValidationError) -> tuple[str, str | None]:
