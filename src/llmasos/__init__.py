@@ -14,6 +14,11 @@ from llmasos.errors import (
     KernelBusyError,
     KernelClosedError,
     LLMasOSError,
+    MemoryBudgetError,
+    ModelBusyError,
+    ModelError,
+    ModelExistsError,
+    ModelFileError,
     NoSuchProcessError,
     ProcessError,
     ProcessTerminatedError,
@@ -22,6 +27,7 @@ from llmasos.errors import (
 )
 from llmasos.handles import ProcessHandle
 from llmasos.kernel.process import FinishReason, ProcessInfo, ProcessState, Result, Timings, Usage
+from llmasos.models.handle import ModelHandle, load_model
 
 __all__ = [
     "AuthenticationError",
@@ -33,6 +39,12 @@ __all__ = [
     "KernelBusyError",
     "KernelClosedError",
     "LLMasOSError",
+    "MemoryBudgetError",
+    "ModelBusyError",
+    "ModelError",
+    "ModelExistsError",
+    "ModelFileError",
+    "ModelHandle",
     "NoSuchProcessError",
     "ProcessError",
     "ProcessHandle",
@@ -44,4 +56,5 @@ __all__ = [
     "Timings",
     "UnknownModelError",
     "Usage",
+    "load_model",
 ]

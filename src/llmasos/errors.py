@@ -4,6 +4,11 @@
     ├── InvalidRequestError           a field is missing, of the wrong type or out of range
     │   └── ContextLengthError        the prompt plus max_tokens cannot fit in the context
     ├── UnknownModelError             a model name that is neither loaded nor known
+    ├── ModelError                    the model repository refused an operation
+    │   ├── ModelFileError            a file that is not a complete GGUF model
+    │   ├── ModelExistsError          a name already taken
+    │   ├── ModelBusyError            unloading a model that has live processes
+    │   └── MemoryBudgetError         a model that cannot fit the memory budget now
     ├── ProcessError                  a signal or wait on a process that cannot take it
     │   ├── NoSuchProcessError        no process has that pid
     │   └── ProcessTerminatedError    the process already ended
@@ -54,6 +59,40 @@ class UnknownModelError(LLMasOSError, LookupError):
         listing = ", ".join(known) if known else "none"
         super().__init__(f"model: unknown model {name!r}; known models: {listing}")
         self.name = name
+
+
+class ModelError(LLMasOSError):
+    """Raised when the model repository refuses an operation; the repository is unchanged."""
+
+
+class ModelFileError(ModelError):
+    """Raised for a file that is not a complete, readable GGUF model (or a failed download)."""
+
+    def __init__(self, source: object, problem: str) -> None:
+        super().__init__(f"source: {source} {problem}")
+        self.source = str(source)
+
+
+class ModelExistsError(ModelError):
+    """Raised when importing or tagging to a name that already exists."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"name: {name!r} already exists; pick another name or remove it first "
+            f"(llmasos models rm {name})"
+        )
+        self.name = name
+
+
+class ModelBusyError(ModelError):
+    """Raised when unloading a model that still has live processes."""
+
+    def __init__(self, name: str, live: int) -> None:
+        super().__init__(f"model: {name} has {live} live processes; kill them or wait")
+
+
+class MemoryBudgetError(ModelError):
+    """Raised when a model cannot fit the memory budget even after unloading idle models."""
 
 
 class ProcessError(LLMasOSError):

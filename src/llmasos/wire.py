@@ -120,6 +120,13 @@ ERROR_STATUSES: list[tuple[type[errors.LLMasOSError], ErrorStatus]] = [
         ErrorStatus(429, "rate_limit_error", "quota_exceeded", "max_tokens"),
     ),
     (errors.KernelBusyError, ErrorStatus(429, "rate_limit_error", "too_many_processes")),
+    (errors.ModelExistsError, ErrorStatus(409, "invalid_request_error", "model_exists", "name")),
+    (errors.ModelBusyError, ErrorStatus(409, "invalid_request_error", "model_busy", "model")),
+    (
+        errors.ModelFileError,
+        ErrorStatus(400, "invalid_request_error", "invalid_model_file", "source"),
+    ),
+    (errors.MemoryBudgetError, ErrorStatus(503, "server_error", "memory_budget", "model")),
     (errors.KernelClosedError, ErrorStatus(503, "server_error", "unavailable")),
     (errors.EngineError, ErrorStatus(503, "server_error", "engine_error")),
 ]

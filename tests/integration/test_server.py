@@ -30,7 +30,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(*args: str) -> tuple[subprocess.Popen, str]:
+def start_server(*args: str, home: Path | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     command = [
         LLMASOS,
@@ -46,6 +46,8 @@ def start_server(*args: str) -> tuple[subprocess.Popen, str]:
         *args,
     ]
     env = {**os.environ, "LLMASOS_API_KEYS": ""}
+    if home is not None:
+        env["LLMASOS_HOME"] = str(home)
     server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120

@@ -53,10 +53,14 @@ class FakeEngine:
     """Implements engine.base.Engine in pure Python."""
 
     def __init__(
-        self, num_slots: int = 4, context_length: int = 256, max_batch_tokens: int = 64
+        self,
+        num_slots: int = 4,
+        context_length: int = 256,
+        max_batch_tokens: int = 64,
+        model_name: str = "fake",
     ) -> None:
         self.info = EngineInfo(
-            model_name="fake",
+            model_name=model_name,
             num_slots=num_slots,
             context_length=context_length,
             max_batch_tokens=max_batch_tokens,

@@ -10,14 +10,36 @@ from fastapi.testclient import TestClient
 from llmasos.chat import FALLBACK_STOP
 from llmasos.kernel.config import KernelConfig
 from llmasos.kernel.kernel import Kernel
+from llmasos.models.manager import ModelManager
 from llmasos.server.app import MAX_BODY_BYTES, create_app, key_owner
 from tests.unit.fake_engine import FakeEngine
 from tests.unit.test_kernel import signal_through_gate, solo_text, wait_until
 
 
+def fake_models(kernel: Kernel) -> ModelManager:
+    """A model manager serving one fake kernel as "fake" (it has no repository to load from)."""
+
+    def cannot_load(*_args):
+        raise AssertionError("the fake manager loads nothing")
+
+    models = ModelManager(
+        None,
+        kernel_config=kernel.config,
+        load_engine=cannot_load,
+        kv_bytes_for=cannot_load,
+        default_model="fake:latest",
+    )
+    models.add("fake", kernel)
+    return models
+
+
 def make_client(*, api_keys=(), slots=4, **config) -> TestClient:
     kernel = Kernel(FakeEngine(num_slots=slots), KernelConfig(max_running=slots, **config))
-    return TestClient(create_app(kernel, api_keys=api_keys))
+    return TestClient(create_app(fake_models(kernel), api_keys=api_keys))
+
+
+def kernel_of(http: TestClient) -> Kernel:
+    return http.app.state.models.kernel()
 
 
 @pytest.fixture
@@ -34,7 +56,7 @@ def sse_events(response) -> list:
 
 def test_models_lists_the_loaded_model(http):
     body = http.get("/v1/models").json()
-    assert [m["id"] for m in body["data"]] == ["fake"]
+    assert [m["id"] for m in body["data"]] == ["fake:latest"]
 
 
 def test_completion_returns_text_and_usage(http):
@@ -105,7 +127,7 @@ def test_streamed_chat_starts_with_the_role_and_ends_with_a_finish_reason(http):
 
 
 def test_native_spawn_signal_and_events(http):
-    engine = http.app.state.kernel.engine
+    engine = kernel_of(http).engine
     engine.close_gate()
     created = http.post(
         "/v1/processes", json={"prompt": "native", "max_tokens": 150, "temperature": 0}
@@ -136,11 +158,11 @@ def test_native_spawn_signal_and_events(http):
 def test_metrics_and_stats_count_the_work_done(http):
     http.post("/v1/completions", json={"prompt": "count", "max_tokens": 3, "temperature": 0})
     text = http.get("/metrics").text
-    assert "llmasos_generated_tokens_total 3" in text
-    assert 'llmasos_processes{state="terminated"} 1' in text
-    assert "llmasos_time_to_first_token_seconds_count 1" in text
-    assert "llmasos_queue_length 0" in text
-    assert 'llmasos_kv_slots{status="free"} 4' in text
+    assert 'llmasos_generated_tokens_total{model="fake:latest"} 3' in text
+    assert 'llmasos_processes{model="fake:latest",state="terminated"} 1' in text
+    assert 'llmasos_time_to_first_token_seconds_count{model="fake:latest"} 1' in text
+    assert 'llmasos_queue_length{model="fake:latest"} 0' in text
+    assert 'llmasos_kv_slots{model="fake:latest",status="cached"} 1' in text
     stats = http.get("/v1/stats").json()
     assert stats["generated_tokens"] == 3
     assert stats["processes"] == {"terminated": 1}
@@ -223,18 +245,18 @@ def test_api_keys_guard_every_route_but_health():
 
 def test_too_many_live_processes_get_429():
     with make_client(slots=1, max_live_processes=1) as http:
-        http.app.state.kernel.engine.close_gate()
+        kernel_of(http).engine.close_gate()
         first = http.post("/v1/processes", json={"prompt": "x", "max_tokens": 5})
         assert first.status_code == 201
         busy = http.post("/v1/processes", json={"prompt": "y", "max_tokens": 5})
         assert busy.status_code == 429
         assert busy.json()["error"]["type"] == "rate_limit_error"
-        http.app.state.kernel.engine.open_gate()
+        kernel_of(http).engine.open_gate()
 
 
 def test_a_closed_kernel_answers_503():
     with make_client() as http:
-        http.app.state.kernel.close()
+        kernel_of(http).close()
         response = http.post("/v1/completions", json={"prompt": "x"})
         assert response.status_code == 503
 
@@ -261,5 +283,54 @@ def test_memory_report_and_page_quota_over_http():
         assert too_big.status_code == 429
         assert too_big.json()["error"]["code"] == "quota_exceeded"
         metrics = http.get("/metrics").text
-        assert 'llmasos_kv_pages{status="cached"} 1' in metrics
-        assert 'llmasos_prefix_cache_lookups_total{result="miss"} 1' in metrics
+        assert 'llmasos_kv_pages{model="fake:latest",status="cached"} 1' in metrics
+        assert 'llmasos_prefix_cache_lookups_total{model="fake:latest",result="miss"} 1' in metrics
+
+
+@pytest.fixture
+def repo_http(tmp_path):
+    """A server whose model manager has a repository (one tiny model) and fake engines."""
+    from llmasos.models.placement import Device
+    from llmasos.models.repository import Repository
+    from tests.fixtures.tiny_gguf import write_tiny_gguf
+
+    repository = Repository(tmp_path / "models")
+    tiny = write_tiny_gguf(tmp_path / "tiny.gguf")
+    repository.import_file(tiny, "tiny")
+    models = ModelManager(
+        repository,
+        kernel_config=KernelConfig(max_running=2),
+        load_engine=lambda path, name, device: FakeEngine(num_slots=2, model_name=name),
+        kv_bytes_for=lambda manifest: 0,
+        devices=[Device("cpu", 10 << 20)],
+        default_model="tiny",
+    )
+    with TestClient(create_app(models)) as client:
+        yield client, tiny
+
+
+def test_models_are_imported_listed_loaded_used_and_removed_over_http(repo_http):
+    http, tiny = repo_http
+    created = http.post("/v1/models/import", json={"source": str(tiny), "name": "second:v1"})
+    assert created.status_code == 201 and created.json()["architecture"] == "llama"
+    duplicate = http.post("/v1/models/import", json={"source": str(tiny), "name": "second:v1"})
+    assert duplicate.status_code == 409 and "already exists" in duplicate.json()["error"]["message"]
+    listed = {m["id"]: m["loaded"] for m in http.get("/v1/models").json()["data"]}
+    assert listed == {"second:v1": False, "tiny:latest": False}
+    assert http.get("/v1/models/second:v1").json()["quantization"] == "F32"
+    assert http.post("/v1/models/second:v1/load").json()["device"] == "cpu"
+    reply = http.post(
+        "/v1/completions",
+        json={"model": "second:v1", "prompt": "x", "max_tokens": 3, "temperature": 0},
+    )
+    assert reply.status_code == 200 and reply.json()["model"] == "second:v1"
+    other = http.post("/v1/completions", json={"prompt": "x", "max_tokens": 3})  # the default
+    assert other.json()["model"] == "tiny:latest"
+    loaded = {m["name"]: m for m in http.get("/v1/models/loaded").json()["data"]}
+    assert set(loaded) == {"second:v1", "tiny:latest"}
+    assert http.post("/v1/models/second:v1/unload").json()["unloaded"] is True
+    assert http.delete("/v1/models/second:v1").json()["deleted"] is True
+    missing = http.post("/v1/completions", json={"model": "second:v1", "prompt": "x"})
+    assert missing.status_code == 404
+    bad = http.post("/v1/models/import", json={"source": str(tiny) + ".missing"})
+    assert bad.status_code == 400 and "does not exist" in bad.json()["error"]["message"]

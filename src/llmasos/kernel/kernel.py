@@ -80,7 +80,15 @@ class _SignalCommand:
 class Kernel:
     """Runs processes on one engine under one scheduling policy."""
 
-    def __init__(self, engine: Engine, config: KernelConfig | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        config: KernelConfig | None = None,
+        *,
+        pids: Iterator[int] | None = None,
+    ) -> None:
+        """`pids` lets kernels that serve side by side (one per loaded model) share one pid
+        space."""
         self.engine = engine
         self.config = config or KernelConfig()
         self.config.check_against(engine.info)
@@ -107,7 +115,7 @@ class Kernel:
         self._live: set[int] = set()
         self._finished: deque[int] = deque()
         self._unadmitted: list[Process] = []  # waiting for their owner's quota
-        self._pids = itertools.count(1)
+        self._pids = pids if pids is not None else itertools.count(1)
         self._arrivals = itertools.count()
         self._commands: list[Process | _SignalCommand] = []
         self._cond = threading.Condition()
@@ -130,7 +138,8 @@ class Kernel:
         """Validate, create and queue a process; it becomes READY at the next tick."""
         if self._closing:
             raise KernelClosedError()
-        if model is not None and canonical_model_name(model) != self.engine.info.model_name:
+        served = canonical_model_name(self.engine.info.model_name)
+        if model is not None and canonical_model_name(model) != served:
             raise UnknownModelError(model, [self.engine.info.model_name])
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise InvalidRequestError(
@@ -196,6 +205,16 @@ class Kernel:
     def processes(self) -> list[Process]:
         with self._cond:
             return list(self._table.values())
+
+    def has(self, pid: int) -> bool:
+        with self._cond:
+            return pid in self._table
+
+    @property
+    def num_live_processes(self) -> int:
+        """Processes spawned and not yet ended."""
+        with self._cond:
+            return len(self._live)
 
     def memory_usage(self) -> MemoryUsage:
         return self.memory.usage()

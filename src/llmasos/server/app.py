@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request, Response
 
-from llmasos.kernel.kernel import Kernel
+from llmasos.models.manager import ModelManager
 from llmasos.server import native_api, openai_api
 from llmasos.server.errors import APIError, error_response, install_error_handlers
 
@@ -22,17 +22,14 @@ def key_owner(key: str) -> str:
     return "key-" + hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
-def create_app(
-    kernel: Kernel, *, api_keys: Sequence[str] = (), close_kernel: bool = True
-) -> FastAPI:
-    """An ASGI app serving `kernel`. With api_keys, every route but /health needs
-    `Authorization: Bearer <key>`. The kernel is closed when the app shuts down."""
+def create_app(models: ModelManager, *, api_keys: Sequence[str] = ()) -> FastAPI:
+    """An ASGI app serving the models of `models`. With api_keys, every route but /health
+    needs `Authorization: Bearer <key>`. The models are unloaded when the app shuts down."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        if close_kernel:
-            kernel.close()
+        models.close()
 
     async def authenticate(request: Request) -> None:
         request.state.owner = "anonymous"
@@ -50,7 +47,7 @@ def create_app(
         request.state.owner = key_owner(token)
 
     app = FastAPI(title="LLMasOS", version="0.1.0", lifespan=lifespan)
-    app.state.kernel = kernel
+    app.state.models = models
     app.state.started_at = int(time.time())
     install_error_handlers(app)
 

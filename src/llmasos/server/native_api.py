@@ -1,4 +1,4 @@
-"""LLMasOS's own routes: processes, signals, stats, health and metrics."""
+"""LLMasOS's own routes: processes, signals, models, memory, stats, health and metrics."""
 
 from __future__ import annotations
 
@@ -12,12 +12,15 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from llmasos.chat import check_messages, render_chat
-from llmasos.errors import InvalidRequestError
+from llmasos.errors import InvalidRequestError, UnknownModelError
+from llmasos.kernel.kernel import Kernel
 from llmasos.kernel.process import ProcessInfo, Signal
+from llmasos.models.repository import Repository
+from llmasos.models.sources import import_model
 from llmasos.server.events import merged_events
 from llmasos.server.metrics import render_metrics
-from llmasos.server.openai_api import kernel_of
-from llmasos.server.schemas import SignalRequest, SpawnRequest
+from llmasos.server.openai_api import models_of
+from llmasos.server.schemas import ImportRequest, SignalRequest, SpawnRequest
 from llmasos.wire import event_to_json, info_to_json, memory_to_json, result_to_json
 
 router = APIRouter()
@@ -26,40 +29,51 @@ open_router = APIRouter()  # no API key needed
 
 @open_router.get("/health")
 def health(request: Request) -> dict[str, Any]:
-    kernel = kernel_of(request)
+    models = models_of(request)
     return {
         "status": "ok",
-        "model": kernel.engine.info.model_name,
-        "policy": kernel.config.policy,
+        "model": models.default_model,
+        "loaded": [m.name for m in models.loaded()],
     }
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics(request: Request) -> PlainTextResponse:
-    return PlainTextResponse(
-        render_metrics(kernel_of(request)), media_type="text/plain; version=0.0.4"
-    )
+    text = render_metrics(models_of(request))
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+
+def _loaded_kernel(request: Request, model: str | None) -> Kernel:
+    """The kernel of a model that is loaded (no loading as a side effect of a report)."""
+    models = models_of(request)
+    name = model or models.default_model
+    if not models.is_loaded(name):
+        raise UnknownModelError(f"{name} (not loaded)", [m.name for m in models.loaded()])
+    return models.kernel(name)
 
 
 @router.get("/v1/stats")
-def stats(request: Request) -> dict[str, Any]:
-    return dataclasses.asdict(kernel_of(request).status())
+def stats(request: Request, model: str | None = None) -> dict[str, Any]:
+    return dataclasses.asdict(_loaded_kernel(request, model).status())
 
 
 @router.get("/v1/memory")
-def memory(request: Request) -> dict[str, Any]:
-    return memory_to_json(kernel_of(request).memory_report())
+def memory(request: Request, model: str | None = None) -> dict[str, Any]:
+    return memory_to_json(_loaded_kernel(request, model).memory_report())
+
+
+# -- processes ------------------------------------------------------------------------------
 
 
 @router.get("/v1/processes")
 def list_processes(request: Request) -> dict[str, Any]:
-    infos = [info_to_json(ProcessInfo.of(p)) for p in kernel_of(request).processes()]
+    infos = [info_to_json(ProcessInfo.of(p)) for p in models_of(request).processes()]
     return {"object": "list", "data": infos}
 
 
 @router.post("/v1/processes", status_code=201)
 def spawn(body: SpawnRequest, request: Request) -> dict[str, Any]:
-    kernel = kernel_of(request)
+    kernel = models_of(request).kernel(body.model)
     if (body.prompt is None) == (body.messages is None):
         raise InvalidRequestError("prompt", "send exactly one of prompt and messages")
     extra_stop: tuple[str, ...] = ()
@@ -79,7 +93,7 @@ def spawn(body: SpawnRequest, request: Request) -> dict[str, Any]:
 
 @router.get("/v1/processes/{pid}")
 def get_process(pid: int, request: Request) -> dict[str, Any]:
-    process = kernel_of(request).get(pid)
+    process = models_of(request).kernel_of(pid).get(pid)
     body = info_to_json(ProcessInfo.of(process))
     body["text"] = process.output.released_text
     body["result"] = result_to_json(process.result) if process.result else None
@@ -88,7 +102,7 @@ def get_process(pid: int, request: Request) -> dict[str, Any]:
 
 @router.post("/v1/processes/{pid}/signal")
 async def signal(pid: int, body: SignalRequest, request: Request) -> dict[str, Any]:
-    kernel = kernel_of(request)
+    kernel = models_of(request).kernel_of(pid)
     await run_in_threadpool(kernel.signal, pid, Signal(body.signal))
     return info_to_json(ProcessInfo.of(kernel.get(pid)))
 
@@ -97,7 +111,7 @@ async def signal(pid: int, body: SignalRequest, request: Request) -> dict[str, A
 def events(pid: int, request: Request) -> StreamingResponse:
     """Server-sent events: the output so far, then each new piece, then the result.
     Disconnecting does not kill the process (unlike a streamed completion)."""
-    process = kernel_of(request).get(pid)
+    process = models_of(request).kernel_of(pid).get(pid)
 
     async def sse() -> AsyncIterator[str]:
         async for _, event in merged_events([process]):
@@ -105,3 +119,60 @@ def events(pid: int, request: Request) -> StreamingResponse:
         yield "data: [DONE]\n\n"
 
     return StreamingResponse(sse(), media_type="text/event-stream")
+
+
+# -- models ---------------------------------------------------------------------------------
+
+
+def _repository(request: Request) -> Repository:
+    repository = models_of(request).repository
+    if repository is None:
+        raise InvalidRequestError("model", "this server has no model repository")
+    return repository
+
+
+@router.get("/v1/models/loaded")
+def loaded_models(request: Request) -> dict[str, Any]:
+    rows = [dataclasses.asdict(m) for m in models_of(request).loaded()]
+    return {"object": "list", "data": rows}
+
+
+@router.post("/v1/models/import", status_code=201)
+async def import_(body: ImportRequest, request: Request) -> dict[str, Any]:
+    manifest = await run_in_threadpool(
+        import_model, _repository(request), body.source, body.name, sha256=body.sha256
+    )
+    return dataclasses.asdict(manifest)
+
+
+@router.get("/v1/models/{name}")
+def show_model(name: str, request: Request) -> dict[str, Any]:
+    manifest = _repository(request).show(name)
+    return {
+        "id": manifest.name,
+        "object": "model",
+        "owned_by": "llmasos",
+        **dataclasses.asdict(manifest),
+    }
+
+
+@router.delete("/v1/models/{name}")
+def delete_model(name: str, request: Request) -> dict[str, Any]:
+    models = models_of(request)
+    if models.is_loaded(name):
+        models.unload(name)
+    manifest = _repository(request).remove(name)
+    return {"id": manifest.name, "object": "model", "deleted": True}
+
+
+@router.post("/v1/models/{name}/load")
+async def load_model(name: str, request: Request) -> dict[str, Any]:
+    models = models_of(request)
+    loaded = await run_in_threadpool(models.load, name)
+    return {"name": loaded.name, "device": loaded.device, "memory_bytes": loaded.memory_bytes}
+
+
+@router.post("/v1/models/{name}/unload")
+def unload_model(name: str, request: Request) -> dict[str, Any]:
+    models_of(request).unload(name)
+    return {"name": name, "unloaded": True}

