@@ -27,6 +27,7 @@ def fake_models(kernel: Kernel) -> ModelManager:
         kernel_config=kernel.config,
         load_engine=cannot_load,
         kv_bytes_for=cannot_load,
+        devices=[],
         default_model="fake:latest",
     )
     models.add("fake", kernel)

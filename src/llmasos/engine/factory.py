@@ -7,10 +7,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from llmasos.engine.base import Engine
+from llmasos.engine.devices import default_devices
 from llmasos.errors import InvalidRequestError
 from llmasos.kernel.config import KernelConfig
 from llmasos.models.default import DEFAULT_MODEL, canonical_model_name, ensure_default_model
-from llmasos.models.manager import DEFAULT_KEEP_ALIVE_S, ModelManager, default_devices
+from llmasos.models.manager import DEFAULT_KEEP_ALIVE_S, ModelManager
 from llmasos.models.placement import Device, FitPolicy
 from llmasos.models.repository import Manifest, Repository
 from llmasos.settings import Settings
@@ -70,6 +71,7 @@ def engine_loader(options: EngineOptions) -> Callable[[Path, str, Device], Engin
             context_length=options.context_length,
             max_batch_tokens=options.max_batch_tokens,
             n_threads=options.n_threads,
+            gpu_index=device.gpu_index,
         )
 
     return load

@@ -104,10 +104,17 @@ class _Batch:
         return rows
 
 
-def model_params() -> llama_cpp.llama_model_params:
-    """Model loading parameters: no weight repacking (see the module docstring)."""
+def model_params(gpu_index: int | None = None) -> llama_cpp.llama_model_params:
+    """Model loading parameters: no weight repacking (see the module docstring); with a GPU
+    index, every layer on that GPU."""
     params = llama_cpp.llama_model_default_params()
     params.use_extra_bufts = False
+    if gpu_index is None:
+        params.n_gpu_layers = 0
+    else:
+        params.n_gpu_layers = -1
+        params.split_mode = llama_cpp.LLAMA_SPLIT_MODE_NONE
+        params.main_gpu = gpu_index
     return params
 
 
@@ -144,11 +151,16 @@ class LlamaCppEngine:
         context_length: int = 4096,
         max_batch_tokens: int = 512,
         n_threads: int | None = None,
+        gpu_index: int | None = None,
     ) -> None:
+        """On the CPU, or with gpu_index on that GPU (where llama.cpp's GPU kernels apply and
+        the exactness guarantees of the module docstring are not claimed)."""
         path = Path(model_path)
         if not path.is_file():
             raise EngineError(f"model: no GGUF file at {path}")
-        self._model = llama_cpp.llama_model_load_from_file(str(path).encode(), model_params())
+        self._model = llama_cpp.llama_model_load_from_file(
+            str(path).encode(), model_params(gpu_index)
+        )
         if not self._model:
             raise EngineError(f"model: llama.cpp could not load {path} (not a valid GGUF?)")
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)

@@ -10,7 +10,6 @@ pids from one counter, so a pid names one process whichever model runs it.
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -32,7 +31,6 @@ from llmasos.models.placement import Device, FitPolicy, place
 from llmasos.models.repository import Manifest, Repository
 
 MIB = 1 << 20
-DEFAULT_BUDGET_SHARE = 0.5  # of physical RAM, when no budget is given
 DEFAULT_KEEP_ALIVE_S = 300.0
 
 EngineLoader = Callable[[Path, str, Device], Engine]
@@ -61,17 +59,6 @@ class LoadedModelInfo:
     keep_alive_s: float | None
 
 
-def physical_memory_bytes() -> int:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def default_devices(budget_bytes: int | None = None) -> list[Device]:
-    """The CPU, with the given budget or a share of physical RAM. (GPU devices would be listed
-    here with a share of each one's memory; this build of the engine runs on the CPU.)"""
-    budget = budget_bytes or int(physical_memory_bytes() * DEFAULT_BUDGET_SHARE)
-    return [Device("cpu", budget)]
-
-
 class ModelManager:
     def __init__(
         self,
@@ -80,7 +67,7 @@ class ModelManager:
         kernel_config: KernelConfig,
         load_engine: EngineLoader,
         kv_bytes_for: Callable[[Manifest], int],
-        devices: list[Device] | None = None,
+        devices: list[Device],
         placement: FitPolicy = FitPolicy.FIRST_FIT,
         keep_alive_s: float | None = DEFAULT_KEEP_ALIVE_S,
         default_model: str = DEFAULT_MODEL,
@@ -88,7 +75,7 @@ class ModelManager:
     ) -> None:
         self.repository = repository
         self.kernel_config = kernel_config
-        self.devices = devices or default_devices()
+        self.devices = devices
         self.placement = placement
         self.keep_alive_s = keep_alive_s
         self.default_model = canonical_model_name(default_model)

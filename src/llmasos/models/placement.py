@@ -35,8 +35,9 @@ class FitPolicy(enum.Enum):
 
 @dataclass(frozen=True)
 class Device:
-    name: str  # "cpu", "cuda:0", ...
+    name: str  # "cpu", "gpu:0", ...
     capacity_bytes: int
+    gpu_index: int | None = None  # which GPU, for the engine; None: the CPU
 
 
 def place(

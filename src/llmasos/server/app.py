@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
@@ -9,12 +10,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from llmasos.models.manager import ModelManager
 from llmasos.server import native_api, openai_api
 from llmasos.server.errors import APIError, error_response, install_error_handlers
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
+REAP_INTERVAL_S = 5.0
 
 
 def key_owner(key: str) -> str:
@@ -28,7 +31,14 @@ def create_app(models: ModelManager, *, api_keys: Sequence[str] = ()) -> FastAPI
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async def reap() -> None:  # unload models whose keep-alive ran out
+            while True:
+                await asyncio.sleep(REAP_INTERVAL_S)
+                await run_in_threadpool(models.reap_idle)
+
+        reaper = asyncio.create_task(reap())
         yield
+        reaper.cancel()
         models.close()
 
     async def authenticate(request: Request) -> None:
