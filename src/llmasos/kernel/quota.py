@@ -50,6 +50,3 @@ class Admission:
         if pid in self._admitted:
             owner, pages = self._admitted.pop(pid)
             self._owner_pages[owner] -= pages
-
-    def owner_pages(self, owner: str) -> int:
-        return self._owner_pages[owner]
