@@ -27,7 +27,7 @@ from llmasos.errors import (
 )
 from llmasos.handles import ProcessHandle
 from llmasos.kernel.process import FinishReason, ProcessInfo, ProcessState, Result, Timings, Usage
-from llmasos.models.handle import ModelHandle, load_model
+from llmasos.runtime.handle import ModelHandle, load_model
 
 __all__ = [
     "AuthenticationError",

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from llmasos.engine.base import Engine
-from llmasos.engine.factory import EngineOptions, load_engine
 from llmasos.errors import InvalidRequestError, LLMasOSError
 from llmasos.handles import Backend, ProcessHandle
 from llmasos.kernel.config import KernelConfig
@@ -17,6 +16,7 @@ from llmasos.kernel.kernel import Kernel
 from llmasos.kernel.process import ProcessInfo
 from llmasos.kernel.stats import KernelStatus, MemoryReport
 from llmasos.local import LocalBackend
+from llmasos.runtime.factory import EngineOptions, load_engine
 from llmasos.sampling import SamplingParams
 
 

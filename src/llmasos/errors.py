@@ -7,15 +7,18 @@
     ├── ModelError                    the model repository refused an operation
     │   ├── ModelFileError            a file that is not a complete GGUF model
     │   ├── ModelExistsError          a name already taken
-    │   ├── ModelBusyError            unloading a model that has live processes
+    │   ├── ModelBusyError            unloading a model that has live processes or calls
+    │   ├── ModelPinnedError          unloading or deleting the model a server was started with
     │   └── MemoryBudgetError         a model that cannot fit the memory budget now
     ├── ProcessError                  a signal or wait on a process that cannot take it
     │   ├── NoSuchProcessError        no process has that pid
     │   └── ProcessTerminatedError    the process already ended
     ├── AuthenticationError           the server refused the API key
+    ├── PermissionDeniedError         the key may not do this (an administrative route)
     ├── KernelBusyError               too many live processes; retry later
     ├── QuotaExceededError            the request needs more KV pages than its quota allows
     ├── KernelClosedError             the kernel was stopped; nothing new is accepted
+    ├── SwapError                     a KV snapshot could not be read back from swap
     └── EngineError                   the inference engine failed (load, decode, state restore)
 
 Every error names the field (or object) at fault and, where there is one, the limit it broke, so
@@ -91,6 +94,16 @@ class ModelBusyError(ModelError):
         super().__init__(f"model: {name} has {live} live processes; kill them or wait")
 
 
+class ModelPinnedError(ModelError):
+    """Raised when unloading or deleting the model a server keeps loaded (its --model)."""
+
+    def __init__(self, name: str, action: str) -> None:
+        super().__init__(
+            f"model: {name} is the model this server was started with; it cannot {action} it "
+            "while serving (restart the server with another --model first)"
+        )
+
+
 class MemoryBudgetError(ModelError):
     """Raised when a model cannot fit the memory budget even after unloading idle models."""
 
@@ -122,6 +135,10 @@ class AuthenticationError(LLMasOSError):
     """Raised when an LLMasOS server refuses the API key (HTTP 401)."""
 
 
+class PermissionDeniedError(LLMasOSError):
+    """Raised when a key may not use a route (HTTP 403), e.g. an administrative one."""
+
+
 class KernelBusyError(LLMasOSError):
     """Raised when a spawn would exceed the kernel's limit of live processes."""
 
@@ -150,6 +167,10 @@ class KernelClosedError(LLMasOSError):
 
     def __init__(self) -> None:
         super().__init__("the kernel is closed; create a new Client to continue")
+
+
+class SwapError(LLMasOSError):
+    """Raised when a KV snapshot cannot be read back from swap; the snapshot stays there."""
 
 
 class EngineError(LLMasOSError):

@@ -6,10 +6,12 @@ import queue
 from collections.abc import Iterator
 
 from llmasos.chat import chat_spawn_args
+from llmasos.errors import UnknownModelError
 from llmasos.handles import Backend, ProcessHandle
 from llmasos.kernel.kernel import Kernel
 from llmasos.kernel.process import Event, Process, ProcessInfo, ProcessState, Result, Signal
 from llmasos.kernel.stats import KernelStatus, MemoryReport
+from llmasos.models.default import canonical_model_name
 from llmasos.sampling import SamplingParams
 
 
@@ -54,7 +56,9 @@ class LocalBackend(Backend):
         self, prompt: str, sampling: dict[str, object], *, priority: int, model: str | None
     ) -> ProcessHandle:
         params = SamplingParams.build(**sampling)  # type: ignore[arg-type]
-        process = self.kernel.spawn(prompt, params, priority=priority, model=model)
+        if model is not None and canonical_model_name(model) != self.model:
+            raise UnknownModelError(model, [self.model])
+        process = self.kernel.spawn(prompt, params, priority=priority)
         return LocalProcessHandle(self.kernel, process)
 
     def spawn_chat(

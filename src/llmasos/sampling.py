@@ -10,6 +10,7 @@ from llmasos.errors import InvalidRequestError
 
 MAX_STOP_STRINGS = 16
 MAX_STOP_LENGTH = 256
+INT32_MAX = 2**31 - 1  # what llama.cpp's int32 parameters hold; the kernel checks tighter
 
 
 @dataclass(frozen=True)
@@ -47,13 +48,13 @@ class SamplingParams:
         """Check every field from untrusted input and return the params, or raise
         InvalidRequestError naming the first bad field and its limit."""
         return cls(
-            max_tokens=_integer("max_tokens", max_tokens, minimum=1),
+            max_tokens=_integer("max_tokens", max_tokens, minimum=1, maximum=INT32_MAX),
             temperature=_number("temperature", temperature, minimum=0.0, maximum=100.0),
-            top_k=_integer("top_k", top_k, minimum=0),
+            top_k=_integer("top_k", top_k, minimum=0, maximum=INT32_MAX),
             top_p=_probability("top_p", top_p),
             min_p=_number("min_p", min_p, minimum=0.0, maximum=1.0),
             repeat_penalty=_number("repeat_penalty", repeat_penalty, minimum=0.01, maximum=10.0),
-            repeat_last_n=_integer("repeat_last_n", repeat_last_n, minimum=0),
+            repeat_last_n=_integer("repeat_last_n", repeat_last_n, minimum=0, maximum=INT32_MAX),
             seed=None if seed is None else _integer("seed", seed, minimum=0, maximum=2**32 - 2),
             stop=_stop_strings(stop),
         )

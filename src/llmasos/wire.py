@@ -104,6 +104,10 @@ ERROR_STATUSES: list[tuple[type[errors.LLMasOSError], ErrorStatus]] = [
     (errors.InvalidRequestError, ErrorStatus(400, "invalid_request_error")),
     (errors.AuthenticationError, ErrorStatus(401, "authentication_error", "invalid_api_key")),
     (
+        errors.PermissionDeniedError,
+        ErrorStatus(403, "permission_error", "permission_denied"),
+    ),
+    (
         errors.UnknownModelError,
         ErrorStatus(404, "invalid_request_error", "model_not_found", "model"),
     ),
@@ -122,12 +126,14 @@ ERROR_STATUSES: list[tuple[type[errors.LLMasOSError], ErrorStatus]] = [
     (errors.KernelBusyError, ErrorStatus(429, "rate_limit_error", "too_many_processes")),
     (errors.ModelExistsError, ErrorStatus(409, "invalid_request_error", "model_exists", "name")),
     (errors.ModelBusyError, ErrorStatus(409, "invalid_request_error", "model_busy", "model")),
+    (errors.ModelPinnedError, ErrorStatus(409, "invalid_request_error", "model_pinned", "model")),
     (
         errors.ModelFileError,
         ErrorStatus(400, "invalid_request_error", "invalid_model_file", "source"),
     ),
     (errors.MemoryBudgetError, ErrorStatus(503, "server_error", "memory_budget", "model")),
     (errors.KernelClosedError, ErrorStatus(503, "server_error", "unavailable")),
+    (errors.SwapError, ErrorStatus(503, "server_error", "swap_error")),
     (errors.EngineError, ErrorStatus(503, "server_error", "engine_error")),
 ]
 

@@ -1,14 +1,20 @@
-"""Integration tests run the real llama.cpp engine on the real default model."""
+"""Integration tests run the real llama.cpp engine on the real default model.
+
+The default model is imported once per session into the session's home; each test's own
+home gets it as hard links (no copy), so a test starts from a clean repository that already
+holds the default model.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 from llmasos import Client
 from llmasos.models.default import default_model_path
-from llmasos.settings import Settings
 
 PROMPTS = [
     "The capital of France is",
@@ -25,8 +31,34 @@ PROMPTS = [
 
 
 @pytest.fixture(scope="session")
-def model_path() -> Path:
-    return default_model_path(Settings.from_environment().home)
+def model_path(session_home: Path) -> Path:
+    """The default model's GGUF in the session's repository (imported on first use)."""
+    return default_model_path(session_home)
+
+
+def seed_home(home: Path, source: Path) -> Path:
+    """Give `home` the models of the home `source` (hard links to the same blobs)."""
+    for folder in ("blobs", "manifests"):
+        (home / "models" / folder).mkdir(parents=True, exist_ok=True)
+    for blob in (source / "models" / "blobs").iterdir():
+        target = home / "models" / "blobs" / blob.name
+        if not target.exists():
+            os.link(blob, target)
+    shutil.copytree(
+        source / "models" / "manifests", home / "models" / "manifests", dirs_exist_ok=True
+    )
+    return home
+
+
+@pytest.fixture(autouse=True)
+def seeded_home(llmasos_home: Path, session_home: Path, model_path: Path) -> Path:
+    return seed_home(llmasos_home, session_home)
+
+
+@pytest.fixture
+def fresh_home(tmp_path_factory: pytest.TempPathFactory, session_home: Path, model_path: Path):
+    """A further seeded home, for a server of a test's own."""
+    return seed_home(tmp_path_factory.mktemp("home"), session_home)
 
 
 @pytest.fixture(scope="module")

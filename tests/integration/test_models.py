@@ -14,6 +14,7 @@ from llmasos.models.default import DEFAULT_MODEL, DEFAULT_SOURCE
 from llmasos.models.repository import Repository
 from llmasos.models.sources import import_model
 from tests.fixtures.tiny_gguf import write_tiny_gguf
+from tests.integration.conftest import seed_home
 from tests.integration.test_server import LLMASOS, start_server, stop_server
 
 
@@ -37,18 +38,18 @@ def test_load_model_predicts_a_batch_like_single_calls():
     assert model.tokenize("Hello")[0] == 2  # the start token
     assert model.info.manifest.architecture == "gemma3"
     model.unload()
-    assert model.name not in [m.name for m in llmasos.models.handle.default_manager().loaded()]
+    assert model.name not in [m.name for m in llmasos.runtime.handle.default_manager().loaded()]
     assert model.predict(prompts[1], max_tokens=8, temperature=0) == batch[1]  # reloads
     with pytest.raises(llmasos.UnknownModelError):
         llmasos.load_model("no-such-model")
 
 
 @pytest.fixture(scope="module")
-def two_model_server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
+def two_model_server(tmp_path_factory, session_home, model_path):
+    home = seed_home(tmp_path_factory.mktemp("home"), session_home)
     tiny = write_tiny_gguf(home / "tiny.gguf")
     Repository(home / "models").import_file(tiny, "tiny:test")
-    server, url = start_server("--memory-budget", "4GiB", home=home)
+    server, url = start_server("--memory-budget", "4GiB", "--admin-key", "root", home=home)
     yield url
     stop_server(server)
 
@@ -75,7 +76,9 @@ def test_two_models_serve_concurrently(two_model_server):
         [LLMASOS, "models", "ps", "--url", url], capture_output=True, text=True, timeout=60
     )
     assert ps.returncode == 0 and "tiny:test" in ps.stdout and "cpu" in ps.stdout
-    unloaded = httpx.post(f"{url}/v1/models/tiny:test/unload")
+    unloaded = httpx.post(
+        f"{url}/v1/models/tiny:test/unload", headers={"Authorization": "Bearer root"}
+    )
     assert unloaded.json()["unloaded"] is True
     assert complete("tiny:test")["usage"]["completion_tokens"] == 12  # loads again on demand
 

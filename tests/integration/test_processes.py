@@ -14,7 +14,8 @@ from llmasos import (
     ProcessTerminatedError,
     UnknownModelError,
 )
-from llmasos.engine.factory import EngineOptions, load_engine
+from llmasos.kernel.process import Signal
+from llmasos.runtime.factory import EngineOptions, load_engine
 from tests.integration.conftest import PROMPTS
 from tests.unit.test_kernel import wait_until
 
@@ -127,9 +128,14 @@ def test_bad_input_gets_a_clear_error_and_others_keep_running(
     assert running.wait().finish_reason is FinishReason.LENGTH
 
 
-def test_signal_to_an_unknown_pid_is_refused(client):
+@pytest.mark.parametrize("signal", list(Signal))
+def test_a_signal_to_an_unknown_pid_is_refused_and_changes_nothing(client, signal):
+    running = client.spawn(PROMPTS[0], max_tokens=10, temperature=0)
+    with pytest.raises(NoSuchProcessError, match="pid 424242: no such process"):
+        client.kernel.signal(424242, signal)
     with pytest.raises(NoSuchProcessError, match="pid 424242"):
-        client.kernel.get(424242)
+        client.process(424242)
+    assert running.wait().finish_reason is FinishReason.LENGTH
 
 
 def test_unknown_model_name_at_load_lists_the_known_ones():

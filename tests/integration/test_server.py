@@ -72,8 +72,8 @@ def stop_server(server: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def url():
-    server, url = start_server()
+def url(session_home, model_path):
+    server, url = start_server(home=session_home)
     yield url
     stop_server(server)
 

@@ -8,6 +8,10 @@ fake checks every step the way llama.cpp would (positions must continue the slot
 
 Being instant, the fake would finish a process before a test could signal it, so a test can close
 its gate: each step then waits for a permit from allow().
+
+Faults a test can inject: fail_next_step (an EngineError from the step), crash_next_step (an
+unexpected exception, as a kernel bug would raise), fail_next_restore, refuse_truncate, and
+slow_tokenize (tokenize waits on an event, to race a close against it).
 """
 
 from __future__ import annotations
@@ -72,6 +76,11 @@ class FakeEngine:
         self.restores = 0
         self.copies = 0
         self.fail_next_step = False
+        self.crash_next_step = False
+        self.fail_next_restore = False
+        self.refuse_truncate = False
+        self.tokenize_gate: threading.Event | None = None
+        self.freed = False  # close() ran: using the engine now would be a use-after-free
         self.closed = False
         self._gate: threading.Semaphore | None = None
         self.at_gate = False  # a step is waiting for a permit
@@ -90,6 +99,10 @@ class FakeEngine:
             gate.release(1_000_000)
 
     def tokenize(self, text: str) -> list[int]:
+        if self.tokenize_gate is not None:
+            self.tokenize_gate.wait(10)
+        if self.freed:
+            raise AssertionError("tokenize after the engine was freed")
         return [BOS, *(min(ord(c), 127) for c in text)]
 
     def token_bytes(self, token: int) -> bytes:
@@ -109,6 +122,9 @@ class FakeEngine:
         if self.fail_next_step:
             self.fail_next_step = False
             raise EngineError("injected failure")
+        if self.crash_next_step:
+            self.crash_next_step = False
+            raise RuntimeError("injected bug with a secret detail")
         if sum(len(item.tokens) for item in items) > self.info.max_batch_tokens:
             raise EngineError("batch too large")
         self.steps.append(list(items))
@@ -129,6 +145,9 @@ class FakeEngine:
         return json.dumps(self.cache[slot]).encode()
 
     def restore(self, state: bytes, slot: int) -> None:
+        if self.fail_next_restore:
+            self.fail_next_restore = False
+            raise EngineError(f"restore into slot {slot} failed (injected)")
         if self.cache[slot]:
             raise EngineError(f"slot {slot} is not empty")
         self.restores += 1
@@ -141,6 +160,8 @@ class FakeEngine:
         self.cache[dst_slot] = self.cache[src_slot][:num_tokens]
 
     def truncate(self, slot: int, num_tokens: int) -> bool:
+        if self.refuse_truncate:
+            return False
         del self.cache[slot][num_tokens:]
         return True
 
@@ -153,3 +174,4 @@ class FakeEngine:
     def close(self) -> None:
         self.open_gate()
         self.closed = True
+        self.freed = True

@@ -6,9 +6,9 @@ import pytest
 
 from llmasos.errors import MemoryBudgetError, ModelBusyError, UnknownModelError
 from llmasos.kernel.config import KernelConfig
-from llmasos.models.manager import ModelManager
 from llmasos.models.placement import Device, FitPolicy
 from llmasos.models.repository import Repository
+from llmasos.runtime.manager import ModelManager
 from llmasos.sampling import SamplingParams
 from tests.fixtures.tiny_gguf import write_tiny_gguf
 from tests.unit.fake_engine import FakeEngine
@@ -73,7 +73,7 @@ def test_the_least_recently_used_idle_model_makes_room(repository):
 
 def test_a_model_with_live_processes_is_never_unloaded_under_them(repository):
     models = manager(repository, [Device("cpu", 2 * MODEL_BYTES)])
-    kernel_a = models.kernel("a")
+    kernel_a = models.load("a").kernel
     kernel_a.engine.close_gate()
     busy = kernel_a.spawn("x", SamplingParams(max_tokens=50))
     models.load("b")
@@ -81,13 +81,14 @@ def test_a_model_with_live_processes_is_never_unloaded_under_them(repository):
     assert sorted(m.name for m in models.loaded()) == ["a:latest", "c:latest"]
     with pytest.raises(ModelBusyError, match="1 live processes"):
         models.unload("a")
-    models.kernel("c").engine.close_gate()
-    models.kernel("c").spawn("y", SamplingParams(max_tokens=50))
+    kernel_c = models.load("c").kernel
+    kernel_c.engine.close_gate()
+    kernel_c.spawn("y", SamplingParams(max_tokens=50))
     with pytest.raises(MemoryBudgetError, match="needs 0 MiB"):
         models.load("b")
     kernel_a.engine.open_gate()
     busy.done.wait(10)
-    models.kernel("c").engine.open_gate()
+    kernel_c.engine.open_gate()
     models.close()
 
 
@@ -95,7 +96,7 @@ def test_idle_models_go_when_their_keep_alive_runs_out(repository):
     clock = Clock()
     models = manager(repository, [Device("cpu", 10 * MODEL_BYTES)], clock=clock, keep_alive_s=60)
     models.load("a")
-    models.load("b").keep_alive_s = None  # pinned
+    models.load("b", pin=True)
     clock.now = 30
     assert models.reap_idle() == []
     clock.now = 61
@@ -126,10 +127,10 @@ def test_placement_policies_choose_devices_and_ps_shows_them(repository, policy,
 def test_kernels_of_different_models_share_one_pid_space(repository):
     models = manager(repository, [Device("cpu", 10 * MODEL_BYTES)])
     params = SamplingParams(max_tokens=2, temperature=0)
-    first = models.kernel("a").spawn("x", params)
-    second = models.kernel("b").spawn("y", params, model="b")
+    first = models.load("a").kernel.spawn("x", params)
+    second = models.load("b").kernel.spawn("y", params)
     assert second.pid == first.pid + 1
-    assert models.kernel_of(second.pid) is models.kernel("b")
+    assert models.kernel_of(second.pid) is models.peek("b")
     assert [p.pid for p in models.processes()] == [first.pid, second.pid]
     with pytest.raises(UnknownModelError, match="nope"):
         models.load("nope")

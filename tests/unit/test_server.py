@@ -10,8 +10,9 @@ from fastapi.testclient import TestClient
 from llmasos.chat import FALLBACK_STOP
 from llmasos.kernel.config import KernelConfig
 from llmasos.kernel.kernel import Kernel
-from llmasos.models.manager import ModelManager
-from llmasos.server.app import MAX_BODY_BYTES, create_app, key_owner
+from llmasos.runtime.manager import ModelManager
+from llmasos.server.app import create_app
+from llmasos.server.guards import MAX_BODY_BYTES, Access, key_owner
 from tests.unit.fake_engine import FakeEngine
 from tests.unit.test_kernel import signal_through_gate, solo_text, wait_until
 
@@ -36,11 +37,11 @@ def fake_models(kernel: Kernel) -> ModelManager:
 
 def make_client(*, api_keys=(), slots=4, **config) -> TestClient:
     kernel = Kernel(FakeEngine(num_slots=slots), KernelConfig(max_running=slots, **config))
-    return TestClient(create_app(fake_models(kernel), api_keys=api_keys))
+    return TestClient(create_app(fake_models(kernel), access=Access(api_keys=tuple(api_keys))))
 
 
 def kernel_of(http: TestClient) -> Kernel:
-    return http.app.state.models.kernel()
+    return http.app.state.models.peek()
 
 
 @pytest.fixture
@@ -228,13 +229,24 @@ def test_signal_to_an_ended_process_is_a_conflict(http):
     assert "already terminated" in response.json()["error"]["message"]
 
 
-def test_api_keys_guard_every_route_but_health():
+OPEN_ROUTES = {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+
+
+def test_api_keys_guard_every_route_but_health_and_the_api_docs():
     with make_client(api_keys=["sekrit"]) as http:
+        checked = 0
+        for template, operations in http.app.openapi()["paths"].items():
+            if template in OPEN_ROUTES:
+                continue
+            path = template.replace("{pid}", "1").replace("{name}", "fake")
+            for method in operations:
+                for headers in ({}, {"Authorization": "Bearer wrong"}):
+                    response = http.request(method.upper(), path, headers=headers)
+                    assert response.status_code == 401, (method, template, headers)
+                    assert response.json()["error"]["type"] == "authentication_error"
+                checked += 1
+        assert checked >= 17  # every route the server documents
         assert http.get("/health").status_code == 200
-        missing = http.get("/v1/models")
-        assert missing.status_code == 401
-        assert missing.json()["error"]["type"] == "authentication_error"
-        assert http.get("/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
         ok = http.post(
             "/v1/processes",
             json={"prompt": "x", "max_tokens": 1},
@@ -262,14 +274,15 @@ def test_a_closed_kernel_answers_503():
         assert response.status_code == 503
 
 
-def test_chat_fallback_stop_is_applied(http):
-    # The fake never writes "\nUser:", so the request simply succeeds with the extra stop set.
+def test_chat_fallback_stop_is_added_to_the_callers_stop_strings(http):
     data = http.post(
         "/v1/chat/completions",
         json={"messages": [{"role": "user", "content": "Q"}], "max_tokens": 2, "stop": "zz"},
     ).json()
+    pid = int(data["id"].split("-")[1])
+    process = kernel_of(http).get(pid)
+    assert process.params.stop == ("zz", FALLBACK_STOP)
     assert data["choices"][0]["finish_reason"] == "length"
-    assert FALLBACK_STOP == "\nUser:"
 
 
 def test_memory_report_and_page_quota_over_http():
@@ -286,52 +299,3 @@ def test_memory_report_and_page_quota_over_http():
         metrics = http.get("/metrics").text
         assert 'llmasos_kv_pages{model="fake:latest",status="cached"} 1' in metrics
         assert 'llmasos_prefix_cache_lookups_total{model="fake:latest",result="miss"} 1' in metrics
-
-
-@pytest.fixture
-def repo_http(tmp_path):
-    """A server whose model manager has a repository (one tiny model) and fake engines."""
-    from llmasos.models.placement import Device
-    from llmasos.models.repository import Repository
-    from tests.fixtures.tiny_gguf import write_tiny_gguf
-
-    repository = Repository(tmp_path / "models")
-    tiny = write_tiny_gguf(tmp_path / "tiny.gguf")
-    repository.import_file(tiny, "tiny")
-    models = ModelManager(
-        repository,
-        kernel_config=KernelConfig(max_running=2),
-        load_engine=lambda path, name, device: FakeEngine(num_slots=2, model_name=name),
-        kv_bytes_for=lambda manifest: 0,
-        devices=[Device("cpu", 10 << 20)],
-        default_model="tiny",
-    )
-    with TestClient(create_app(models)) as client:
-        yield client, tiny
-
-
-def test_models_are_imported_listed_loaded_used_and_removed_over_http(repo_http):
-    http, tiny = repo_http
-    created = http.post("/v1/models/import", json={"source": str(tiny), "name": "second:v1"})
-    assert created.status_code == 201 and created.json()["architecture"] == "llama"
-    duplicate = http.post("/v1/models/import", json={"source": str(tiny), "name": "second:v1"})
-    assert duplicate.status_code == 409 and "already exists" in duplicate.json()["error"]["message"]
-    listed = {m["id"]: m["loaded"] for m in http.get("/v1/models").json()["data"]}
-    assert listed == {"second:v1": False, "tiny:latest": False}
-    assert http.get("/v1/models/second:v1").json()["quantization"] == "F32"
-    assert http.post("/v1/models/second:v1/load").json()["device"] == "cpu"
-    reply = http.post(
-        "/v1/completions",
-        json={"model": "second:v1", "prompt": "x", "max_tokens": 3, "temperature": 0},
-    )
-    assert reply.status_code == 200 and reply.json()["model"] == "second:v1"
-    other = http.post("/v1/completions", json={"prompt": "x", "max_tokens": 3})  # the default
-    assert other.json()["model"] == "tiny:latest"
-    loaded = {m["name"]: m for m in http.get("/v1/models/loaded").json()["data"]}
-    assert set(loaded) == {"second:v1", "tiny:latest"}
-    assert http.post("/v1/models/second:v1/unload").json()["unloaded"] is True
-    assert http.delete("/v1/models/second:v1").json()["deleted"] is True
-    missing = http.post("/v1/completions", json={"model": "second:v1", "prompt": "x"})
-    assert missing.status_code == 404
-    bad = http.post("/v1/models/import", json={"source": str(tiny) + ".missing"})
-    assert bad.status_code == 400 and "does not exist" in bad.json()["error"]["message"]

@@ -1,3 +1,6 @@
+import pytest
+
+from llmasos.errors import SwapError
 from llmasos.kernel.swap import SwapLocation, SwapSpace
 
 
@@ -27,3 +30,26 @@ def test_a_snapshot_larger_than_the_budget_goes_straight_to_disk(tmp_path):
     assert swap.size(7) == 7
     swap.close()
     assert not any(tmp_path.iterdir())
+
+
+def test_a_snapshot_that_cannot_be_read_stays_in_swap(tmp_path):
+    swap = SwapSpace(ram_limit_bytes=1, directory=tmp_path)
+    swap.put(3, b"precious")
+    (path,) = tmp_path.rglob("3.kv")
+    path.rename(path.with_suffix(".away"))  # an I/O error on the way back
+    with pytest.raises(SwapError, match="pid 3: its KV snapshot could not be read"):
+        swap.take(3)
+    assert swap.location(3) is SwapLocation.DISK
+    path.with_suffix(".away").rename(path)  # the disk is back
+    assert swap.take(3) == b"precious"
+    assert swap.location(3) is None
+
+
+def test_a_spill_the_disk_refuses_keeps_the_snapshot_in_ram(tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the swap folder should go")
+    swap = SwapSpace(ram_limit_bytes=1, directory=blocker)
+    swap.put(1, b"kept")
+    assert swap.location(1) is SwapLocation.RAM
+    assert swap.usage().ram_bytes == 4
+    assert swap.take(1) == b"kept"

@@ -7,11 +7,6 @@ import enum
 import os
 from dataclasses import dataclass
 
-from llmasos.models.placement import Device
-
-CPU_BUDGET_SHARE = 0.5  # of physical RAM, when no budget is given
-GPU_BUDGET_SHARE = 0.9  # of each GPU's memory, when no budget is given
-
 
 class DeviceKind(enum.IntEnum):  # enum ggml_backend_dev_type
     CPU = 0
@@ -56,21 +51,3 @@ def discover_devices() -> list[DeviceInfo]:
         devices.append(DeviceInfo(name, kind, total.value, per_kind[kind]))
         per_kind[kind] += 1
     return devices
-
-
-def default_devices(budget_bytes: int | None = None) -> list[Device]:
-    """Where models may go: every GPU when there are any, else the CPU. Each device's capacity
-    is `budget_bytes`, or by default half the RAM (CPU) or 90% of the GPU's memory."""
-    found = discover_devices()
-    gpus = [d for d in found if d.kind is DeviceKind.GPU]
-    if gpus:
-        return [
-            Device(
-                f"gpu:{g.index}",
-                budget_bytes or int(g.total_bytes * GPU_BUDGET_SHARE),
-                gpu_index=g.index,
-            )
-            for g in gpus
-        ]
-    ram = next(d.total_bytes for d in found if d.kind is DeviceKind.CPU)
-    return [Device("cpu", budget_bytes or int(ram * CPU_BUDGET_SHARE))]

@@ -1,8 +1,14 @@
-"""The kernel: a process table and the tick loop that runs it on an engine.
+"""The kernel: the process table, the syscalls, and the tick thread that applies each step plan.
 
 Threads: callers (SDK, server) spawn and signal from any thread; they only validate, build the
-Process and queue a command. One tick thread owns the engine, the memory books and every Process
-mutation. Commands are applied between ticks, so a step never races a signal.
+Process and queue a command. One tick thread owns the engine's compute, the memory books and
+every Process mutation. Commands are applied between ticks, so a step never races a signal.
+
+A tick: compact the slots, ask the planner for a plan (kernel/planner.py), apply it (preempt,
+swap out, make resident), run its batch as one engine step, then account the tokens.
+
+A syscall that uses the engine from the caller's thread (tokenising a prompt) counts as in
+flight; close() waits for those before it frees the engine.
 """
 
 from __future__ import annotations
@@ -14,49 +20,38 @@ import random
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from llmasos.engine.base import BatchItem, Engine
 from llmasos.errors import (
-    ContextLengthError,
     EngineError,
     InvalidRequestError,
-    KernelBusyError,
     KernelClosedError,
-    NoSuchProcessError,
     ProcessTerminatedError,
-    UnknownModelError,
+    SwapError,
 )
 from llmasos.kernel.config import KernelConfig
+from llmasos.kernel.limits import check_fits, check_priority, check_prompt, check_sampling
 from llmasos.kernel.memory import MemoryManager, MemoryUsage
 from llmasos.kernel.output import OutputText
 from llmasos.kernel.pager import Pager
-from llmasos.kernel.prefix_cache import RadixPrefixCache, shared_prefix_length
-from llmasos.kernel.process import (
-    FinishReason,
-    Process,
-    ProcessState,
-    Result,
-    Signal,
-    TextPiece,
-    Timings,
-    Usage,
-)
+from llmasos.kernel.planner import RUNNABLE_STATES, Planner, StepPlan
+from llmasos.kernel.prefix_cache import RadixPrefixCache
+from llmasos.kernel.process import FinishReason, Process, ProcessState, Signal, TextPiece
 from llmasos.kernel.quota import Admission
 from llmasos.kernel.scheduler import make_policy
 from llmasos.kernel.stats import KernelStats, KernelStatus, MemoryReport
 from llmasos.kernel.swap import SwapSpace
-from llmasos.models.default import canonical_model_name
+from llmasos.kernel.table import ProcessTable
 from llmasos.sampling import SamplingParams
 
 logger = logging.getLogger(__name__)
 
-MAX_PRIORITY = 1000
 STALL_WAIT_S = 0.05
-_RUNNABLE = (ProcessState.RUNNING, ProcessState.READY, ProcessState.SWAPPED)
 
 
 @dataclass(frozen=True)
@@ -90,13 +85,16 @@ class Kernel:
         """`pids` lets kernels that serve side by side (one per loaded model) share one pid
         space."""
         self.engine = engine
-        self.config = config or KernelConfig()
-        self.config.check_against(engine.info)
-        self.policy = make_policy(self.config.policy, quantum=self.config.quantum)
-        config = self.config
-        self.memory = MemoryManager(
-            engine.info.num_slots, engine.info.context_length, config.page_size
+        self.config = config = config or KernelConfig()
+        config.check_against(engine.info)
+        info = engine.info
+        self.planner = Planner(
+            make_policy(config.policy, quantum=config.quantum),
+            max_running=config.max_running,
+            max_batch_tokens=info.max_batch_tokens,
+            min_prefix_tokens=config.min_prefix_tokens,
         )
+        self.memory = MemoryManager(info.num_slots, info.context_length, config.page_size)
         swap_directory = config.swap_directory or Path(tempfile.gettempdir()) / "llmasos-swap"
         self.pager = Pager(
             engine,
@@ -108,58 +106,42 @@ class Kernel:
         self.admission = Admission(
             config.page_size, config.max_pages_per_process, config.max_pages_per_owner
         )
+        self.table = ProcessTable(
+            max_live=config.max_live_processes, keep_finished=config.keep_finished
+        )
         self.tick_count = 0
-        self.trace: deque[TickRecord] = deque(maxlen=self.config.trace_length)
+        self.trace: deque[TickRecord] = deque(maxlen=config.trace_length)
         self.stats = KernelStats()
-        self._table: dict[int, Process] = {}
-        self._live: set[int] = set()
-        self._finished: deque[int] = deque()
         self._unadmitted: list[Process] = []  # waiting for their owner's quota
         self._pids = pids if pids is not None else itertools.count(1)
         self._arrivals = itertools.count()
         self._commands: list[Process | _SignalCommand] = []
         self._cond = threading.Condition()
         self._paused = 0
-        self._closing = False
+        self._calls = 0  # syscalls using the engine from a caller's thread right now
+        self._closing = False  # no new syscalls
+        self._stopping = False  # the tick thread ends
         self._thread = threading.Thread(target=self._run, name="llmasos-kernel", daemon=True)
         self._thread.start()
+
+    @property
+    def policy(self):
+        return self.planner.policy
 
     # -- the system-call surface (any thread) ---------------------------------------------
 
     def spawn(
-        self,
-        prompt: object,
-        params: SamplingParams,
-        *,
-        priority: object = 0,
-        owner: str = "local",
-        model: str | None = None,
+        self, prompt: object, params: SamplingParams, *, priority: object = 0, owner: str = "local"
     ) -> Process:
         """Validate, create and queue a process; it becomes READY at the next tick."""
-        if self._closing:
-            raise KernelClosedError()
-        served = canonical_model_name(self.engine.info.model_name)
-        if model is not None and canonical_model_name(model) != served:
-            raise UnknownModelError(model, [self.engine.info.model_name])
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise InvalidRequestError(
-                "priority", f"must be an integer, got {type(priority).__name__}"
-            )
-        if abs(priority) > MAX_PRIORITY:
-            raise InvalidRequestError(
-                "priority", f"must be between {-MAX_PRIORITY} and {MAX_PRIORITY}, got {priority}"
-            )
-        tokens = self._prompt_tokens(prompt)
-        context = self.engine.info.context_length
-        if len(tokens) + params.max_tokens > context:
-            raise ContextLengthError(len(tokens), params.max_tokens, context)
-        self.admission.check(owner, self.admission.pages_for(len(tokens) + params.max_tokens))
-        seed = params.seed if params.seed is not None else random.randrange(2**32 - 1)
-        with self._cond:
-            if self._closing:
-                raise KernelClosedError()
-            if len(self._live) >= self.config.max_live_processes:
-                raise KernelBusyError(self.config.max_live_processes)
+        priority = check_priority(priority)
+        check_sampling(params, self.engine.info)
+        text = check_prompt(prompt)
+        with self._syscall():
+            tokens = self.engine.tokenize(text)
+            check_fits(len(tokens), params, self.engine.info)
+            self.admission.check(owner, self.admission.pages_for(len(tokens) + params.max_tokens))
+            seed = params.seed if params.seed is not None else random.randrange(2**32 - 1)
             process = Process(
                 pid=next(self._pids),
                 owner=owner,
@@ -172,24 +154,34 @@ class Kernel:
                 arrival=next(self._arrivals),
                 spawned_at=time.monotonic(),
             )
-            self._table[process.pid] = process
-            self._live.add(process.pid)
-            self._commands.append(process)
-            self._cond.notify()
+            try:
+                self.table.add(process)
+            except Exception:
+                process.sampler.close()
+                raise
+            with self._cond:
+                self._commands.append(process)
+                self._cond.notify_all()
         return process
+
+    def tokenize(self, text: object) -> list[int]:
+        """Token ids of `text` as the engine sees a prompt."""
+        if not isinstance(text, str):
+            raise InvalidRequestError("text", f"must be a string, got {type(text).__name__}")
+        with self._syscall():
+            return self.engine.tokenize(text)
 
     def signal(self, pid: int, signal: Signal, *, wait: bool = True) -> None:
         """Deliver a signal; with wait (the default), return once the tick thread applied it."""
+        process = self.table.get(pid)
         with self._cond:
-            if pid not in self._table:
-                raise NoSuchProcessError(pid)
-            if not self._table[pid].alive:
+            if not process.alive:
                 raise ProcessTerminatedError(pid, signal.value)
             if self._closing:
                 raise KernelClosedError()
             command = _SignalCommand(pid, signal, threading.Event())
             self._commands.append(command)
-            self._cond.notify()
+            self._cond.notify_all()
         if not wait:
             return
         command.done.wait()
@@ -197,24 +189,18 @@ class Kernel:
             raise command.error
 
     def get(self, pid: int) -> Process:
-        with self._cond:
-            if pid not in self._table:
-                raise NoSuchProcessError(pid)
-            return self._table[pid]
+        return self.table.get(pid)
 
     def processes(self) -> list[Process]:
-        with self._cond:
-            return list(self._table.values())
+        return self.table.all()
 
     def has(self, pid: int) -> bool:
-        with self._cond:
-            return pid in self._table
+        return self.table.has(pid)
 
     @property
     def num_live_processes(self) -> int:
         """Processes spawned and not yet ended."""
-        with self._cond:
-            return len(self._live)
+        return self.table.num_live
 
     def memory_usage(self) -> MemoryUsage:
         return self.memory.usage()
@@ -255,7 +241,7 @@ class Kernel:
         finally:
             with self._cond:
                 self._paused -= 1
-                self._cond.notify()
+                self._cond.notify_all()
 
     @property
     def closed(self) -> bool:
@@ -263,24 +249,34 @@ class Kernel:
         return self._closing
 
     def close(self) -> None:
-        """Kill every live process, stop the tick thread and free the engine."""
+        """Refuse new syscalls, wait for those in flight, kill every live process, stop the
+        tick thread and free the engine."""
         with self._cond:
             if self._closing:
                 return
             self._closing = True
-            self._cond.notify()
+            while self._calls:
+                self._cond.wait()
+            self._stopping = True
+            self._cond.notify_all()
         self._thread.join()
         self.pager.close()
         self.engine.close()
 
-    # -- the tick thread ------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _syscall(self) -> Iterator[None]:
+        with self._cond:
+            if self._closing:
+                raise KernelClosedError()
+            self._calls += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._calls -= 1
+                self._cond.notify_all()
 
-    def _prompt_tokens(self, prompt: object) -> list[int]:
-        if not isinstance(prompt, str):
-            raise InvalidRequestError("prompt", f"must be a string, got {type(prompt).__name__}")
-        if not prompt:
-            raise InvalidRequestError("prompt", "must not be empty")
-        return self.engine.tokenize(prompt)
+    # -- the tick thread ------------------------------------------------------------------
 
     def _run(self) -> None:
         stalled = False
@@ -288,44 +284,64 @@ class Kernel:
             with self._cond:
                 if stalled:  # nothing could run: wait for a signal or a spawn, not spin
                     self._cond.wait(STALL_WAIT_S)
-                while not self._closing and (
+                while not self._stopping and (
                     self._paused or not (self._commands or self._has_runnable())
                 ):
                     self._cond.wait()
-                if self._closing:
+                if self._stopping:
                     break
                 commands, self._commands = self._commands, []
             stalled = False
+            plan = StepPlan()
             try:
                 for command in commands:
-                    self._apply(command)
+                    self._apply_command(command)
                 if self._has_runnable():
-                    stalled = not self._tick()
+                    self.pager.compact(self._owner_of)
+                    plan = self.planner.plan(self.processes(), self.pager)
+                    stalled = not self._tick(plan)
             except Exception as fault:  # a kernel bug must not leave every waiter hanging
-                logger.exception("kernel tick failed")
-                self._recover(commands, fault)
+                self._recover(commands, plan, fault)
         self._shutdown()
 
-    def _recover(self, commands: list[Process | _SignalCommand], fault: Exception) -> None:
-        """After an unexpected error: fail the processes that were running, answer signals."""
+    def _recover(
+        self, commands: Sequence[Process | _SignalCommand], plan: StepPlan, fault: Exception
+    ) -> None:
+        """After an unexpected error: fail the processes the tick touched with a generic
+        message (the details go to the log under an incident id), and answer signals."""
+        incident = uuid.uuid4().hex[:12]
+        logger.error("kernel tick failed (incident %s)", incident, exc_info=fault)
+        message = f"internal error (incident {incident}); the server log has the details"
         for command in commands:
             if isinstance(command, _SignalCommand) and not command.done.is_set():
-                command.error = fault
+                command.error = KernelClosedError() if self._closing else EngineError(message)
                 command.done.set()
-        for process in self._table.values():
-            if process.state is ProcessState.RUNNING:
-                self._finish(process, FinishReason.ERROR, error=f"internal error: {fault!r}")
+        for process in self.processes():
+            if process.alive and (
+                process.pid in plan.involved or process.state is ProcessState.RUNNING
+            ):
+                try:
+                    self._finish(process, FinishReason.ERROR, error=message)
+                except Exception:
+                    logger.exception(
+                        "incident %s: could not end pid %d cleanly", incident, process.pid
+                    )
 
     def _has_runnable(self) -> bool:
-        return any(p.state in _RUNNABLE for p in self._table.values())
+        return any(p.state in RUNNABLE_STATES for p in self.processes())
 
-    def _apply(self, command: Process | _SignalCommand) -> None:
+    def _owner_of(self, slot: int) -> Process:
+        pid = self.memory.owner(slot)
+        assert pid is not None
+        return self.table.get(pid)
+
+    def _apply_command(self, command: Process | _SignalCommand) -> None:
         if isinstance(command, Process):
             command.spawn_tick = self.tick_count
             self._unadmitted.append(command)
             self._admit_waiting()
             return
-        process = self._table[command.pid]
+        process = self.table.get(command.pid)
         if not process.alive:
             command.error = ProcessTerminatedError(process.pid, command.signal.value)
         elif command.signal is Signal.KILL:
@@ -334,6 +350,7 @@ class Kernel:
             process.state = ProcessState.SUSPENDED
         elif command.signal is Signal.RESUME and process.state is ProcessState.SUSPENDED:
             process.state = self._waiting_state(process)
+            self._admit_waiting()  # it may have waited for its owner's quota
         command.done.set()
 
     def _waiting_state(self, process: Process) -> ProcessState:
@@ -351,20 +368,9 @@ class Kernel:
                 self._unadmitted.remove(process)
                 process.state = ProcessState.READY
 
-    def _tick(self) -> bool:
-        # There is no prefill phase and no decode phase: every process simply has tokens that
-        # the KV cache does not hold yet (its prompt's rest, or the one token it sampled last).
-        # A tick lets the chosen processes catch up by as many of those as the token budget
-        # allows; whoever catches up completely samples its next token.
-        self.pager.compact(self._owner_of)
-        runnable = [p for p in self._table.values() if p.state in _RUNNABLE]
-        chosen = self.policy.select(runnable, self.config.max_running)
-        for process in runnable:
-            if process.state is ProcessState.RUNNING and process not in chosen:
-                process.state = ProcessState.READY
-                process.preemptions += 1
-        chosen = self._residents_for_this_tick(chosen)
-        batch = self._plan_batch(chosen)
+    def _tick(self, plan: StepPlan) -> bool:
+        """Apply `plan` and run its batch; False when nothing could run."""
+        batch = self._apply_plan(plan)
         if not batch:
             logger.warning("tick %d: no process could be made resident", self.tick_count)
             return False
@@ -376,7 +382,48 @@ class Kernel:
             for process, _ in batch:
                 self._finish(process, FinishReason.ERROR, error=str(error))
             return True
-        duration = time.monotonic() - started
+        self._account(batch, sampled, time.monotonic() - started)
+        return True
+
+    def _apply_plan(self, plan: StepPlan) -> list[tuple[Process, BatchItem]]:
+        """Carry out the plan's state changes and residency; the batch items it can run."""
+        for process in plan.preempted:
+            process.state = ProcessState.READY
+            process.preemptions += 1
+        for victim in plan.swap_out:
+            if victim.state is not ProcessState.SUSPENDED:
+                victim.state = ProcessState.SWAPPED
+            self._guarded(victim, self.pager.swap_out)
+        for process in (*plan.start, *plan.swap_in):
+            self._guarded(process, self.pager.make_resident)
+        batch = []
+        for run in plan.runs:
+            process = run.process
+            if process.slot is None or not process.alive:
+                continue  # its residency failed
+            start = process.num_computed_tokens
+            n = min(run.num_tokens, process.num_pending_tokens)
+            item = BatchItem(
+                slot=process.slot,
+                tokens=process.tokens[start : start + n],
+                start_pos=start,
+                sampler=process.sampler if n == process.num_pending_tokens else None,
+            )
+            batch.append((process, item))
+        return batch
+
+    def _guarded(self, process: Process, move) -> None:
+        """Run a memory move for `process`; if the engine or swap fails, the process ends with
+        the error (the others go on)."""
+        try:
+            move(process)
+        except (EngineError, SwapError) as error:
+            logger.error("pid %d: %s", process.pid, error)
+            self._finish(process, FinishReason.ERROR, error=str(error))
+
+    def _account(
+        self, batch: list[tuple[Process, BatchItem]], sampled: list[int | None], duration: float
+    ) -> None:
         generated = 0
         for (process, item), token in zip(batch, sampled, strict=True):
             process.state = ProcessState.RUNNING
@@ -389,106 +436,13 @@ class Kernel:
                 self.stats.prompt_tokens += len(item.tokens)
                 continue
             generated += 1
-            self.policy.charge(process, 1)
+            self.planner.policy.charge(process, 1)
             self._append_token(process, token)
         self.stats.generated_tokens += generated
         self.stats.steps += 1
-        self.trace.append(
-            TickRecord(
-                tick=self.tick_count,
-                duration_s=duration,
-                batch=tuple((p.pid, len(item.tokens)) for p, item in batch),
-                generated_tokens=generated,
-            )
-        )
+        pieces = tuple((p.pid, len(item.tokens)) for p, item in batch)
+        self.trace.append(TickRecord(self.tick_count, duration, pieces, generated))
         self.tick_count += 1
-        return True
-
-    def _residents_for_this_tick(self, chosen: list[Process]) -> list[Process]:
-        """The chosen processes that get a slot now. A newcomer whose prompt starts like that of
-        a process computing its prompt in this tick waits for it, then copies that prefix:
-        agents that share a long system prompt compute it once, not once each."""
-        running: list[Process] = []
-        for process in chosen:
-            if self._waits_for_shared_prefix(process, running):
-                continue
-            if self._make_resident(process, chosen):
-                running.append(process)
-        return running
-
-    def _waits_for_shared_prefix(self, process: Process, running: list[Process]) -> bool:
-        first_residency = (
-            process.slot is None
-            and process.num_computed_tokens == 0
-            and self.pager.swap.location(process.pid) is None
-        )
-        if not first_residency:
-            return False
-        prompt = process.prompt_tokens[:-1]
-        cached = self.pager.prefix_cache.match_prefix(prompt).length
-        for other in running:
-            if not other.is_prefilling:
-                continue
-            shared = shared_prefix_length(prompt, other.prompt_tokens)
-            if shared >= max(self.config.min_prefix_tokens, cached + 1) and (
-                other.num_computed_tokens < shared
-            ):
-                return True
-        return False
-
-    def _make_resident(self, process: Process, chosen: list[Process]) -> bool:
-        """Give a chosen process a slot; may swap out one that was not chosen."""
-
-        def victim(keep_slots: frozenset[int]) -> Process | None:
-            candidates = [
-                p
-                for p in self._table.values()
-                if p.slot is not None and p.alive and p not in chosen and p.slot not in keep_slots
-            ]
-            # Suspended processes go first, then the lowest priority, then the latest arrival.
-            chosen_victim = min(
-                candidates,
-                key=lambda p: (p.state is not ProcessState.SUSPENDED, p.priority, -p.arrival),
-                default=None,
-            )
-            if chosen_victim is not None and chosen_victim.state is not ProcessState.SUSPENDED:
-                chosen_victim.state = ProcessState.SWAPPED
-            return chosen_victim
-
-        try:
-            return self.pager.make_resident(process, victim)
-        except EngineError as error:
-            self._finish(process, FinishReason.ERROR, error=str(error))
-            return False
-
-    def _owner_of(self, slot: int) -> Process:
-        pid = self.memory.owner(slot)
-        assert pid is not None
-        return self._table[pid]
-
-    def _plan_batch(self, chosen: list[Process]) -> list[tuple[Process, BatchItem]]:
-        """Decode tokens first (one each), then prefill chunks while the token budget lasts."""
-        budget = self.engine.info.max_batch_tokens
-        batch: list[tuple[Process, BatchItem]] = []
-        ordered = [p for p in chosen if not p.is_prefilling] + [
-            p for p in chosen if p.is_prefilling
-        ]
-        for process in ordered:
-            if budget == 0:
-                break
-            n = min(process.num_pending_tokens, budget)
-            start = process.num_computed_tokens
-            catches_up = n == process.num_pending_tokens
-            assert process.slot is not None
-            item = BatchItem(
-                slot=process.slot,
-                tokens=process.tokens[start : start + n],
-                start_pos=start,
-                sampler=process.sampler if catches_up else None,
-            )
-            batch.append((process, item))
-            budget -= n
-        return batch
 
     def _append_token(self, process: Process, token: int) -> None:
         if process.first_token_at is None:
@@ -507,58 +461,27 @@ class Kernel:
     def _finish(self, process: Process, reason: FinishReason, error: str | None = None) -> None:
         # A completed process's KV stays as prefix cache; a killed or failed one's is freed.
         completed = reason in (FinishReason.STOP, FinishReason.LENGTH)
-        self.pager.release(process, keep_as_cache=completed)
-        process.sampler.close()
-        self.policy.forget(process)
-        with process.lock:
-            tail = process.output.finish()
-            if tail:
-                process.publish(TextPiece(tail, []))
-            process.state = ProcessState.TERMINATED
-            process.finish_reason = reason
-            process.error = error
-            process.finished_at = time.monotonic()
-            process.result = self._result(process)
-            process.publish(process.result)
-        process.done.set()
-        self._reap(process)
-        if process in self._unadmitted:
-            self._unadmitted.remove(process)
-        self.admission.release(process.pid)
-        self._admit_waiting()
-
-    def _reap(self, process: Process) -> None:
-        """Retire an ended process; forget the oldest ended ones beyond keep_finished."""
-        with self._cond:
-            self._live.discard(process.pid)
-            self._finished.append(process.pid)
-            while len(self._finished) > self.config.keep_finished:
-                del self._table[self._finished.popleft()]
-
-    @staticmethod
-    def _result(process: Process) -> Result:
-        assert process.finished_at is not None and process.finish_reason is not None
-        total = process.finished_at - process.spawned_at
-        ttft = (
-            None if process.first_token_at is None else process.first_token_at - process.spawned_at
-        )
-        return Result(
-            pid=process.pid,
-            text=process.output.text,
-            token_ids=process.tokens[len(process.prompt_tokens) :],
-            finish_reason=process.finish_reason,
-            usage=Usage(
-                len(process.prompt_tokens), process.num_output_tokens, process.cached_prompt_tokens
-            ),
-            timings=Timings(
-                waiting_s=max(0.0, total - process.run_s),
-                time_to_first_token_s=ttft,
-                run_s=process.run_s,
-                total_s=total,
-            ),
-            preemptions=process.preemptions,
-            error=process.error,
-        )
+        try:
+            self.pager.release(process, keep_as_cache=completed)
+        finally:
+            process.sampler.close()
+            self.planner.policy.forget(process)
+            with process.lock:
+                tail = process.output.finish()
+                if tail:
+                    process.publish(TextPiece(tail, []))
+                process.state = ProcessState.TERMINATED
+                process.finish_reason = reason
+                process.error = error
+                process.finished_at = time.monotonic()
+                process.result = process.make_result()
+                process.publish(process.result)
+            process.done.set()
+            self.table.retire(process)
+            if process in self._unadmitted:
+                self._unadmitted.remove(process)
+            self.admission.release(process.pid)
+            self._admit_waiting()
 
     def _shutdown(self) -> None:
         with self._cond:
@@ -567,6 +490,6 @@ class Kernel:
             if isinstance(command, _SignalCommand):
                 command.error = KernelClosedError()
                 command.done.set()
-        for process in list(self._table.values()):
+        for process in self.processes():
             if process.alive:
                 self._finish(process, FinishReason.KILLED, error="kernel closed")

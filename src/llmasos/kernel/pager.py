@@ -4,13 +4,16 @@ It is the kernel's mechanism for memory; the kernel's tick decides when and for 
 engine call that changes what a slot holds goes through here, so the books (MemoryManager), the
 prefix cache and the engine always agree.
 
+It is also the memory ledger the planner reads (kernel/planner.py): how many slots can be had,
+who has a snapshot in swap, how much of a prompt is cached.
+
 Getting a slot for a process, in order of preference:
   1. its own snapshot back from swap (a context switch in);
   2. a cached slot that already holds the start of its prompt (taken over, trimmed, no copy);
   3. a free slot, with the longest matching prefix copied from a live slot (llama_memory_seq_cp);
   4. a free slot, computing the prompt from scratch.
-A free slot is the lowest empty one, else the least recently used cached one (evicted), else the
-slot of a victim the caller names (swapped out).
+A free slot is the lowest empty one, else the least recently used cached one (evicted). Slots of
+processes the plan swaps out are freed by swap_out() first.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from llmasos.engine.base import Engine
 from llmasos.errors import EngineError
 from llmasos.kernel.memory import MemoryManager, SlotState
-from llmasos.kernel.prefix_cache import PrefixCache
+from llmasos.kernel.prefix_cache import PrefixCache, PrefixMatch
 from llmasos.kernel.process import Process
 from llmasos.kernel.stats import MemoryReport, ProcessMemory
 from llmasos.kernel.swap import SwapSpace
@@ -56,48 +59,56 @@ class Pager:
         self.min_prefix_tokens = min_prefix_tokens
         self.stats = PagerStats()
 
+    # -- the ledger the planner reads ----------------------------------------------------
+
+    def num_available_slots(self) -> int:
+        usage = self.memory.usage()
+        return usage.free_slots + usage.cached_slots
+
+    def has_snapshot(self, pid: int) -> bool:
+        return self.swap.location(pid) is not None
+
+    def reusable_prefix(self, tokens: Sequence[int]) -> int:
+        return self._reusable(tokens).length
+
+    def _reusable(self, prompt: Sequence[int]) -> PrefixMatch:
+        """The cached start of `prompt` (all but its last token, whose logits are needed) that
+        a first residency reuses, or an empty match when shorter than min_prefix_tokens."""
+        match = self.prefix_cache.match_prefix(prompt[:-1])
+        return match if match.length >= self.min_prefix_tokens else PrefixMatch(0, frozenset())
+
     # -- residency ------------------------------------------------------------------------
 
-    def make_resident(
-        self, process: Process, victim: Callable[[frozenset[int]], Process | None]
-    ) -> bool:
-        """Give `process` a slot holding what it has computed so far. `victim(protected_slots)`
-        names a process to swap out when no slot is free. False when nothing could be done."""
+    def make_resident(self, process: Process) -> None:
+        """Give `process` a slot holding what it has computed so far: its snapshot back from
+        swap, or (first residency) the longest worthwhile cached start of its prompt. The
+        planner made sure a free or cached slot exists. Raises EngineError (the engine
+        failed) or SwapError (the snapshot could not be read; it stays in swap)."""
         if process.slot is not None:
-            return True
-        if self.swap.location(process.pid) is not None:
-            slot = self._free_slot(victim, frozenset())
-            if slot is None:
-                return False
-            self._load(process, self.swap.take(process.pid), slot)
+            return
+        if self.has_snapshot(process.pid):
+            state = self.swap.take(process.pid)
+            self._load(process, state, self._take_slot(frozenset()))
             self.stats.swap_ins += 1
-            return True
-        return self._start(process, victim)
+            return
+        self._start(process)
 
-    def _start(self, process: Process, victim: Callable[[frozenset[int]], Process | None]) -> bool:
-        """First residency: reuse the longest cached prefix of the prompt, if worth it."""
-        match = self.prefix_cache.match_prefix(process.prompt_tokens[:-1])
-        length = match.length if match.length >= self.min_prefix_tokens else 0
-        cached = sorted(s for s in match.slots if self.memory.state(s) is SlotState.CACHED)
-        if length and cached:
-            slot = cached[0]
+    def _start(self, process: Process) -> None:
+        """First residency: take over a cached slot holding the prompt's start (trimmed, no
+        copy), else copy the start from a live slot, else compute it all."""
+        match = self._reusable(process.prompt_tokens)
+        length, sources = match.length, match.slots
+        for slot in sorted(s for s in sources if self.memory.state(s) is SlotState.CACHED):
             if self.engine.truncate(slot, length):
                 self._assign(process, slot, length)
                 self.prefix_cache.truncate(slot, length)
                 self._hit(process, length)
-                return True
-            self._drop_cached(slot)  # the engine could not trim it: start over elsewhere
-        sources = frozenset(match.slots) if length else frozenset()
-        slot = self._free_slot(victim, sources)
-        if slot is None and sources:
-            # Only the prefix's holders could make room: take one, and copy from what remains.
-            slot = self._free_slot(victim, frozenset())
-            sources = frozenset(s for s in sources if self.memory.state(s) is SlotState.OWNED)
-        if slot is None:
-            return False
-        live_sources = [s for s in sorted(sources) if self.memory.state(s) is SlotState.OWNED]
-        if length and live_sources:
-            self.engine.copy_prefix(live_sources[0], slot, length)
+                return
+            self._drop_cached(slot)  # the engine could not trim it: try elsewhere
+        slot = self._take_slot(sources)
+        live = sorted(s for s in sources if self.memory.state(s) is SlotState.OWNED)
+        if live:
+            self.engine.copy_prefix(live[0], slot, length)
             self._assign(process, slot, length)
             self.prefix_cache.insert(slot, process.prompt_tokens[:length])
             self.stats.prefix_copies += 1
@@ -106,7 +117,6 @@ class Pager:
             self._assign(process, slot, 0)
             self.prefix_cache.insert(slot, [])
             self.stats.prefix_misses += 1
-        return True
 
     def _hit(self, process: Process, length: int) -> None:
         process.cached_prompt_tokens = length
@@ -118,24 +128,19 @@ class Pager:
         process.num_computed_tokens = num_computed
         self.memory.own(slot, process.pid, num_computed)
 
-    def _free_slot(
-        self, victim: Callable[[frozenset[int]], Process | None], keep: frozenset[int]
-    ) -> int | None:
-        """An empty slot: free, else an evicted cached one, else a swapped-out victim's.
-        Slots in `keep` are neither evicted nor taken from their owner."""
+    def _take_slot(self, keep: frozenset[int]) -> int:
+        """An empty slot: a free one, else the least recently used cached one (evicted),
+        sparing the cached slots in `keep` while another can go."""
         slot = self.memory.best_free()
-        if slot is not None:
-            return slot
-        slot = self.memory.least_recently_cached(exclude=keep)
-        if slot is not None:
+        if slot is None:
+            slot = self.memory.least_recently_cached(exclude=keep)
+        if slot is None:
+            slot = self.memory.least_recently_cached()
+        if slot is None:
+            raise AssertionError("the plan asked for a slot that does not exist")
+        if self.memory.state(slot) is SlotState.CACHED:
             self._drop_cached(slot)
             self.stats.evictions += 1
-            return slot
-        process = victim(keep)
-        if process is None or process.slot is None:
-            return None
-        slot = process.slot
-        self.swap_out(process)
         return slot
 
     def _drop_cached(self, slot: int) -> None:

@@ -150,6 +150,27 @@ class Process:
     def alive(self) -> bool:
         return self.state is not ProcessState.TERMINATED
 
+    def make_result(self) -> Result:
+        """The Result of this ended process (finish_reason and finished_at are set)."""
+        assert self.finished_at is not None and self.finish_reason is not None
+        total = self.finished_at - self.spawned_at
+        ttft = None if self.first_token_at is None else self.first_token_at - self.spawned_at
+        return Result(
+            pid=self.pid,
+            text=self.output.text,
+            token_ids=self.tokens[len(self.prompt_tokens) :],
+            finish_reason=self.finish_reason,
+            usage=Usage(len(self.prompt_tokens), self.num_output_tokens, self.cached_prompt_tokens),
+            timings=Timings(
+                waiting_s=max(0.0, total - self.run_s),
+                time_to_first_token_s=ttft,
+                run_s=self.run_s,
+                total_s=total,
+            ),
+            preemptions=self.preemptions,
+            error=self.error,
+        )
+
     def subscribe(self, listener: Listener) -> None:
         """Deliver this process's events to `listener` (called on the kernel's thread; it must
         not block). Output so far arrives first, as one TextPiece."""

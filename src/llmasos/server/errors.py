@@ -20,28 +20,6 @@ from llmasos.wire import error_status
 logger = logging.getLogger(__name__)
 
 
-class APIError(Exception):
-    """An error the server raises itself (auth, body limits)."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        kind: str,
-        param: str | None = None,
-        code: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.kind, self.param, self.code = (
-            status,
-            message,
-            kind,
-            param,
-            code,
-        )
-
-
 def error_response(
     status: int, message: str, *, kind: str, param: str | None = None, code: str | None = None
 ) -> JSONResponse:
@@ -77,12 +55,6 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _kernel_error(_: Request, error: LLMasOSError) -> JSONResponse:
         return error_for(error)
 
-    @app.exception_handler(APIError)
-    async def _api_error(_: Request, error: APIError) -> JSONResponse:
-        return error_response(
-            error.status, error.message, kind=error.kind, param=error.param, code=error.code
-        )
-
     @app.exception_handler(RequestValidationError)
     async def _invalid_body(_: Request, error: RequestValidationError) -> JSONResponse:
         message, field = _validation_message(error)
@@ -90,11 +62,19 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
-        return error_response(error.status_code, str(error.detail), kind="invalid_request_error")
+        code = "body_too_large" if error.status_code == 413 else None
+        response = error_response(
+            error.status_code, str(error.detail), kind="invalid_request_error", code=code
+        )
+        response.headers.update(error.headers or {})
+        return response
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, error: Exception) -> JSONResponse:
-        logger.exception("unhandled error")
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        request_id = getattr(request.state, "request_id", "unknown")
+        logger.error("request %s failed", request_id, exc_info=error)
         return error_response(
-            500, "internal error; the server logged the details", kind="server_error"
+            500,
+            f"internal error (request {request_id}); the server log has the details",
+            kind="server_error",
         )

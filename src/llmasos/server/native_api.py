@@ -12,15 +12,15 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from llmasos.chat import check_messages, render_chat
+from llmasos.engine.base import EngineInfo
 from llmasos.errors import InvalidRequestError, UnknownModelError
 from llmasos.kernel.kernel import Kernel
 from llmasos.kernel.process import ProcessInfo, Signal
 from llmasos.models.repository import Repository
-from llmasos.models.sources import import_model
 from llmasos.server.events import merged_events
 from llmasos.server.metrics import render_metrics
-from llmasos.server.openai_api import models_of
-from llmasos.server.schemas import ImportRequest, SignalRequest, SpawnRequest
+from llmasos.server.openai_api import models_of, spawn_all
+from llmasos.server.schemas import SignalRequest, SpawnRequest
 from llmasos.wire import event_to_json, info_to_json, memory_to_json, result_to_json
 
 router = APIRouter()
@@ -28,7 +28,9 @@ open_router = APIRouter()  # no API key needed
 
 
 @open_router.get("/health")
-def health(request: Request) -> dict[str, Any]:
+async def health(request: Request) -> dict[str, Any]:
+    """Answers on the event loop, from books that are never locked for long: it stays quick
+    while a model loads or a step runs."""
     models = models_of(request)
     return {
         "status": "ok",
@@ -44,12 +46,14 @@ def metrics(request: Request) -> PlainTextResponse:
 
 
 def _loaded_kernel(request: Request, model: str | None) -> Kernel:
-    """The kernel of a model that is loaded (no loading as a side effect of a report)."""
+    """The kernel of a model that is loaded now; a report never loads a model nor resets its
+    keep-alive."""
     models = models_of(request)
-    name = model or models.default_model
-    if not models.is_loaded(name):
+    kernel = models.peek(model)
+    if kernel is None:
+        name = models.canonical(model)
         raise UnknownModelError(f"{name} (not loaded)", [m.name for m in models.loaded()])
-    return models.kernel(name)
+    return kernel
 
 
 @router.get("/v1/stats")
@@ -66,33 +70,31 @@ def memory(request: Request, model: str | None = None) -> dict[str, Any]:
 
 
 @router.get("/v1/processes")
-def list_processes(request: Request) -> dict[str, Any]:
+async def list_processes(request: Request) -> dict[str, Any]:
     infos = [info_to_json(ProcessInfo.of(p)) for p in models_of(request).processes()]
     return {"object": "list", "data": infos}
 
 
 @router.post("/v1/processes", status_code=201)
 def spawn(body: SpawnRequest, request: Request) -> dict[str, Any]:
-    kernel = models_of(request).kernel(body.model)
+    """Runs in a worker thread (a sync route): it may load the model and tokenises."""
     if (body.prompt is None) == (body.messages is None):
         raise InvalidRequestError("prompt", "send exactly one of prompt and messages")
-    extra_stop: tuple[str, ...] = ()
-    prompt = body.prompt
-    if body.messages is not None:
-        chat = render_chat(check_messages(body.messages), kernel.engine.info)
-        prompt, extra_stop = chat.text, chat.stop
-    process = kernel.spawn(
-        prompt,
-        body.sampling_params(extra_stop),
-        priority=body.priority,
-        owner=request.state.owner,
-        model=body.model,
-    )
+    body.sampling_params()
+    messages = None if body.messages is None else check_messages(body.messages)
+
+    def prompts(info: EngineInfo) -> tuple[list[str], tuple[str, ...]]:
+        if messages is None:
+            return [body.prompt or ""], ()
+        chat = render_chat(messages, info)
+        return [chat.text], chat.stop
+
+    _, (process,) = spawn_all(request, body, prompts)
     return info_to_json(ProcessInfo.of(process))
 
 
 @router.get("/v1/processes/{pid}")
-def get_process(pid: int, request: Request) -> dict[str, Any]:
+async def get_process(pid: int, request: Request) -> dict[str, Any]:
     process = models_of(request).kernel_of(pid).get(pid)
     body = info_to_json(ProcessInfo.of(process))
     body["text"] = process.output.released_text
@@ -124,7 +126,7 @@ def events(pid: int, request: Request) -> StreamingResponse:
 # -- models ---------------------------------------------------------------------------------
 
 
-def _repository(request: Request) -> Repository:
+def repository_of(request: Request) -> Repository:
     repository = models_of(request).repository
     if repository is None:
         raise InvalidRequestError("model", "this server has no model repository")
@@ -137,17 +139,9 @@ def loaded_models(request: Request) -> dict[str, Any]:
     return {"object": "list", "data": rows}
 
 
-@router.post("/v1/models/import", status_code=201)
-async def import_(body: ImportRequest, request: Request) -> dict[str, Any]:
-    manifest = await run_in_threadpool(
-        import_model, _repository(request), body.source, body.name, sha256=body.sha256
-    )
-    return dataclasses.asdict(manifest)
-
-
 @router.get("/v1/models/{name}")
 def show_model(name: str, request: Request) -> dict[str, Any]:
-    manifest = _repository(request).show(name)
+    manifest = repository_of(request).show(name)
     return {
         "id": manifest.name,
         "object": "model",
@@ -156,23 +150,8 @@ def show_model(name: str, request: Request) -> dict[str, Any]:
     }
 
 
-@router.delete("/v1/models/{name}")
-def delete_model(name: str, request: Request) -> dict[str, Any]:
-    models = models_of(request)
-    if models.is_loaded(name):
-        models.unload(name)
-    manifest = _repository(request).remove(name)
-    return {"id": manifest.name, "object": "model", "deleted": True}
-
-
 @router.post("/v1/models/{name}/load")
 async def load_model(name: str, request: Request) -> dict[str, Any]:
     models = models_of(request)
     loaded = await run_in_threadpool(models.load, name)
     return {"name": loaded.name, "device": loaded.device, "memory_bytes": loaded.memory_bytes}
-
-
-@router.post("/v1/models/{name}/unload")
-def unload_model(name: str, request: Request) -> dict[str, Any]:
-    models_of(request).unload(name)
-    return {"name": name, "unloaded": True}

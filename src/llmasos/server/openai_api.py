@@ -11,13 +11,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from llmasos.chat import check_messages, render_chat
+from llmasos.engine.base import EngineInfo
 from llmasos.errors import EngineError, InvalidRequestError, ProcessError
 from llmasos.kernel.kernel import Kernel
 from llmasos.kernel.process import FinishReason, Process, Result, Signal, TextPiece
-from llmasos.models.manager import ModelManager
-from llmasos.sampling import SamplingParams
+from llmasos.runtime.manager import ModelManager
 from llmasos.server.events import merged_events
 from llmasos.server.schemas import ChatRequest, CompletionRequest, SamplingFields
 
@@ -58,8 +59,11 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
     if not prompts:
         raise InvalidRequestError("prompt", "must be a string or a non-empty list of strings")
-    processes = spawn_all(request, prompts, body, body.sampling_params())
-    reply = _Reply(request, processes, "cmpl", "text_completion", _completion_choice)
+    body.sampling_params()  # a bad field is refused before any model is loaded
+    kernel, processes = await run_in_threadpool(
+        spawn_all, request, body, lambda _info: (list(prompts), ())
+    )
+    reply = _Reply(request, kernel, processes, "cmpl", "text_completion", _completion_choice)
     if body.stream:
         usage = body.stream_options is not None and body.stream_options.include_usage
         return reply.stream(_completion_choice, include_usage=usage)
@@ -68,10 +72,15 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
 
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(body: ChatRequest, request: Request) -> Any:
-    kernel = models_of(request).kernel(body.model)
-    prompt = render_chat(check_messages(body.messages), kernel.engine.info)
-    processes = spawn_all(request, [prompt.text], body, body.sampling_params(prompt.stop))
-    reply = _Reply(request, processes, "chatcmpl", "chat.completion", _chat_choice)
+    messages = check_messages(body.messages)
+    body.sampling_params()
+
+    def prompts(info: EngineInfo) -> tuple[list[str], tuple[str, ...]]:
+        prompt = render_chat(messages, info)
+        return [prompt.text], prompt.stop
+
+    kernel, processes = await run_in_threadpool(spawn_all, request, body, prompts)
+    reply = _Reply(request, kernel, processes, "chatcmpl", "chat.completion", _chat_choice)
     if body.stream:
         usage = body.stream_options is not None and body.stream_options.include_usage
         return reply.stream(_chat_delta, include_usage=usage, first=_chat_role_delta)
@@ -79,26 +88,26 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
 
 
 def spawn_all(
-    request: Request, prompts: Sequence[str], body: SamplingFields, params: SamplingParams
-) -> list[Process]:
-    """Spawn one process per prompt; if any spawn fails, kill the ones already started."""
-    kernel = models_of(request).kernel(body.model)
-    processes: list[Process] = []
-    try:
-        for prompt in prompts:
-            processes.append(
-                kernel.spawn(
-                    prompt,
-                    params,
-                    priority=body.priority,
-                    owner=request.state.owner,
-                    model=body.model,
+    request: Request,
+    body: SamplingFields,
+    prompts_for: Callable[[EngineInfo], tuple[list[str], tuple[str, ...]]],
+) -> tuple[Kernel, list[Process]]:
+    """Spawn one process per prompt on the requested model (loading it if needed; blocking:
+    call it in a worker thread). If any spawn fails, kill the ones already started."""
+    with models_of(request).lease(body.model) as loaded:
+        kernel = loaded.kernel
+        prompts, extra_stop = prompts_for(kernel.engine.info)
+        params = body.sampling_params(extra_stop)
+        processes: list[Process] = []
+        try:
+            for prompt in prompts:
+                processes.append(
+                    kernel.spawn(prompt, params, priority=body.priority, owner=request.state.owner)
                 )
-            )
-    except Exception:
-        kill_quietly(kernel, processes)
-        raise
-    return processes
+        except Exception:
+            kill_quietly(kernel, processes)
+            raise
+    return kernel, processes
 
 
 def kill_quietly(kernel: Kernel, processes: Sequence[Process]) -> None:
@@ -149,13 +158,14 @@ class _Reply:
     def __init__(
         self,
         request: Request,
+        kernel: Kernel,
         processes: list[Process],
         id_prefix: str,
         object_name: str,
         choice: ChoiceBuilder,
     ) -> None:
         self.request = request
-        self.kernel = models_of(request).kernel_of(processes[0].pid)
+        self.kernel = kernel
         self.processes = processes
         self.id = f"{id_prefix}-{processes[0].pid}"
         self.object_name = object_name

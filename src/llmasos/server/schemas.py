@@ -122,7 +122,8 @@ class SignalRequest(StrictBody):
 
 
 class ImportRequest(StrictBody):
-    """POST /v1/models/import: a GGUF path on the server, an http(s) URL or pypi:PACKAGE."""
+    """POST /v1/models/import (admin): an https URL on a public address, or a GGUF file under
+    one of the server's --import-dir directories."""
 
     source: str
     name: str | None = None

@@ -1,4 +1,5 @@
-"""Builds engines: for a model name or GGUF path (Client), or as the model manager's loader."""
+"""The composition root: builds engines (for a model name or GGUF path, for the Client) and the
+model manager with its devices and loader. The only module that knows every concrete class."""
 
 from __future__ import annotations
 
@@ -7,16 +8,26 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from llmasos.engine.base import Engine
-from llmasos.engine.devices import default_devices
+from llmasos.engine.devices import DeviceKind, discover_devices
 from llmasos.errors import InvalidRequestError
 from llmasos.kernel.config import KernelConfig
 from llmasos.models.default import DEFAULT_MODEL, canonical_model_name, ensure_default_model
-from llmasos.models.manager import DEFAULT_KEEP_ALIVE_S, ModelManager
 from llmasos.models.placement import Device, FitPolicy
 from llmasos.models.repository import Manifest, Repository
+from llmasos.runtime.manager import DEFAULT_KEEP_ALIVE_S, ModelManager
 from llmasos.settings import Settings
 
 CPU = Device("cpu", 0)  # where a standalone engine runs (a budget applies only under a manager)
+CPU_BUDGET_SHARE = 0.5  # of physical RAM, when no budget is given
+GPU_BUDGET_SHARE = 0.9  # of each GPU's memory, when no budget is given
+
+
+OPTION_LIMITS = {
+    "num_slots": 256,
+    "context_length": 1 << 20,
+    "max_batch_tokens": 1 << 16,
+    "n_threads": 1024,
+}
 
 
 @dataclass(frozen=True)
@@ -36,8 +47,10 @@ class EngineOptions:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidRequestError(f.name, f"must be an integer >= 1, got {value!r}")
-        if self.num_slots > 256:
-            raise InvalidRequestError("num_slots", f"must be <= 256, got {self.num_slots}")
+        for name, limit in OPTION_LIMITS.items():
+            value = getattr(self, name)
+            if value is not None and value > limit:
+                raise InvalidRequestError(name, f"must be <= {limit}, got {value}")
 
 
 def load_engine(model: str | None, options: EngineOptions) -> Engine:
@@ -104,3 +117,21 @@ def model_manager(
         keep_alive_s=keep_alive_s,
         default_model=default_model,
     )
+
+
+def default_devices(budget_bytes: int | None = None) -> list[Device]:
+    """Where models may go: every GPU when there are any, else the CPU. Each device's capacity
+    is `budget_bytes`, or by default half the RAM (CPU) or 90% of the GPU's memory."""
+    found = discover_devices()
+    gpus = [d for d in found if d.kind is DeviceKind.GPU]
+    if gpus:
+        return [
+            Device(
+                f"gpu:{g.index}",
+                budget_bytes or int(g.total_bytes * GPU_BUDGET_SHARE),
+                gpu_index=g.index,
+            )
+            for g in gpus
+        ]
+    ram = next(d.total_bytes for d in found if d.kind is DeviceKind.CPU)
+    return [Device("cpu", budget_bytes or int(ram * CPU_BUDGET_SHARE))]

@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from typing import Any, overload
 
 from llmasos.errors import InvalidRequestError
-from llmasos.kernel.kernel import Kernel
-from llmasos.models.manager import ModelManager
+from llmasos.kernel.config import KernelConfig
+from llmasos.local import LocalProcessHandle
 from llmasos.models.repository import Manifest
+from llmasos.runtime.factory import EngineOptions, model_manager
+from llmasos.runtime.manager import ModelManager
 from llmasos.sampling import SamplingParams
+from llmasos.settings import Settings
 
 _manager: ModelManager | None = None
 _manager_lock = threading.Lock()
@@ -26,10 +29,6 @@ def default_manager() -> ModelManager:
     global _manager
     with _manager_lock:
         if _manager is None:
-            from llmasos.engine.factory import EngineOptions, model_manager
-            from llmasos.kernel.config import KernelConfig
-            from llmasos.settings import Settings
-
             _manager = model_manager(
                 KernelConfig(), EngineOptions(), home=Settings.from_environment().home
             )
@@ -53,10 +52,6 @@ class ModelHandle:
         self.name = name
 
     @property
-    def _kernel(self) -> Kernel:
-        return self._manager.kernel(self.name)  # reloads after an unload
-
-    @property
     def info(self) -> ModelInfo:
         loaded = self._manager.load(self.name)
         manifest = self._manager.repository.show(self.name)  # type: ignore[union-attr]
@@ -75,9 +70,10 @@ class ModelHandle:
         if not isinstance(prompts, list) or not prompts:
             raise InvalidRequestError("prompts", "must be a string or a non-empty list of strings")
         params = SamplingParams.build(**sampling)
-        kernel = self._kernel
-        with kernel.paused():  # one scheduling decision sees the whole batch
-            processes = [kernel.spawn(p, params, model=self.name) for p in prompts]
+        with self._manager.lease(self.name) as loaded:  # (re)loaded if it was unloaded
+            kernel = loaded.kernel
+            with kernel.paused():  # one scheduling decision sees the whole batch
+                processes = [kernel.spawn(p, params) for p in prompts]
         for process in processes:
             process.done.wait()
         return [p.result.text for p in processes]  # type: ignore[union-attr]
@@ -86,18 +82,14 @@ class ModelHandle:
         self, prompt: str, *, stream: bool = False, **sampling: Any
     ) -> str | Iterator[str]:
         """Like Client.generate_text on this model."""
-        from llmasos.local import LocalProcessHandle
-
-        kernel = self._kernel
-        handle = LocalProcessHandle(
-            kernel, kernel.spawn(prompt, SamplingParams.build(**sampling), model=self.name)
-        )
+        params = SamplingParams.build(**sampling)
+        with self._manager.lease(self.name) as loaded:
+            handle = LocalProcessHandle(loaded.kernel, loaded.kernel.spawn(prompt, params))
         return handle.stream() if stream else handle.wait().text
 
     def tokenize(self, text: str) -> list[int]:
-        if not isinstance(text, str):
-            raise InvalidRequestError("text", f"must be a string, got {type(text).__name__}")
-        return self._kernel.engine.tokenize(text)
+        with self._manager.lease(self.name) as loaded:
+            return loaded.kernel.tokenize(text)
 
     def unload(self) -> None:
         """Free the model's memory now (it reloads if used again)."""

@@ -1,0 +1,29 @@
+"""The `llmasos` command line: serve the OS, and talk to it. One module per command group:
+
+    serve       cli/serve.py
+    run, chat, ps, kill, top      cli/processes.py
+    models ...  cli/models.py
+
+Every command has --help.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from llmasos.cli import models, processes, serve
+
+app = typer.Typer(
+    help="LLMasOS: an operating system for LLM work.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(serve.serve)
+for command in (processes.run, processes.chat, processes.ps, processes.kill, processes.top):
+    app.command()(command)
+app.add_typer(models.models_app, name="models")
+
+
+def main() -> None:
+    app()

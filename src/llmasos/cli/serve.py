@@ -1,0 +1,167 @@
+"""`llmasos serve`: the HTTP server, one kernel per loaded model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from llmasos.cli.common import Model, errors, fail
+from llmasos.errors import InvalidRequestError, LLMasOSError
+
+Host = Annotated[str, typer.Option(help="Interface to listen on.")]
+Port = Annotated[int, typer.Option(help="TCP port.")]
+Policy = Annotated[str, typer.Option(help="fcfs, sjf, rr or priority.")]
+ApiKeys = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--api-key",
+        help="Require this bearer key (repeatable; also $LLMASOS_API_KEYS, comma-separated).",
+    ),
+]
+AdminKey = Annotated[
+    str | None,
+    typer.Option(
+        "--admin-key",
+        envvar="LLMASOS_ADMIN_KEY",
+        help="The key for administrative routes (model import, delete, unload); without one "
+        "they are off.",
+    ),
+]
+ImportDirs = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--import-dir", help="A directory that path imports over HTTP may read from (repeatable)."
+    ),
+]
+MaxRunning = Annotated[int, typer.Option(help="Most processes per engine step.")]
+NumSlots = Annotated[int, typer.Option(help="Sequences resident in the KV cache.")]
+ContextLength = Annotated[int, typer.Option(help="Most tokens per process.")]
+MaxBatchTokens = Annotated[int, typer.Option(help="Token budget per engine step.")]
+Threads = Annotated[int | None, typer.Option(help="CPU threads (default: all).")]
+PageSize = Annotated[int, typer.Option(help="Tokens per KV page.")]
+SwapBytes = Annotated[int, typer.Option(help="Host RAM for swapped KV; then disk.")]
+PagesPerProcess = Annotated[int | None, typer.Option(help="KV page quota of one process.")]
+PagesPerOwner = Annotated[
+    int | None, typer.Option(help="KV page quota of one API key's live processes.")
+]
+MemoryBudget = Annotated[
+    str | None, typer.Option(help="Memory for loaded models, e.g. 8GiB (default: half the RAM).")
+]
+Placement = Annotated[
+    str, typer.Option(help="Device fit policy: first-fit, best-fit or worst-fit.")
+]
+KeepAlive = Annotated[
+    float, typer.Option(help="Seconds an idle model other than --model stays loaded.")
+]
+
+
+def serve(
+    host: Host = "127.0.0.1",
+    port: Port = 8000,
+    model: Model = None,
+    policy: Policy = "fcfs",
+    api_key: ApiKeys = None,
+    admin_key: AdminKey = None,
+    import_dir: ImportDirs = None,
+    max_running: MaxRunning = 16,
+    num_slots: NumSlots = 16,
+    context_length: ContextLength = 4096,
+    max_batch_tokens: MaxBatchTokens = 512,
+    threads: Threads = None,
+    page_size: PageSize = 16,
+    swap_bytes: SwapBytes = 2 * 1024**3,
+    max_pages_per_process: PagesPerProcess = None,
+    max_pages_per_owner: PagesPerOwner = None,
+    memory_budget: MemoryBudget = None,
+    placement: Placement = "first-fit",
+    keep_alive: KeepAlive = 300.0,
+) -> None:
+    """Serve the OS over HTTP: OpenAI-compatible and native routes; one kernel per loaded
+    model, --model loaded at start and kept, others loaded on demand."""
+    import uvicorn
+
+    from llmasos.kernel.config import KernelConfig
+    from llmasos.models.default import DEFAULT_MODEL
+    from llmasos.models.import_policy import ImportPolicy
+    from llmasos.models.placement import FitPolicy
+    from llmasos.runtime.factory import EngineOptions, model_manager
+    from llmasos.server.app import Access, create_app
+    from llmasos.settings import Settings
+
+    keys = [*(api_key or []), *filter(None, os.environ.get("LLMASOS_API_KEYS", "").split(","))]
+    home = Settings.from_environment().home
+    try:
+        config = KernelConfig(
+            policy=policy,
+            max_running=max_running,
+            page_size=page_size,
+            swap_bytes=swap_bytes,
+            swap_directory=home / "swap",
+            max_pages_per_process=max_pages_per_process,
+            max_pages_per_owner=max_pages_per_owner,
+        )
+        options = EngineOptions(
+            num_slots=num_slots,
+            context_length=context_length,
+            max_batch_tokens=max_batch_tokens,
+            n_threads=threads,
+        )
+        models = model_manager(
+            config,
+            options,
+            home=home,
+            memory_budget_bytes=parse_bytes("memory_budget", memory_budget),
+            placement=FitPolicy.parse(placement),
+            keep_alive_s=keep_alive,
+            default_model=model or DEFAULT_MODEL,
+        )
+        access = Access(api_keys=tuple(keys), admin_key=admin_key)
+        imports = ImportPolicy.for_server(tuple(import_dir or ()))
+        errors.print(f"loading {models.default_model}...")
+        models.load(pin=True)  # the model served from the start stays loaded
+    except LLMasOSError as error:
+        fail(str(error))
+    auth = f"{len(keys)} API key(s)" if keys else "no API key"
+    admin = "admin routes on" if admin_key else "admin routes off (no --admin-key)"
+    errors.print(
+        f"LLMasOS serving {models.default_model} on http://{host}:{port} "
+        f"(policy {policy}, {auth}, {admin})"
+    )
+    app = create_app(models, access=access, imports=imports)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+_UNITS = {
+    "": 1,
+    "k": 1e3,
+    "kb": 1e3,
+    "kib": 2**10,
+    "m": 1e6,
+    "mb": 1e6,
+    "mib": 2**20,
+    "g": 1e9,
+    "gb": 1e9,
+    "gib": 2**30,
+    "t": 1e12,
+    "tb": 1e12,
+    "tib": 2**40,
+}
+
+
+def parse_bytes(field: str, text: str | None) -> int | None:
+    """ "8GiB", "512MB", "1000000" -> bytes; InvalidRequestError naming `field` otherwise."""
+    if text is None:
+        return None
+    number = text.strip().lower()
+    digits = number.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = number[len(digits) :].strip()
+    try:
+        value = float(digits) * _UNITS[unit]
+    except (ValueError, KeyError):
+        raise InvalidRequestError(field, f"{text!r} is not a size like 8GiB or 512MB") from None
+    if value < 1:
+        raise InvalidRequestError(field, f"must be at least 1 byte, got {text!r}")
+    return int(value)

@@ -1,0 +1,53 @@
+"""The bounds a spawn is checked against before anything reaches the engine's C code.
+
+SamplingParams.build checks what holds for every engine (types, ranges, int32); these checks add
+what depends on the engine the kernel drives: its vocabulary and its context length. A value
+past a bound is refused with InvalidRequestError naming the field and the limit, never passed
+on (llama.cpp would allocate repeat_last_n tokens of history, or wrap a huge value through
+ctypes).
+"""
+
+from __future__ import annotations
+
+from llmasos.engine.base import EngineInfo
+from llmasos.errors import ContextLengthError, InvalidRequestError
+from llmasos.sampling import SamplingParams
+
+MAX_PRIORITY = 1000
+
+
+def check_priority(priority: object) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise InvalidRequestError("priority", f"must be an integer, got {type(priority).__name__}")
+    if abs(priority) > MAX_PRIORITY:
+        raise InvalidRequestError(
+            "priority", f"must be between {-MAX_PRIORITY} and {MAX_PRIORITY}, got {priority}"
+        )
+    return priority
+
+
+def check_prompt(prompt: object) -> str:
+    if not isinstance(prompt, str):
+        raise InvalidRequestError("prompt", f"must be a string, got {type(prompt).__name__}")
+    if not prompt:
+        raise InvalidRequestError("prompt", "must not be empty")
+    return prompt
+
+
+def check_sampling(params: SamplingParams, info: EngineInfo) -> None:
+    """Refuse sampling values beyond what this engine can hold."""
+    if params.top_k > info.vocab_size:
+        raise InvalidRequestError(
+            "top_k", f"must be <= the vocabulary of {info.vocab_size} tokens, got {params.top_k}"
+        )
+    if params.repeat_last_n > info.context_length:
+        raise InvalidRequestError(
+            "repeat_last_n",
+            f"must be <= the context length of {info.context_length} tokens, "
+            f"got {params.repeat_last_n}",
+        )
+
+
+def check_fits(num_prompt_tokens: int, params: SamplingParams, info: EngineInfo) -> None:
+    if num_prompt_tokens + params.max_tokens > info.context_length:
+        raise ContextLengthError(num_prompt_tokens, params.max_tokens, info.context_length)

@@ -1,0 +1,176 @@
+"""The planner: one tick's step plan, decided from the process table and the memory ledger.
+
+It never calls the engine and changes nothing: it reads processes and asks the ledger a few
+questions (how many slots can be had, does a process have a snapshot in swap, how much of a
+prompt's start is already cached), and returns a StepPlan. The kernel applies the plan
+(state changes, swap out, swap in, first residency) and the engine runs its batch.
+
+There is no prefill phase and no decode phase. Every process simply has tokens that the KV
+cache does not hold yet: its prompt's rest, or the one token it sampled last. A tick lets the
+chosen processes catch up by as many of those as the token budget allows, decode tokens first
+(one each), then prompt chunks; whoever catches up completely samples its next token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from llmasos.kernel.prefix_cache import shared_prefix_length
+from llmasos.kernel.process import Process, ProcessState
+from llmasos.kernel.scheduler import Policy
+
+RUNNABLE_STATES = (ProcessState.RUNNING, ProcessState.READY, ProcessState.SWAPPED)
+
+
+class MemoryLedger(Protocol):
+    """What the planner may ask of memory (the pager answers in the kernel)."""
+
+    def num_available_slots(self) -> int:
+        """Slots a process could have without swapping anyone out (free or only cached)."""
+        ...
+
+    def has_snapshot(self, pid: int) -> bool:
+        """True when the process's KV waits in swap."""
+        ...
+
+    def reusable_prefix(self, tokens: Sequence[int]) -> int:
+        """How many tokens at the start of a new prompt `tokens` a first residency takes
+        from the prefix cache instead of computing (0 when too short to be worth it)."""
+        ...
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """A process's share of the step: up to `num_tokens` of its pending tokens."""
+
+    process: Process
+    num_tokens: int
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """What one tick does, in the order the kernel applies it."""
+
+    preempted: tuple[Process, ...] = ()  # were running, not chosen now: back to READY
+    swap_out: tuple[Process, ...] = ()  # resident, not chosen: their slots are needed
+    start: tuple[Process, ...] = ()  # first residency (the prefix cache is consulted)
+    swap_in: tuple[Process, ...] = ()  # their snapshot comes back from swap
+    deferred: tuple[Process, ...] = ()  # wait for a shared prompt start computed this tick
+    runs: tuple[PlannedRun, ...] = ()  # the batch, decode tokens first
+    token_budget: int = 0
+    involved: frozenset[int] = field(default=frozenset())  # pids touched by this plan
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(run.num_tokens for run in self.runs)
+
+
+def victim_order(process: Process) -> tuple[bool, int, int]:
+    """Who gives up a slot first: suspended processes, then the lowest priority, then the
+    latest arrival."""
+    return (process.state is not ProcessState.SUSPENDED, process.priority, -process.arrival)
+
+
+class Planner:
+    """Turns a policy's choice into a step plan within the slot and token budgets."""
+
+    def __init__(
+        self, policy: Policy, *, max_running: int, max_batch_tokens: int, min_prefix_tokens: int
+    ) -> None:
+        self.policy = policy
+        self.max_running = max_running
+        self.max_batch_tokens = max_batch_tokens
+        self.min_prefix_tokens = min_prefix_tokens
+
+    def plan(self, processes: Sequence[Process], ledger: MemoryLedger) -> StepPlan:
+        runnable = [p for p in processes if p.state in RUNNABLE_STATES]
+        chosen = self.policy.select(runnable, self.max_running)
+        picked = {p.pid for p in chosen}
+        preempted = [p for p in runnable if p.state is ProcessState.RUNNING and p.pid not in picked]
+        victims = sorted(
+            (p for p in processes if p.slot is not None and p.alive and p.pid not in picked),
+            key=victim_order,
+        )
+        available = ledger.num_available_slots()
+        residents: list[Process] = []
+        computed: dict[int, int] = {}  # pid -> tokens its KV will hold when the step runs
+        swap_out: list[Process] = []
+        start: list[Process] = []
+        swap_in: list[Process] = []
+        deferred: list[Process] = []
+        for process in chosen:
+            if process.slot is not None:
+                computed[process.pid] = process.num_computed_tokens
+                residents.append(process)
+                continue
+            first = not ledger.has_snapshot(process.pid)
+            if first and self._waits_for_shared_prefix(process, residents, computed, ledger):
+                deferred.append(process)
+                continue
+            if available:
+                available -= 1
+            elif victims:
+                swap_out.append(victims.pop(0))
+            else:
+                continue  # no slot this tick; it keeps waiting
+            if first:
+                start.append(process)
+                computed[process.pid] = ledger.reusable_prefix(process.prompt_tokens)
+            else:
+                swap_in.append(process)
+                computed[process.pid] = process.num_computed_tokens
+            residents.append(process)
+        runs = self._fill(residents, computed)
+        touched = [*preempted, *swap_out, *start, *swap_in, *(r.process for r in runs)]
+        return StepPlan(
+            preempted=tuple(preempted),
+            swap_out=tuple(swap_out),
+            start=tuple(start),
+            swap_in=tuple(swap_in),
+            deferred=tuple(deferred),
+            runs=tuple(runs),
+            token_budget=self.max_batch_tokens,
+            involved=frozenset(p.pid for p in touched),
+        )
+
+    def _waits_for_shared_prefix(
+        self,
+        process: Process,
+        residents: list[Process],
+        computed: dict[int, int],
+        ledger: MemoryLedger,
+    ) -> bool:
+        """A newcomer whose prompt starts like that of a process computing its prompt in this
+        tick waits for it, then copies that prefix: agents that share a long system prompt
+        compute it once, not once each."""
+        prompt = process.prompt_tokens[:-1]
+        cached = ledger.reusable_prefix(process.prompt_tokens)
+        for other in residents:
+            other_computed = computed[other.pid]
+            if other_computed >= len(other.prompt_tokens):
+                continue  # not computing its prompt
+            shared = shared_prefix_length(prompt, other.prompt_tokens)
+            if shared >= max(self.min_prefix_tokens, cached + 1) and other_computed < shared:
+                return True
+        return False
+
+    def _fill(self, residents: list[Process], computed: dict[int, int]) -> list[PlannedRun]:
+        """Decode tokens first (one each), then prompt chunks while the token budget lasts."""
+
+        def prefilling(process: Process) -> bool:
+            return computed[process.pid] < len(process.prompt_tokens)
+
+        ordered = [p for p in residents if not prefilling(p)] + [
+            p for p in residents if prefilling(p)
+        ]
+        budget = self.max_batch_tokens
+        runs: list[PlannedRun] = []
+        for process in ordered:
+            if budget == 0:
+                break
+            n = min(len(process.tokens) - computed[process.pid], budget)
+            runs.append(PlannedRun(process, n))
+            budget -= n
+        return runs

@@ -1,0 +1,351 @@
+"""Loaded models: each with its own engine and kernel, all within a memory budget.
+
+The manager is the program loader. A model is loaded from the repository when first asked for,
+placed on a device by the fit policy, and kept while it is used. Idle models (no live process,
+no call in flight) are unloaded when their keep-alive runs out, or, least recently used first,
+when a new model needs their room; a pinned model (the one a server was started with) never is.
+
+Concurrency: the manager's lock guards only its books. Loading an engine and closing a kernel
+happen outside it: a load registers a "loading" entry (its bytes reserved) that other callers
+for the same name wait on, so a slow load never freezes callers for other models. Callers use a
+model through lease(), which counts them as in flight: nothing is unloaded under a lease.
+Monitoring reads (loaded(), peek(), kernels()) neither load anything nor reset a keep-alive.
+All kernels draw pids from one counter, so a pid names one process whichever model runs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from llmasos.engine.base import Engine
+from llmasos.errors import (
+    MemoryBudgetError,
+    ModelBusyError,
+    ModelPinnedError,
+    NoSuchProcessError,
+    UnknownModelError,
+)
+from llmasos.kernel.config import KernelConfig
+from llmasos.kernel.kernel import Kernel
+from llmasos.kernel.process import Process
+from llmasos.models.default import DEFAULT_MODEL, canonical_model_name, ensure_default_model
+from llmasos.models.placement import Device, FitPolicy, place
+from llmasos.models.repository import Manifest, Repository
+
+MIB = 1 << 20
+DEFAULT_KEEP_ALIVE_S = 300.0
+
+EngineLoader = Callable[[Path, str, Device], Engine]
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    name: str
+    kernel: Kernel
+    device: str
+    memory_bytes: int
+    keep_alive_s: float | None  # None: never unloaded for idleness
+    loaded_at: float
+    last_used: float
+    pinned: bool = False  # never unloaded (the model a server was started with)
+    leases: int = 0  # calls using the model right now
+
+    @property
+    def idle(self) -> bool:
+        return not self.pinned and self.leases == 0 and self.kernel.num_live_processes == 0
+
+
+@dataclass(eq=False)
+class _Loading:
+    """A model being loaded: its reserved bytes, and what waiters get when it is done."""
+
+    device: Device
+    memory_bytes: int
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class LoadedModelInfo:
+    """A row of `llmasos models ps`."""
+
+    name: str
+    device: str
+    memory_bytes: int
+    live_processes: int
+    idle_s: float
+    keep_alive_s: float | None
+
+
+class ModelManager:
+    def __init__(
+        self,
+        repository: Repository | None,
+        *,
+        kernel_config: KernelConfig,
+        load_engine: EngineLoader,
+        kv_bytes_for: Callable[[Manifest], int],
+        devices: list[Device],
+        placement: FitPolicy = FitPolicy.FIRST_FIT,
+        keep_alive_s: float | None = DEFAULT_KEEP_ALIVE_S,
+        default_model: str = DEFAULT_MODEL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.repository = repository
+        self.kernel_config = kernel_config
+        self.devices = devices
+        self.placement = placement
+        self.keep_alive_s = keep_alive_s
+        self.default_model = canonical_model_name(default_model)
+        self._load_engine = load_engine
+        self._kv_bytes_for = kv_bytes_for
+        self._clock = clock
+        self._pids = itertools.count(1)
+        self._loaded: dict[str, LoadedModel] = {}
+        self._loading: dict[str, _Loading] = {}
+        self._retiring: list[LoadedModel] = []  # being closed; their bytes still count
+        self._lock = threading.Condition()
+
+    def canonical(self, name: str | None) -> str:
+        """The name `name` is loaded under (the default model for None)."""
+        return canonical_model_name(name or self.default_model)
+
+    # -- using and loading -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lease(self, name: str | None = None) -> Iterator[LoadedModel]:
+        """The model `name` (the default if None), loaded if needed and kept loaded until the
+        block ends."""
+        canonical = self.canonical(name)
+        while True:
+            with self._lock:
+                loaded = self._loaded.get(canonical)
+                if loaded is not None:
+                    loaded.leases += 1
+                    loaded.last_used = self._clock()
+                    break
+            self._ensure_loaded(canonical)
+        try:
+            yield loaded
+        finally:
+            with self._lock:
+                loaded.leases -= 1
+                loaded.last_used = self._clock()
+                self._lock.notify_all()
+
+    def load(self, name: str | None = None, *, pin: bool = False) -> LoadedModel:
+        """Load `name` now (a no-op when loaded) and return it; `pin` keeps it loaded for good."""
+        with self.lease(name) as loaded, self._lock:
+            if pin:
+                loaded.pinned = True
+                loaded.keep_alive_s = None
+            return loaded
+
+    def add(
+        self,
+        name: str,
+        kernel: Kernel,
+        *,
+        device: str = "cpu",
+        memory_bytes: int = 0,
+        keep_alive_s: float | None = None,
+    ) -> LoadedModel:
+        """Register a kernel built elsewhere (the model `serve` starts with, a test's fake)."""
+        now = self._clock()
+        name = canonical_model_name(name)
+        loaded = LoadedModel(name, kernel, device, memory_bytes, keep_alive_s, now, now)
+        with self._lock:
+            self._loaded[name] = loaded
+        return loaded
+
+    def _ensure_loaded(self, name: str) -> None:
+        """Load `name`, or wait for the load already under way; re-raise its error."""
+        with self._lock:
+            if name in self._loaded:
+                return
+            loading = self._loading.get(name)
+            if loading is None:
+                manifest = self._manifest(name)  # may raise UnknownModelError
+                need = manifest.size_bytes + self._kv_bytes_for(manifest)
+                device, victims = self._make_room(name, need)
+                loading = self._loading[name] = _Loading(device, need)
+                mine = True
+            else:
+                mine = False
+        if not mine:
+            loading.done.wait()
+            if loading.error is not None:
+                raise loading.error
+            return
+        try:
+            self._close(victims)
+            path = self.repository.blob_path(manifest)  # type: ignore[union-attr]
+            kernel = Kernel(
+                self._load_engine(path, name, loading.device), self.kernel_config, pids=self._pids
+            )
+        except BaseException as error:
+            loading.error = error
+            raise
+        else:
+            now = self._clock()
+            model = LoadedModel(name, kernel, device.name, need, self.keep_alive_s, now, now)
+            with self._lock:
+                self._loaded[name] = model
+        finally:
+            with self._lock:
+                del self._loading[name]
+                self._lock.notify_all()
+            loading.done.set()
+
+    def _manifest(self, name: str) -> Manifest:
+        if self.repository is None:
+            raise UnknownModelError(name, sorted(self._loaded))
+        if name == DEFAULT_MODEL:
+            ensure_default_model(self.repository)
+        return self.repository.show(name)
+
+    def _make_room(self, name: str, need: int) -> tuple[Device, list[LoadedModel]]:
+        """(a device with `need` bytes free, the idle models to unload for it, least recently
+        used first). Waits while models being closed still hold memory. Holds the lock."""
+        while True:
+            victims: list[LoadedModel] = []
+            while (device := self._place(need, victims)) is None:
+                idle = [m for m in self._loaded.values() if m.idle and m not in victims]
+                if not idle:
+                    break
+                victims.append(min(idle, key=lambda m: m.last_used))
+            if device is not None:
+                for victim in victims:
+                    del self._loaded[victim.name]
+                return device, victims
+            if not self._retiring:
+                raise MemoryBudgetError(self._no_room_message(name, need))
+            self._lock.wait()
+
+    def _place(self, need: int, leaving: list[LoadedModel]) -> Device | None:
+        used: dict[str, int] = {}
+        resident = [m for m in [*self._loaded.values(), *self._retiring] if m not in leaving]
+        for device, size in [(m.device, m.memory_bytes) for m in resident] + [
+            (entry.device.name, entry.memory_bytes) for entry in self._loading.values()
+        ]:
+            used[device] = used.get(device, 0) + size
+        return place(need, self.devices, used, self.placement)
+
+    def _no_room_message(self, name: str, need: int) -> str:
+        used: dict[str, int] = {}
+        for model in self._loaded.values():
+            used[model.device] = used.get(model.device, 0) + model.memory_bytes
+        free = {d.name: (d.capacity_bytes - used.get(d.name, 0)) // MIB for d in self.devices}
+        return (
+            f"model: {name} needs {need // MIB} MiB; free MiB per device: {free}, and every "
+            "loaded model is in use or pinned; wait, or raise --memory-budget"
+        )
+
+    # -- unloading -------------------------------------------------------------------------
+
+    def unload(self, name: str) -> None:
+        canonical = canonical_model_name(name)
+        with self._lock:
+            loaded = self._loaded.get(canonical)
+            if loaded is None:
+                raise UnknownModelError(f"{name} (not loaded)", sorted(self._loaded))
+            if loaded.pinned:
+                raise ModelPinnedError(canonical, "unload")
+            live = loaded.kernel.num_live_processes
+            if live or loaded.leases:
+                raise ModelBusyError(canonical, live + loaded.leases)
+            self._retire(loaded)
+        self._close([loaded])
+
+    def check_removable(self, name: str) -> None:
+        """Refuse to delete the pinned model from the repository."""
+        canonical = canonical_model_name(name)
+        with self._lock:
+            loaded = self._loaded.get(canonical)
+            if loaded is not None and loaded.pinned:
+                raise ModelPinnedError(canonical, "delete")
+
+    def reap_idle(self) -> list[str]:
+        """Unload the models idle for longer than their keep-alive; return their names."""
+        now = self._clock()
+        with self._lock:
+            expired = [
+                m
+                for m in self._loaded.values()
+                if m.keep_alive_s is not None and m.idle and now - m.last_used > m.keep_alive_s
+            ]
+            for model in expired:
+                self._retire(model)
+        self._close(expired)
+        return [m.name for m in expired]
+
+    def _retire(self, model: LoadedModel) -> None:
+        del self._loaded[model.name]
+        self._retiring.append(model)
+
+    def _close(self, models: list[LoadedModel]) -> None:
+        """Close kernels outside the lock; their memory counts until each is closed."""
+        for model in models:
+            try:
+                model.kernel.close()
+            finally:
+                with self._lock:
+                    if model in self._retiring:
+                        self._retiring.remove(model)
+                    self._lock.notify_all()
+
+    def close(self) -> None:
+        with self._lock:
+            models = list(self._loaded.values())
+            for model in models:
+                self._retire(model)
+        self._close(models)
+
+    # -- looking (never loads, never touches a keep-alive) ---------------------------------
+
+    def loaded(self) -> list[LoadedModelInfo]:
+        now = self._clock()
+        with self._lock:
+            return [
+                LoadedModelInfo(
+                    m.name,
+                    m.device,
+                    m.memory_bytes,
+                    m.kernel.num_live_processes,
+                    round(now - m.last_used, 3),
+                    m.keep_alive_s,
+                )
+                for m in self._loaded.values()
+            ]
+
+    def is_loaded(self, name: str) -> bool:
+        with self._lock:
+            return canonical_model_name(name) in self._loaded
+
+    def peek(self, name: str | None = None) -> Kernel | None:
+        """The kernel of `name` if it is loaded now, else None."""
+        with self._lock:
+            loaded = self._loaded.get(self.canonical(name))
+            return None if loaded is None else loaded.kernel
+
+    def kernels(self) -> dict[str, Kernel]:
+        """Every loaded model's kernel, by name."""
+        with self._lock:
+            return {name: m.kernel for name, m in self._loaded.items()}
+
+    def processes(self) -> list[Process]:
+        kernels = self.kernels().values()
+        return sorted((p for k in kernels for p in k.processes()), key=lambda p: p.pid)
+
+    def kernel_of(self, pid: int) -> Kernel:
+        """The kernel running process `pid`."""
+        for kernel in self.kernels().values():
+            if kernel.has(pid):
+                return kernel
+        raise NoSuchProcessError(pid)

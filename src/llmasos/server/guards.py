@@ -1,0 +1,169 @@
+"""What stands between a client and the routes: request ids, the body limit, keys.
+
+RequestIds   gives every request an id (X-Request-ID), so an internal error's generic
+             message names what to look up in the server log
+BodyLimit    counts the bytes actually received (Content-Length or chunked) and answers
+             413 past the limit, before a route sees the body
+Access       API keys for every route but /health, and the admin key that the
+             administrative routes (model import, delete, unload) need; without an admin
+             key those routes are off
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import HTTPException, Request
+
+from llmasos.errors import AuthenticationError, PermissionDeniedError
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+class RequestIds:
+    """ASGI middleware: a fresh id in request.state.request_id and the X-Request-ID header."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex[:16]
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from receive() once a body passes the limit (FastAPI passes HTTPExceptions on
+    from body parsing, so the client gets this 413 rather than a parse error)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body over the limit of {limit} bytes")
+
+
+class BodyLimit:
+    """ASGI middleware: refuse bodies over `max_bytes`, counting what arrives."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(send)
+            return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        async def watching_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, watching_send)
+        except BodyTooLarge:
+            if started:
+                raise
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps(
+            {
+                "error": {
+                    "message": f"request body over the limit of {self.max_bytes} bytes",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "body_too_large",
+                }
+            }
+        ).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def key_owner(key: str) -> str:
+    """The owner name recorded for processes spawned with an API key (never the key itself)."""
+    return "key-" + hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+
+
+def _same(a: str, b: str) -> bool:
+    """Constant-time comparison of two keys of any characters."""
+    return hmac.compare_digest(a.encode("utf-8", "surrogateescape"), b.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may use the server. No api_keys: every route is open (but the admin ones)."""
+
+    api_keys: tuple[str, ...] = ()
+    admin_key: str | None = None
+
+    def authenticate(self, request: Request) -> None:
+        """Set request.state.owner, or raise AuthenticationError when a key is required."""
+        token = _bearer(request)
+        request.state.admin = bool(self.admin_key and token and _same(token, self.admin_key))
+        if request.state.admin:
+            request.state.owner = key_owner(token or "")
+            return
+        if not self.api_keys:
+            request.state.owner = "anonymous"
+            return
+        if token is None or not any(_same(token, key) for key in self.api_keys):
+            raise AuthenticationError(
+                "missing or invalid API key; send Authorization: Bearer <key>"
+            )
+        request.state.owner = key_owner(token)
+
+    def require_admin(self, request: Request) -> None:
+        """Refuse unless the request carries the admin key (and refuse all without one)."""
+        if self.admin_key is None:
+            raise PermissionDeniedError(
+                "this administrative route is off: the server was started without --admin-key"
+            )
+        if not getattr(request.state, "admin", False):
+            if _bearer(request) is None:
+                raise AuthenticationError(
+                    "this administrative route needs the admin key; send "
+                    "Authorization: Bearer <admin key>"
+                )
+            raise PermissionDeniedError("this administrative route needs the admin key")
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token if scheme.lower() == "bearer" and token else None

@@ -1,0 +1,39 @@
+"""Every test runs with a temporary LLMASOS_HOME: never the user's ~/.llmasos.
+
+The session gets one home (module-scoped fixtures such as servers use it); each test then gets
+its own, set in the environment, so subprocesses (the CLI, servers) inherit it. Tests under
+tests/integration/ carry the `integration` marker.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in Path(str(item.fspath)).parts:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("llmasos-home")
+    previous = os.environ.get("LLMASOS_HOME")
+    os.environ["LLMASOS_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("LLMASOS_HOME", None)
+    else:
+        os.environ["LLMASOS_HOME"] = previous
+
+
+@pytest.fixture(autouse=True)
+def llmasos_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "llmasos-home"
+    home.mkdir()
+    monkeypatch.setenv("LLMASOS_HOME", str(home))
+    return home
