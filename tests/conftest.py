@@ -32,8 +32,7 @@ def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def llmasos_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "llmasos-home"
-    home.mkdir()
+def llmasos_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path_factory.mktemp("home")  # beside the test's tmp_path, not inside it
     monkeypatch.setenv("LLMASOS_HOME", str(home))
     return home

@@ -265,7 +265,9 @@ def test_cli_commands_against_the_server(url):
 def test_cli_without_a_server_runs_in_process_or_says_what_to_do():
     nowhere = f"http://127.0.0.1:{free_port()}"
     run = cli("run", PROMPT, "-n", "4", "--temperature", "0", url=nowhere)
-    assert run.returncode == 0 and run.stdout.startswith(PROMPT)
-    assert "running in-process" in run.stderr
+    assert run.returncode == 0
+    assert run.stderr == f"no server at {nowhere}; running in-process\n"  # a line of its own
+    assert run.stdout.startswith(PROMPT) and run.stdout.endswith("\n")
+    assert run.stdout.count("\n") == 1 and "running in-process" not in run.stdout
     listed = cli("ps", url=nowhere)
     assert listed.returncode == 2 and "llmasos serve" in listed.stderr

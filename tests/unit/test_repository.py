@@ -94,6 +94,31 @@ def test_a_file_that_is_not_gguf_is_refused(repo, tmp_path, content, message):
     assert snapshot(repo) == []
 
 
+def _nested_arrays(writer) -> None:
+    value: list = [1]
+    for _ in range(12):
+        value = [value]
+    writer.add_array("test.deep", value)
+
+
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [
+        (lambda w: w.add_uint32("general.alignment", 0), "general.alignment 0; it must be a power"),
+        (lambda w: w.add_uint32("general.alignment", 24), "general.alignment 24"),
+        (lambda w: w.add_string("general.alignment", "wide"), "general.alignment 'wide'"),
+        (_nested_arrays, "nests arrays more than 8 deep"),
+        (lambda w: w.add_array("llama.attention.key_length", ["x"]), "cannot be read as GGUF"),
+    ],
+    ids=["alignment-0", "alignment-24", "alignment-text", "deep-arrays", "text-key-length"],
+)
+def test_a_malformed_header_is_a_clear_error_and_nothing_changes(repo, tmp_path, spoil, message):
+    bad = write_tiny_gguf(tmp_path / "bad.gguf", extra=spoil)
+    with pytest.raises(ModelFileError, match=message):
+        repo.import_file(bad, "bad")
+    assert snapshot(repo) == []
+
+
 def test_a_truncated_gguf_is_refused_and_nothing_changes(repo, tiny, tmp_path):
     repo.import_file(tiny, "good")
     before = snapshot(repo)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from llmasos.cli.common import Model, errors, fail
 from llmasos.errors import InvalidRequestError, LLMasOSError
+
+if TYPE_CHECKING:
+    from llmasos.runtime.manager import ModelManager
 
 Host = Annotated[str, typer.Option(help="Interface to listen on.")]
 Port = Annotated[int, typer.Option(help="TCP port.")]
@@ -81,17 +84,12 @@ def serve(
 ) -> None:
     """Serve the OS over HTTP: OpenAI-compatible and native routes; one kernel per loaded
     model, --model loaded at start and kept, others loaded on demand."""
-    import uvicorn
-
     from llmasos.kernel.config import KernelConfig
     from llmasos.models.default import DEFAULT_MODEL
-    from llmasos.models.import_policy import ImportPolicy
     from llmasos.models.placement import FitPolicy
     from llmasos.runtime.factory import EngineOptions, model_manager
-    from llmasos.server.app import Access, create_app
     from llmasos.settings import Settings
 
-    keys = [*(api_key or []), *filter(None, os.environ.get("LLMASOS_API_KEYS", "").split(","))]
     home = Settings.from_environment().home
     try:
         config = KernelConfig(
@@ -103,12 +101,7 @@ def serve(
             max_pages_per_process=max_pages_per_process,
             max_pages_per_owner=max_pages_per_owner,
         )
-        options = EngineOptions(
-            num_slots=num_slots,
-            context_length=context_length,
-            max_batch_tokens=max_batch_tokens,
-            n_threads=threads,
-        )
+        options = EngineOptions(num_slots, context_length, max_batch_tokens, threads)
         models = model_manager(
             config,
             options,
@@ -118,19 +111,36 @@ def serve(
             keep_alive_s=keep_alive,
             default_model=model or DEFAULT_MODEL,
         )
-        access = Access(api_keys=tuple(keys), admin_key=admin_key)
-        imports = ImportPolicy.for_server(tuple(import_dir or ()))
         errors.print(f"loading {models.default_model}...")
         models.load(pin=True)  # the model served from the start stays loaded
     except LLMasOSError as error:
         fail(str(error))
+    _run(models, host, port, api_key or [], admin_key, import_dir or [])
+
+
+def _run(
+    models: ModelManager,
+    host: str,
+    port: int,
+    api_keys: list[str],
+    admin_key: str | None,
+    import_dirs: list[Path],
+) -> None:
+    import uvicorn
+
+    from llmasos.models.import_policy import ImportPolicy
+    from llmasos.server.app import Access, create_app
+
+    keys = [*api_keys, *filter(None, os.environ.get("LLMASOS_API_KEYS", "").split(","))]
+    access = Access(api_keys=tuple(keys), admin_key=admin_key)
     auth = f"{len(keys)} API key(s)" if keys else "no API key"
     admin = "admin routes on" if admin_key else "admin routes off (no --admin-key)"
+    policy = models.kernel_config.policy
     errors.print(
         f"LLMasOS serving {models.default_model} on http://{host}:{port} "
         f"(policy {policy}, {auth}, {admin})"
     )
-    app = create_app(models, access=access, imports=imports)
+    app = create_app(models, access=access, imports=ImportPolicy.for_server(tuple(import_dirs)))
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

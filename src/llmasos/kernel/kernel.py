@@ -23,7 +23,6 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from llmasos.engine.base import BatchItem, Engine
@@ -35,16 +34,17 @@ from llmasos.errors import (
     SwapError,
 )
 from llmasos.kernel.config import KernelConfig
+from llmasos.kernel.lifecycle import Lifecycle, SignalCommand
 from llmasos.kernel.limits import check_fits, check_priority, check_prompt, check_sampling
 from llmasos.kernel.memory import MemoryManager, MemoryUsage
 from llmasos.kernel.output import OutputText
 from llmasos.kernel.pager import Pager
 from llmasos.kernel.planner import RUNNABLE_STATES, Planner, StepPlan
 from llmasos.kernel.prefix_cache import RadixPrefixCache
-from llmasos.kernel.process import FinishReason, Process, ProcessState, Signal, TextPiece
+from llmasos.kernel.process import FinishReason, Process, ProcessState, Signal
 from llmasos.kernel.quota import Admission
-from llmasos.kernel.scheduler import make_policy
-from llmasos.kernel.stats import KernelStats, KernelStatus, MemoryReport
+from llmasos.kernel.scheduler import Policy, make_policy
+from llmasos.kernel.stats import KernelStats, KernelStatus, MemoryReport, TickRecord
 from llmasos.kernel.swap import SwapSpace
 from llmasos.kernel.table import ProcessTable
 from llmasos.sampling import SamplingParams
@@ -52,24 +52,6 @@ from llmasos.sampling import SamplingParams
 logger = logging.getLogger(__name__)
 
 STALL_WAIT_S = 0.05
-
-
-@dataclass(frozen=True)
-class TickRecord:
-    """One engine step: which processes took part and how many tokens each fed."""
-
-    tick: int
-    duration_s: float
-    batch: tuple[tuple[int, int], ...]  # (pid, tokens fed)
-    generated_tokens: int
-
-
-@dataclass
-class _SignalCommand:
-    pid: int
-    signal: Signal
-    done: threading.Event
-    error: Exception | None = None
 
 
 class Kernel:
@@ -106,16 +88,18 @@ class Kernel:
         self.admission = Admission(
             config.page_size, config.max_pages_per_process, config.max_pages_per_owner
         )
+        self.stats = KernelStats()
         self.table = ProcessTable(
             max_live=config.max_live_processes, keep_finished=config.keep_finished
         )
+        self.lifecycle = Lifecycle(
+            engine, self.pager, self.planner.policy, self.table, self.admission, self.stats
+        )
         self.tick_count = 0
         self.trace: deque[TickRecord] = deque(maxlen=config.trace_length)
-        self.stats = KernelStats()
-        self._unadmitted: list[Process] = []  # waiting for their owner's quota
         self._pids = pids if pids is not None else itertools.count(1)
         self._arrivals = itertools.count()
-        self._commands: list[Process | _SignalCommand] = []
+        self._commands: list[Process | SignalCommand] = []
         self._cond = threading.Condition()
         self._paused = 0
         self._calls = 0  # syscalls using the engine from a caller's thread right now
@@ -125,7 +109,7 @@ class Kernel:
         self._thread.start()
 
     @property
-    def policy(self):
+    def policy(self) -> Policy:
         return self.planner.policy
 
     # -- the system-call surface (any thread) ---------------------------------------------
@@ -179,7 +163,7 @@ class Kernel:
                 raise ProcessTerminatedError(pid, signal.value)
             if self._closing:
                 raise KernelClosedError()
-            command = _SignalCommand(pid, signal, threading.Event())
+            command = SignalCommand(pid, signal, threading.Event())
             self._commands.append(command)
             self._cond.notify_all()
         if not wait:
@@ -295,7 +279,10 @@ class Kernel:
             plan = StepPlan()
             try:
                 for command in commands:
-                    self._apply_command(command)
+                    if isinstance(command, Process):
+                        self.lifecycle.arrive(command, self.tick_count)
+                    else:
+                        self.lifecycle.apply_signal(command)
                 if self._has_runnable():
                     self.pager.compact(self._owner_of)
                     plan = self.planner.plan(self.processes(), self.pager)
@@ -305,7 +292,7 @@ class Kernel:
         self._shutdown()
 
     def _recover(
-        self, commands: Sequence[Process | _SignalCommand], plan: StepPlan, fault: Exception
+        self, commands: Sequence[Process | SignalCommand], plan: StepPlan, fault: Exception
     ) -> None:
         """After an unexpected error: fail the processes the tick touched with a generic
         message (the details go to the log under an incident id), and answer signals."""
@@ -313,7 +300,7 @@ class Kernel:
         logger.error("kernel tick failed (incident %s)", incident, exc_info=fault)
         message = f"internal error (incident {incident}); the server log has the details"
         for command in commands:
-            if isinstance(command, _SignalCommand) and not command.done.is_set():
+            if isinstance(command, SignalCommand) and not command.done.is_set():
                 command.error = KernelClosedError() if self._closing else EngineError(message)
                 command.done.set()
         for process in self.processes():
@@ -321,7 +308,7 @@ class Kernel:
                 process.pid in plan.involved or process.state is ProcessState.RUNNING
             ):
                 try:
-                    self._finish(process, FinishReason.ERROR, error=message)
+                    self.lifecycle.finish(process, FinishReason.ERROR, error=message)
                 except Exception:
                     logger.exception(
                         "incident %s: could not end pid %d cleanly", incident, process.pid
@@ -335,39 +322,6 @@ class Kernel:
         assert pid is not None
         return self.table.get(pid)
 
-    def _apply_command(self, command: Process | _SignalCommand) -> None:
-        if isinstance(command, Process):
-            command.spawn_tick = self.tick_count
-            self._unadmitted.append(command)
-            self._admit_waiting()
-            return
-        process = self.table.get(command.pid)
-        if not process.alive:
-            command.error = ProcessTerminatedError(process.pid, command.signal.value)
-        elif command.signal is Signal.KILL:
-            self._finish(process, FinishReason.KILLED)
-        elif command.signal is Signal.SUSPEND:
-            process.state = ProcessState.SUSPENDED
-        elif command.signal is Signal.RESUME and process.state is ProcessState.SUSPENDED:
-            process.state = self._waiting_state(process)
-            self._admit_waiting()  # it may have waited for its owner's quota
-        command.done.set()
-
-    def _waiting_state(self, process: Process) -> ProcessState:
-        if not self.admission.is_admitted(process.pid):
-            return ProcessState.NEW
-        return ProcessState.SWAPPED if process.slot is None else ProcessState.READY
-
-    def _admit_waiting(self) -> None:
-        """Admit, in arrival order, the waiting processes whose owner's quota now allows."""
-        for process in list(self._unadmitted):
-            if process.state is ProcessState.SUSPENDED:
-                continue
-            pages = self.admission.pages_for(process.reserved_tokens)
-            if self.admission.try_admit(process.pid, process.owner, pages):
-                self._unadmitted.remove(process)
-                process.state = ProcessState.READY
-
     def _tick(self, plan: StepPlan) -> bool:
         """Apply `plan` and run its batch; False when nothing could run."""
         batch = self._apply_plan(plan)
@@ -380,7 +334,7 @@ class Kernel:
         except EngineError as error:
             logger.error("engine step failed: %s", error)
             for process, _ in batch:
-                self._finish(process, FinishReason.ERROR, error=str(error))
+                self.lifecycle.finish(process, FinishReason.ERROR, error=str(error))
             return True
         self._account(batch, sampled, time.monotonic() - started)
         return True
@@ -419,7 +373,7 @@ class Kernel:
             move(process)
         except (EngineError, SwapError) as error:
             logger.error("pid %d: %s", process.pid, error)
-            self._finish(process, FinishReason.ERROR, error=str(error))
+            self.lifecycle.finish(process, FinishReason.ERROR, error=str(error))
 
     def _account(
         self, batch: list[tuple[Process, BatchItem]], sampled: list[int | None], duration: float
@@ -437,59 +391,20 @@ class Kernel:
                 continue
             generated += 1
             self.planner.policy.charge(process, 1)
-            self._append_token(process, token)
+            self.lifecycle.emit(process, token)
         self.stats.generated_tokens += generated
         self.stats.steps += 1
         pieces = tuple((p.pid, len(item.tokens)) for p, item in batch)
         self.trace.append(TickRecord(self.tick_count, duration, pieces, generated))
         self.tick_count += 1
 
-    def _append_token(self, process: Process, token: int) -> None:
-        if process.first_token_at is None:
-            process.first_token_at = time.monotonic()
-            self.stats.time_to_first_token_s.observe(process.first_token_at - process.spawned_at)
-        end_of_generation = self.engine.is_end_of_generation(token)
-        data = b"" if end_of_generation else self.engine.token_bytes(token)
-        with process.lock:
-            process.tokens.append(token)
-            process.publish(TextPiece(process.output.feed(data), [token]))
-        if process.output.stopped or end_of_generation:
-            self._finish(process, FinishReason.STOP)
-        elif process.num_output_tokens >= process.params.max_tokens:
-            self._finish(process, FinishReason.LENGTH)
-
-    def _finish(self, process: Process, reason: FinishReason, error: str | None = None) -> None:
-        # A completed process's KV stays as prefix cache; a killed or failed one's is freed.
-        completed = reason in (FinishReason.STOP, FinishReason.LENGTH)
-        try:
-            self.pager.release(process, keep_as_cache=completed)
-        finally:
-            process.sampler.close()
-            self.planner.policy.forget(process)
-            with process.lock:
-                tail = process.output.finish()
-                if tail:
-                    process.publish(TextPiece(tail, []))
-                process.state = ProcessState.TERMINATED
-                process.finish_reason = reason
-                process.error = error
-                process.finished_at = time.monotonic()
-                process.result = process.make_result()
-                process.publish(process.result)
-            process.done.set()
-            self.table.retire(process)
-            if process in self._unadmitted:
-                self._unadmitted.remove(process)
-            self.admission.release(process.pid)
-            self._admit_waiting()
-
     def _shutdown(self) -> None:
         with self._cond:
             commands, self._commands = self._commands, []
         for command in commands:
-            if isinstance(command, _SignalCommand):
+            if isinstance(command, SignalCommand):
                 command.error = KernelClosedError()
                 command.done.set()
         for process in self.processes():
             if process.alive:
-                self._finish(process, FinishReason.KILLED, error="kernel closed")
+                self.lifecycle.finish(process, FinishReason.KILLED, error="kernel closed")

@@ -35,6 +35,16 @@ class Histogram:
             return cumulative, self._sum, running
 
 
+@dataclass(frozen=True)
+class TickRecord:
+    """One engine step: which processes took part and how many tokens each fed."""
+
+    tick: int
+    duration_s: float
+    batch: tuple[tuple[int, int], ...]  # (pid, tokens fed)
+    generated_tokens: int
+
+
 @dataclass
 class KernelStats:
     """Totals since the kernel started. Mutated by the tick thread only."""

@@ -4,6 +4,14 @@ GGUF layout: magic "GGUF", version, tensor count, metadata count, the metadata k
 the tensor descriptions, then (aligned) the tensor data. The parser walks the header with
 struct.unpack_from over a memory map, skipping large arrays (the vocabulary) quickly, and checks
 that the file holds all the tensor data its header promises, so a truncated download is refused.
+
+Why not the `gguf` package's GGUFReader: measured on the default model (Gemma 3 270M, a 262k-token
+vocabulary, 253 MB) on this repository's 2-core machine, GGUFReader (gguf 0.19.0) took 27-30 s to
+open the file, since it builds a NumPy array for every vocabulary string; this parser reads the
+same header in 0.2 s. The constants (quantization block sizes, file types) come from `gguf`.
+
+Every file is untrusted: anything malformed (a bad alignment, a truncated or nonsensical value,
+nesting too deep) is a ModelFileError naming the problem, never another exception.
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ _SCALARS = {  # GGUF value type -> struct format
 }
 _STRING, _ARRAY = 8, 9
 _KEEP_ARRAYS_UP_TO = 64  # longer arrays (vocabularies) are skipped, not decoded
+_MAX_NESTING = 8  # arrays of arrays deeper than this are refused
+_MALFORMED = (ValueError, TypeError, IndexError, KeyError, OverflowError, struct.error)
 
 
 @dataclass(frozen=True)
@@ -57,7 +67,9 @@ def read_gguf_info(path: Path) -> GGUFInfo:
     try:
         with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
             return _parse(data, path)
-    except (OSError, ValueError) as error:  # ValueError: mmap of an empty file
+    except ModelFileError:
+        raise
+    except (OSError, *_MALFORMED) as error:  # ValueError also: mmap of an empty file
         raise ModelFileError(path, f"cannot be read as GGUF ({error})") from error
 
 
@@ -71,7 +83,11 @@ def _parse(data: mmap.mmap, path: Path) -> GGUFInfo:
     tensor_count, kv_count = reader.unpack("<Q"), reader.unpack("<Q")
     meta = {reader.string(): reader.value() for _ in range(kv_count)}
     tensors = [reader.tensor() for _ in range(tensor_count)]
-    alignment = int(meta.get("general.alignment", DEFAULT_ALIGNMENT))
+    alignment = meta.get("general.alignment", DEFAULT_ALIGNMENT)
+    if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+        raise ModelFileError(
+            path, f"has general.alignment {alignment!r}; it must be a power of two (default 32)"
+        )
     data_start = -(-reader.offset // alignment) * alignment
     end = max((offset + nbytes for offset, nbytes, _ in tensors), default=0)
     if data_start + end > len(data):
@@ -134,29 +150,31 @@ class _Reader:
     def string(self) -> str:
         return self.take(self.unpack("<Q")).decode("utf-8", "replace")
 
-    def value(self, kind: int | None = None) -> Any:
+    def value(self, kind: int | None = None, depth: int = 0) -> Any:
         kind = self.unpack("<I") if kind is None else kind
         if kind in _SCALARS:
             return self.unpack(_SCALARS[kind])
         if kind == _STRING:
             return self.string()
         if kind == _ARRAY:
+            if depth >= _MAX_NESTING:
+                raise ModelFileError(self.path, f"nests arrays more than {_MAX_NESTING} deep")
             item_kind, count = self.unpack("<I"), self.unpack("<Q")
             if count <= _KEEP_ARRAYS_UP_TO:
-                return [self.value(item_kind) for _ in range(count)]
-            self._skip_array(item_kind, count)
+                return [self.value(item_kind, depth + 1) for _ in range(count)]
+            self._skip_array(item_kind, count, depth + 1)
             return None
         raise ModelFileError(self.path, f"has an unknown metadata value type {kind}")
 
-    def _skip_array(self, kind: int, count: int) -> None:
+    def _skip_array(self, kind: int, count: int, depth: int) -> None:
         if kind in _SCALARS:
             self.take(struct.calcsize(_SCALARS[kind]) * count)
         elif kind == _STRING:
-            for _ in range(count):
+            for _ in range(count):  # struct.error past the end: a malformed file
                 self.take(struct.unpack_from("<Q", self.data, self.offset)[0] + 8)
         else:
             for _ in range(count):
-                self.value(kind)
+                self.value(kind, depth)
 
     def tensor(self) -> tuple[int, int, int]:
         """(data offset, byte size, element count) of the next tensor description."""

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from llmasos.chat import check_messages, render_chat
 from llmasos.engine.base import EngineInfo
-from llmasos.errors import EngineError, InvalidRequestError, ProcessError
+from llmasos.errors import EngineError, InvalidRequestError, KernelClosedError, ProcessError
 from llmasos.kernel.kernel import Kernel
 from llmasos.kernel.process import FinishReason, Process, Result, Signal, TextPiece
 from llmasos.runtime.manager import ModelManager
@@ -114,7 +114,7 @@ def kill_quietly(kernel: Kernel, processes: Sequence[Process]) -> None:
     """Kill whatever is still alive without waiting (for clients that went away)."""
     for process in processes:
         if process.alive:
-            with contextlib.suppress(ProcessError):  # it ended on its own meanwhile
+            with contextlib.suppress(ProcessError, KernelClosedError):  # it ended meanwhile
                 kernel.signal(process.pid, Signal.KILL, wait=False)
 
 

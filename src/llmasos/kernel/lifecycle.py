@@ -1,0 +1,124 @@
+"""A process's life outside scheduling: arrival and admission, signals, emitted tokens, exit.
+
+Runs on the kernel's tick thread only. Admission: a new process waits (NEW) until its owner's
+page quota admits it, then becomes READY for the planner. Exit: a completed process's KV stays
+as prefix cache, a killed or failed one's is freed; its result is published and it is retired
+from the table, which may admit a waiting process of the same owner.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from llmasos.engine.base import Engine
+from llmasos.errors import ProcessTerminatedError
+from llmasos.kernel.pager import Pager
+from llmasos.kernel.process import FinishReason, Process, ProcessState, Signal, TextPiece
+from llmasos.kernel.quota import Admission
+from llmasos.kernel.scheduler import Policy
+from llmasos.kernel.stats import KernelStats
+from llmasos.kernel.table import ProcessTable
+
+
+@dataclass
+class SignalCommand:
+    """A signal queued for the tick thread; `done` is set once it was applied."""
+
+    pid: int
+    signal: Signal
+    done: threading.Event
+    error: Exception | None = None
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        engine: Engine,
+        pager: Pager,
+        policy: Policy,
+        table: ProcessTable,
+        admission: Admission,
+        stats: KernelStats,
+    ) -> None:
+        self.engine = engine
+        self.pager = pager
+        self.policy = policy
+        self.table = table
+        self.admission = admission
+        self.stats = stats
+        self._unadmitted: list[Process] = []  # waiting for their owner's quota
+
+    def arrive(self, process: Process, tick: int) -> None:
+        """A spawned process reaches the tick thread."""
+        process.spawn_tick = tick
+        self._unadmitted.append(process)
+        self.admit_waiting()
+
+    def apply_signal(self, command: SignalCommand) -> None:
+        process = self.table.get(command.pid)
+        if not process.alive:
+            command.error = ProcessTerminatedError(process.pid, command.signal.value)
+        elif command.signal is Signal.KILL:
+            self.finish(process, FinishReason.KILLED)
+        elif command.signal is Signal.SUSPEND:
+            process.state = ProcessState.SUSPENDED
+        elif command.signal is Signal.RESUME and process.state is ProcessState.SUSPENDED:
+            process.state = self._waiting_state(process)
+            self.admit_waiting()  # it may have waited for its owner's quota
+        command.done.set()
+
+    def _waiting_state(self, process: Process) -> ProcessState:
+        if not self.admission.is_admitted(process.pid):
+            return ProcessState.NEW
+        return ProcessState.SWAPPED if process.slot is None else ProcessState.READY
+
+    def admit_waiting(self) -> None:
+        """Admit, in arrival order, the waiting processes whose owner's quota now allows."""
+        for process in list(self._unadmitted):
+            if process.state is ProcessState.SUSPENDED:
+                continue
+            pages = self.admission.pages_for(process.reserved_tokens)
+            if self.admission.try_admit(process.pid, process.owner, pages):
+                self._unadmitted.remove(process)
+                process.state = ProcessState.READY
+
+    def emit(self, process: Process, token: int) -> None:
+        """The process sampled `token`: stream its text, and end it on a stop or its limit."""
+        if process.first_token_at is None:
+            process.first_token_at = time.monotonic()
+            self.stats.time_to_first_token_s.observe(process.first_token_at - process.spawned_at)
+        end_of_generation = self.engine.is_end_of_generation(token)
+        data = b"" if end_of_generation else self.engine.token_bytes(token)
+        with process.lock:
+            process.tokens.append(token)
+            process.publish(TextPiece(process.output.feed(data), [token]))
+        if process.output.stopped or end_of_generation:
+            self.finish(process, FinishReason.STOP)
+        elif process.num_output_tokens >= process.params.max_tokens:
+            self.finish(process, FinishReason.LENGTH)
+
+    def finish(self, process: Process, reason: FinishReason, error: str | None = None) -> None:
+        completed = reason in (FinishReason.STOP, FinishReason.LENGTH)
+        try:
+            self.pager.release(process, keep_as_cache=completed)
+        finally:
+            process.sampler.close()
+            self.policy.forget(process)
+            with process.lock:
+                tail = process.output.finish()
+                if tail:
+                    process.publish(TextPiece(tail, []))
+                process.state = ProcessState.TERMINATED
+                process.finish_reason = reason
+                process.error = error
+                process.finished_at = time.monotonic()
+                process.result = process.make_result()
+                process.publish(process.result)
+            process.done.set()
+            self.table.retire(process)
+            if process in self._unadmitted:
+                self._unadmitted.remove(process)
+            self.admission.release(process.pid)
+            self.admit_waiting()
