@@ -15,9 +15,7 @@ Writes bench/results/agents.json and bench/results/agents.png.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import random
 import time
 from pathlib import Path
@@ -27,7 +25,8 @@ import httpx
 from llmasos.models.default import default_model_path
 from llmasos.settings import Settings
 from loadgen import RequestRecord, new_client, stream_completion, summarize
-from servers import llama_server, llmasos_server, report_header
+from report import arguments, bar_plot, report_header, write_report
+from servers import llama_server, llmasos_server
 
 AGENTS = 16
 TURNS = 3
@@ -110,65 +109,43 @@ async def run_workload(url: str, model: str, workload: str) -> dict:
     return summary
 
 
-def plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    workloads = ["agents", "control"]
-    servers = ["llmasos", "llama_server"]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    for ax, metric, label in zip(
-        axes,
-        ("throughput_tokens_per_s", "ttft_p50_s"),
-        ("output tokens/s (higher is better)", "TTFT p50, s (lower is better)"),
-        strict=True,
-    ):
-        for k, server in enumerate(servers):
-            values = [results[w][server][metric] for w in workloads]
-            ax.bar([i + 0.38 * k for i in range(2)], values, width=0.38, label=server)
-        ax.set_xticks([0.19, 1.19], workloads)
-        ax.set_title(label, fontsize=10)
-    axes[0].legend(loc="upper right", fontsize=8)
-    fig.suptitle(f"{AGENTS} agents x {TURNS} turns, shared ~1500-token system prompt")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+SERVERS = ("llmasos", "llama_server_q8_0", "llama_server_f16")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--out", type=Path, default=Path(__file__).parent / "results" / "agents.json"
-    )
+    parser = arguments(__doc__, repeats=None)
     args = parser.parse_args()
     model = default_model_path(Settings.from_environment().home)
-    results: dict[str, dict[str, dict]] = {"agents": {}, "control": {}}
+    sizes = {"slots": AGENTS, "context": CONTEXT, "threads": THREADS}
+    q8 = ("-ctk", "q8_0", "-ctv", "q8_0", "-fa", "on")
     servers = {
-        "llmasos": (
-            lambda: llmasos_server(slots=AGENTS, context=CONTEXT, threads=THREADS),
-            "gemma3-270m:q4_k_m",
-        ),
-        "llama_server": (
-            lambda: llama_server(
-                model, slots=AGENTS, context=CONTEXT, threads=THREADS, extra=("-kvu",)
-            ),
+        "llmasos": (lambda: llmasos_server(**sizes), "gemma3-270m:q4_k_m"),
+        "llama_server_q8_0": (
+            lambda: llama_server(model, **sizes, extra=("-kvu", *q8)),
             model.name,
         ),
+        "llama_server_f16": (lambda: llama_server(model, **sizes, extra=("-kvu",)), model.name),
     }
+    results: dict[str, dict[str, dict]] = {"agents": {}, "control": {}}
     for name, (start, model_name) in servers.items():
         with start() as url:
             for workload in ("agents", "control"):
                 results[workload][name] = asyncio.run(run_workload(url, model_name, workload))
-                print(f"{name:12s} {workload:8s} {results[workload][name]}", flush=True)
+                print(f"{name:18s} {workload:8s} {results[workload][name]}", flush=True)
+    write_results(args.out, results, model)
+
+
+def write_results(out: Path, results: dict[str, dict[str, dict]], model: Path) -> None:
     ratios = {
-        w: round(
-            results[w]["llmasos"]["throughput_tokens_per_s"]
-            / results[w]["llama_server"]["throughput_tokens_per_s"],
+        f"{workload}_vs_{other}": round(
+            results[workload]["llmasos"]["throughput_tokens_per_s"]
+            / results[workload][other]["throughput_tokens_per_s"],
             3,
         )
-        for w in results
+        for workload in results
+        for other in SERVERS[1:]
     }
+    minimum = {"agents": 2.0, "control": 0.95}
     report = {
         **report_header("agents", __doc__.split("\n\n")[1], model),
         "settings": {
@@ -180,21 +157,28 @@ def main() -> None:
             "threads": THREADS,
             "batch": 512,
             "llama_server_flags": f"-np {AGENTS} -kvu -c {AGENTS * CONTEXT} -b 512 -ub 512 "
-            f"-t {THREADS} -tb {THREADS} (prompt cache on by default)",
+            f"-t {THREADS} -tb {THREADS} (prompt cache on by default); q8_0: -ctk q8_0 "
+            "-ctv q8_0 -fa on; f16: its default K/V",
             "llmasos_flags": f"--num-slots {AGENTS} --context-length {CONTEXT} "
-            f"--max-batch-tokens 512 --threads {THREADS}",
+            f"--max-batch-tokens 512 --threads {THREADS} (q8_0 K/V, flash attention)",
         },
         "results": results,
         "throughput_ratio": ratios,
         "targets": {"agents_throughput_ratio_min": 2.0, "control_throughput_ratio_min": 0.95},
-        "met": {"agents": ratios["agents"] >= 2.0, "control": ratios["control"] >= 0.95},
+        "met": {key: value >= minimum[key.split("_vs_")[0]] for key, value in ratios.items()},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    plot(results, args.out.with_suffix(".png"))
-    print(
-        f"throughput ratio: agents x{ratios['agents']}, control x{ratios['control']} -> {args.out}"
-    )
+    write_report(out / "agents.json", report)
+    for metric, label in (
+        ("throughput_tokens_per_s", "output tokens/s (higher is better)"),
+        ("ttft_p50_s", "TTFT p50, s (lower is better)"),
+    ):
+        suffix = "" if metric.startswith("throughput") else "_ttft"
+        bar_plot(
+            out / f"agents{suffix}.png",
+            groups=list(results),
+            series={s: [results[w][s][metric] for w in results] for s in SERVERS},
+            title=f"{AGENTS} agents x {TURNS} turns, shared ~1500-token system prompt: {label}",
+        )
 
 
 if __name__ == "__main__":

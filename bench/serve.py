@@ -1,134 +1,148 @@
 """Throughput and time to first token at concurrency 1, 4, 8 and 16: `llmasos serve` against
 llama.cpp's `llama-server` (built from the same sdist), same model, threads, context per slot and
-greedy settings, in the same run.
+greedy settings, in the same run, on random prompts that share no prefix.
 
 Each of C clients streams its requests one after another (a closed loop) to /v1/completions.
+Every prompt starts with its own random words, and every server gets the same prompts in the same
+order, so no server meets a prefix-cache hit another does not. llama-server runs twice: with
+q8_0 K/V and flash attention (our engine's cache type) and with its defaults (f16 K/V).
 Throughput is completion tokens over wall time; TTFT runs from sending a request to its first
 text chunk.
 
     .venv/bin/python bench/serve.py [--max-tokens 64] [--requests-per-client 2]
-Writes bench/results/serve.json.
+Writes bench/results/serve.json and .png.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import random
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from llmasos.models.default import default_model_path
 from llmasos.settings import Settings
 from loadgen import closed_loop, summarize
-from servers import llama_server, llmasos_server, report_header
+from report import arguments, bar_plot, report_header, write_report
+from servers import llama_server, llmasos_server
 
 CONCURRENCY = (1, 4, 8, 16)
-SLOTS = 16
-CONTEXT = 1024
-THREADS = 2
-SUBJECTS = [
-    "the tides",
-    "glaciers",
-    "honey bees",
-    "black holes",
-    "the printing press",
+SLOTS, CONTEXT, THREADS = 16, 1024, 2
+WORDS = [
+    "tide",
+    "glacier",
+    "honey",
+    "black",
+    "printing",
     "tea",
-    "volcanoes",
-    "the violin",
-    "coral reefs",
-    "the telegraph",
+    "volcano",
+    "violin",
+    "coral",
+    "telegraph",
     "bread",
-    "owls",
-    "the moon",
-    "rivers",
+    "owl",
+    "moon",
+    "river",
     "salt",
-    "lighthouses",
-    "comets",
-    "maple trees",
-    "the compass",
+    "lighthouse",
+    "comet",
+    "maple",
+    "compass",
     "silk",
-    "clocks",
-    "penguins",
+    "clock",
+    "penguin",
     "ink",
-    "deserts",
-    "bridges",
-    "whales",
+    "desert",
+    "bridge",
+    "whale",
     "paper",
     "thunder",
-    "mushrooms",
-    "castles",
+    "mushroom",
+    "castle",
     "rain",
     "copper",
 ]
 
 
-def workload(concurrency: int, per_client: int, max_tokens: int) -> list[list[dict]]:
-    n = 0
-    clients = []
-    for _ in range(concurrency):
-        sequence = []
-        for _ in range(per_client):
-            subject = SUBJECTS[n % len(SUBJECTS)]
-            n += 1
-            sequence.append(
-                {
-                    "model": "default",
-                    "prompt": f"Here are some surprising facts about {subject}:\n1.",
-                    "max_tokens": max_tokens,
-                    "temperature": 0,
-                }
-            )
-        clients.append(sequence)
-    return clients
+def random_prompts(count: int, seed: int = 7) -> list[str]:
+    """Prompts of about 60 words, each starting with its own random words."""
+    rng = random.Random(seed)
+    return [
+        f"{rng.randrange(10**9)} "
+        + " ".join(rng.choice(WORDS) for _ in range(60))
+        + "\n\nIn short,"
+        for _ in range(count)
+    ]
 
 
-def measure(url: str, model_name: str, concurrency: int, per_client: int, max_tokens: int) -> dict:
-    bodies = workload(concurrency, per_client, max_tokens)
-    for sequence in bodies:
-        for body in sequence:
-            body["model"] = model_name
-    records, wall = asyncio.run(closed_loop(url, "/v1/completions", bodies))
-    return summarize(records, wall)
+def workload(
+    prompts: Iterator[str], model: str, concurrency: int, per_client: int, max_tokens: int
+) -> list[list[dict]]:
+    body = {"model": model, "max_tokens": max_tokens, "temperature": 0}
+    return [
+        [{**body, "prompt": next(prompts)} for _ in range(per_client)] for _ in range(concurrency)
+    ]
+
+
+def measure_server(
+    start: Callable[[], AbstractContextManager[str]], model: str, args: argparse.Namespace
+) -> dict[int, dict]:
+    prompts = iter(random_prompts(1000))  # the same sequence for every server
+    results = {}
+    with start() as url:
+        asyncio.run(closed_loop(url, "/v1/completions", workload(prompts, model, 1, 1, 8)))
+        for c in CONCURRENCY:
+            per_client = max(args.requests_per_client, 8 // c)
+            bodies = workload(prompts, model, c, per_client, args.max_tokens)
+            records, wall = asyncio.run(closed_loop(url, "/v1/completions", bodies))
+            results[c] = summarize(records, wall)
+            print(f"{model:24s} C={c:2d} {results[c]}", flush=True)
+    return results
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arguments(__doc__, repeats=None)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--requests-per-client", type=int, default=2)
-    parser.add_argument(
-        "--out", type=Path, default=Path(__file__).parent / "results" / "serve.json"
-    )
     args = parser.parse_args()
     model = default_model_path(Settings.from_environment().home)
-
-    results: dict[int, dict[str, dict]] = {c: {} for c in CONCURRENCY}
+    sizes = {"slots": SLOTS, "context": CONTEXT, "threads": THREADS}
+    q8 = ("-ctk", "q8_0", "-ctv", "q8_0", "-fa", "on")
     servers = {
-        "llmasos": lambda: llmasos_server(slots=SLOTS, context=CONTEXT, threads=THREADS),
-        "llama_server": lambda: llama_server(model, slots=SLOTS, context=CONTEXT, threads=THREADS),
+        "llmasos": (lambda: llmasos_server(**sizes), "gemma3-270m:q4_k_m"),
+        "llama_server_q8_0": (lambda: llama_server(model, **sizes, extra=q8), model.name),
+        "llama_server_f16": (lambda: llama_server(model, **sizes), model.name),
     }
-    names = {"llmasos": "gemma3-270m:q4_k_m", "llama_server": model.name}
-    for name, start in servers.items():
-        with start() as url:
-            measure(url, names[name], 1, 1, 8)  # warm up
-            for c in CONCURRENCY:
-                per_client = max(args.requests_per_client, 8 // c)
-                results[c][name] = measure(url, names[name], c, per_client, args.max_tokens)
-                print(f"{name:12s} C={c:2d} {results[c][name]}", flush=True)
+    results = {name: measure_server(start, name_, args) for name, (start, name_) in servers.items()}
+    write_results(args, results, model)
 
+
+def write_results(
+    args: argparse.Namespace, results: dict[str, dict[int, dict]], model: Path
+) -> None:
     rows = []
     for c in CONCURRENCY:
-        ours, theirs = results[c]["llmasos"], results[c]["llama_server"]
-        rows.append(
-            {
-                "concurrency": c,
-                "llmasos": ours,
-                "llama_server": theirs,
-                "throughput_ratio": round(
-                    ours["throughput_tokens_per_s"] / theirs["throughput_tokens_per_s"], 3
-                ),
-                "ttft_p50_ratio": round(ours["ttft_p50_s"] / theirs["ttft_p50_s"], 3),
-            }
+        row: dict = {"concurrency": c, **{name: results[name][c] for name in results}}
+        ours = results["llmasos"][c]
+        for other in ("llama_server_q8_0", "llama_server_f16"):
+            theirs = results[other][c]
+            row[f"throughput_vs_{other}"] = round(
+                ours["throughput_tokens_per_s"] / theirs["throughput_tokens_per_s"], 3
+            )
+            row[f"ttft_p50_vs_{other}"] = round(ours["ttft_p50_s"] / theirs["ttft_p50_s"], 3)
+        rows.append(row)
+    met = {
+        f"{metric}_vs_{other}": all(
+            r[f"{metric}_vs_{other}"] >= 1.0
+            if metric == "throughput"
+            else r[f"{metric}_vs_{other}"] <= 1.2
+            for r in rows
         )
+        for metric in ("throughput", "ttft_p50")
+        for other in ("llama_server_q8_0", "llama_server_f16")
+    }
     report = {
         **report_header("serve", __doc__.split("\n\n")[0], model),
         "settings": {
@@ -138,26 +152,28 @@ def main() -> None:
             "context_per_slot": CONTEXT,
             "threads": THREADS,
             "batch": 512,
-            "llama_server_flags": "-np 16 -c 16384 -b 512 -ub 512 -t 2 -tb 2 (defaults otherwise:"
-            " f16 KV cache, flash attention auto)",
-            "llmasos_flags": "--num-slots 16 --context-length 1024 --max-batch-tokens 512 "
-            "--threads 2 (q8_0 KV cache, flash attention)",
+            "prompts": "unique random words (about 90 tokens), the same sequence for every server",
+            "llama_server_q8_0_flags": f"-np {SLOTS} -c {SLOTS * CONTEXT} -b 512 -ub 512 "
+            f"-t {THREADS} -tb {THREADS} -ctk q8_0 -ctv q8_0 -fa on",
+            "llama_server_f16_flags": f"-np {SLOTS} -c {SLOTS * CONTEXT} -b 512 -ub 512 "
+            f"-t {THREADS} -tb {THREADS} (defaults: f16 K/V, flash attention auto)",
+            "llmasos_flags": f"--num-slots {SLOTS} --context-length {CONTEXT} "
+            f"--max-batch-tokens 512 --threads {THREADS} (q8_0 K/V, flash attention)",
         },
         "results": rows,
         "targets": {"throughput_ratio_min": 1.0, "ttft_p50_ratio_max": 1.2},
-        "met": {
-            "throughput": all(r["throughput_ratio"] >= 1.0 for r in rows),
-            "ttft_p50": all(r["ttft_p50_ratio"] <= 1.2 for r in rows),
-        },
+        "met": met,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    for row in rows:
-        print(
-            f"C={row['concurrency']:2d} throughput x{row['throughput_ratio']} "
-            f"TTFT p50 x{row['ttft_p50_ratio']}"
-        )
-    print(f"-> {args.out}")
+    write_report(args.out / "serve.json", report)
+    bar_plot(
+        args.out / "serve.png",
+        groups=[f"C={c}" for c in CONCURRENCY],
+        series={
+            name: [results[name][c]["throughput_tokens_per_s"] for c in CONCURRENCY]
+            for name in results
+        },
+        title="Output tokens/s on random prompts (higher is better)",
+    )
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import socket
 import subprocess
@@ -13,12 +12,12 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib.metadata import version
 from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
+from report import REPO
+
 BUILD_REFERENCE = REPO.parent / "shared" / "tools" / "build-reference-llama"
 
 
@@ -127,31 +126,3 @@ def llama_server(
     url = f"http://127.0.0.1:{port}"
     with running(command, f"{url}/health", "llama-server"):
         yield url
-
-
-def report_header(benchmark: str, description: str, model: Path) -> dict[str, object]:
-    """The fields every benchmark result starts with: what, when, on what, with what."""
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "unknown",
-    )
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    return {
-        "benchmark": benchmark,
-        "description": " ".join(description.split()),
-        "date": time.strftime("%Y-%m-%d"),
-        "commit": commit,
-        "machine": {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()},
-        "llama_cpp_python": version("llama-cpp-python"),
-        "model": model.name,
-    }

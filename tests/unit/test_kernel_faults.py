@@ -12,9 +12,9 @@ import pytest
 from llmasos import Client, FinishReason, KernelClosedError, ProcessState
 from llmasos.kernel.process import Signal
 from llmasos.kernel.swap import SwapLocation
-from llmasos.sampling import SamplingParams
 from tests.unit.fake_engine import FakeEngine
 from tests.unit.test_kernel import signal_through_gate, solo_text, wait_until
+from tests.unit.test_memory_kernel import two_of_ann
 
 
 def client(slots: int = 2, **options) -> Client:
@@ -138,11 +138,7 @@ def test_spawns_racing_a_close_each_complete_or_get_a_clear_error():
 def test_a_resumed_process_that_waits_for_its_owners_quota_is_admitted_and_runs():
     with client(page_size=16, max_pages_per_owner=2) as c:
         kernel = c.kernel
-        kernel.engine.close_gate()
-        first = kernel.spawn("first", SamplingParams(max_tokens=20, temperature=0), owner="ann")
-        second = kernel.spawn("second", SamplingParams(max_tokens=20, temperature=0), owner="ann")
-        kernel.engine.allow(1)
-        wait_until(lambda: first.state is ProcessState.RUNNING)
+        first, second = two_of_ann(kernel)
         assert second.state is ProcessState.NEW
         signal_through_gate(kernel.engine, lambda: kernel.signal(second.pid, Signal.SUSPEND))
         assert second.state is ProcessState.SUSPENDED

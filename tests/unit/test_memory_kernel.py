@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from llmasos import Client, ProcessState, QuotaExceededError
+from llmasos.kernel.kernel import Kernel
+from llmasos.kernel.process import Process
 from llmasos.sampling import SamplingParams
 from tests.unit.fake_engine import FakeEngine
 from tests.unit.test_kernel import solo_text, wait_until
@@ -107,15 +109,24 @@ def test_a_process_over_its_page_quota_is_refused_up_front():
         assert c.generate_text("fits", max_tokens=5, temperature=0)
 
 
+def two_of_ann(kernel: Kernel, *others: tuple[str, str]) -> tuple[Process, Process]:
+    """With the gate closed and ann's quota room for one: ann's first process runs, her second
+    waits for the quota; `others` (owner, prompt) are spawned between them and the step."""
+    kernel.engine.close_gate()
+    first = kernel.spawn("first", SamplingParams(max_tokens=20, temperature=0), owner="ann")
+    second = kernel.spawn("second", SamplingParams(max_tokens=20, temperature=0), owner="ann")
+    for owner, prompt in others:
+        kernel.spawn(prompt, SamplingParams(max_tokens=5, temperature=0), owner=owner)
+    kernel.engine.allow(1)
+    wait_until(lambda: first.state is ProcessState.RUNNING)
+    return first, second
+
+
 def test_an_owner_over_quota_waits_until_its_earlier_processes_end():
     with client(page_size=16, max_pages_per_owner=2) as c:
         kernel = c.kernel
-        kernel.engine.close_gate()
-        first = kernel.spawn("first", SamplingParams(max_tokens=20, temperature=0), owner="ann")
-        second = kernel.spawn("second", SamplingParams(max_tokens=20, temperature=0), owner="ann")
-        other = kernel.spawn("other", SamplingParams(max_tokens=5, temperature=0), owner="bob")
-        kernel.engine.allow(1)
-        wait_until(lambda: first.state is ProcessState.RUNNING)
+        first, second = two_of_ann(kernel, ("bob", "other"))
+        other = next(p for p in kernel.processes() if p.owner == "bob")
         assert second.state is ProcessState.NEW  # ann's quota is taken by the first
         kernel.engine.open_gate()
         other.done.wait(10)

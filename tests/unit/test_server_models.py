@@ -223,3 +223,19 @@ def test_the_pinned_model_can_be_neither_unloaded_nor_deleted(setup):
         assert response.status_code == 409
         assert response.json()["error"]["code"] == "model_pinned"
     assert "tiny:latest" in [m["name"] for m in http.get("/v1/models/loaded").json()["data"]]
+
+
+def test_monitoring_reads_never_load_a_model_nor_reset_its_keep_alive(setup):
+    http, _, _ = setup
+    models = http.app.state.models
+    assert http.post("/v1/models/tiny/load").status_code == 200
+    import_(http, "https://cdn.example/tiny.gguf", "idle:v1")
+    last_used = models._loaded["tiny:latest"].last_used
+    for path in ("/metrics", "/v1/stats", "/v1/memory", "/health", "/v1/models/loaded"):
+        assert http.get(path).status_code == 200, path
+    for path in ("/v1/stats?model=idle:v1", "/v1/memory?model=idle:v1"):
+        response = http.get(path)
+        assert response.status_code == 404 and "not loaded" in error_of(response)
+    assert not models.is_loaded("idle:v1")
+    assert [m.name for m in models.loaded()] == ["tiny:latest"]
+    assert models._loaded["tiny:latest"].last_used == last_used  # keep-alive untouched

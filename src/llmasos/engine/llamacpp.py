@@ -23,7 +23,9 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp
@@ -37,7 +39,7 @@ from llmasos.sampling import SamplingParams
 logger = logging.getLogger(__name__)
 
 _GGML_LOG_LEVEL_WARN, _GGML_LOG_LEVEL_ERROR = 3, 4  # debug, info and progress dots are dropped
-_GGML_TYPE_Q8_0 = 8
+KV_CACHE_TYPES = {"q8_0": 8, "f16": 1}  # name -> ggml type; only q8_0 keeps batching exact
 
 # Read once by ggml at the first matmul, so it must be set before any model runs (see above).
 os.environ["GGML_CPU_TILED_MM"] = "0"
@@ -54,6 +56,22 @@ def _forward_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
 _LOG_CALLBACK = llama_cpp.llama_log_callback(_forward_log)
 llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
 llama_cpp.llama_backend_init()
+
+
+@dataclass
+class StepTimings:
+    """Where step() spends its time, summed since the engine started (for profiling)."""
+
+    steps: int = 0
+    fill_s: float = 0.0  # laying the batch out in llama_batch's buffers
+    decode_s: float = 0.0  # llama_decode: the forward pass and the logits
+    sample_s: float = 0.0  # picking tokens from the logits
+
+    def add(self, fill_s: float, decode_s: float, sample_s: float) -> None:
+        self.steps += 1
+        self.fill_s += fill_s
+        self.decode_s += decode_s
+        self.sample_s += sample_s
 
 
 class _Batch:
@@ -119,7 +137,11 @@ def model_params(gpu_index: int | None = None) -> llama_cpp.llama_model_params:
 
 
 def context_params(
-    num_slots: int, context_length: int, max_batch_tokens: int, n_threads: int | None
+    num_slots: int,
+    context_length: int,
+    max_batch_tokens: int,
+    n_threads: int | None,
+    kv_cache_type: str = "q8_0",
 ) -> llama_cpp.llama_context_params:
     """The context the engine runs on: one KV stream per slot, q8_0 KV, flash attention."""
     threads = n_threads or os.cpu_count() or 1
@@ -133,8 +155,7 @@ def context_params(
     params.kv_unified = False
     params.swa_full = True
     params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
-    params.type_k = _GGML_TYPE_Q8_0
-    params.type_v = _GGML_TYPE_Q8_0
+    params.type_k = params.type_v = KV_CACHE_TYPES[kv_cache_type]
     params.no_perf = True
     return params
 
@@ -152,6 +173,7 @@ class LlamaCppEngine:
         max_batch_tokens: int = 512,
         n_threads: int | None = None,
         gpu_index: int | None = None,
+        kv_cache_type: str = "q8_0",
     ) -> None:
         """On the CPU, or with gpu_index on that GPU (where llama.cpp's GPU kernels apply and
         the exactness guarantees of the module docstring are not claimed)."""
@@ -164,7 +186,9 @@ class LlamaCppEngine:
         if not self._model:
             raise EngineError(f"model: llama.cpp could not load {path} (not a valid GGUF?)")
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
-        params = context_params(num_slots, context_length, max_batch_tokens, n_threads)
+        params = context_params(
+            num_slots, context_length, max_batch_tokens, n_threads, kv_cache_type
+        )
         self._ctx = llama_cpp.llama_init_from_model(self._model, params)
         if not self._ctx:
             llama_cpp.llama_model_free(self._model)
@@ -189,6 +213,7 @@ class LlamaCppEngine:
         self._copies_pending = False
         self._scratch_token = int(llama_cpp.llama_vocab_bos(self._vocab))
         self._closed = False
+        self.timings = StepTimings()
 
     # -- text -----------------------------------------------------------------------------
 
@@ -241,10 +266,13 @@ class LlamaCppEngine:
     def step(self, items: Sequence[BatchItem]) -> list[int | None]:
         # With one KV stream per slot, llama.cpp puts sequences in one ubatch only while their
         # slots ascend by one; any other order costs a forward pass per break.
+        started = time.perf_counter()
         order = sorted(range(len(items)), key=lambda i: items[i].slot)
         ordered = [items[i] for i in order]
         rows = self._batch.fill(ordered)
+        filled = time.perf_counter()
         status = llama_cpp.llama_decode(self._ctx, self._batch.struct)
+        decoded = time.perf_counter()
         if status != 0:
             raise EngineError(f"llama_decode failed with status {status}")
         self._copies_pending = False
@@ -252,6 +280,7 @@ class LlamaCppEngine:
         for i, item, row in zip(order, ordered, rows, strict=True):
             if isinstance(item.sampler, LlamaSampler):
                 tokens[i] = item.sampler.sample(self._ctx, row)
+        self.timings.add(filled - started, decoded - filled, time.perf_counter() - decoded)
         return tokens
 
     # -- KV state ---------------------------------------------------------------------------

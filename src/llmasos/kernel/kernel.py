@@ -211,7 +211,7 @@ class Kernel:
 
     def memory_report(self) -> MemoryReport:
         """Pages, slots, prefix-cache hits and swap use, with each live process's share."""
-        live = [p for p in self.processes() if p.alive]
+        live = self.table.live()
         return self.pager.report(live, lambda p: self.admission.pages_for(p.reserved_tokens))
 
     @contextlib.contextmanager
@@ -285,7 +285,7 @@ class Kernel:
                         self.lifecycle.apply_signal(command)
                 if self._has_runnable():
                     self.pager.compact(self._owner_of)
-                    plan = self.planner.plan(self.processes(), self.pager)
+                    plan = self.planner.plan(self.table.live(), self.pager)
                     stalled = not self._tick(plan)
             except Exception as fault:  # a kernel bug must not leave every waiter hanging
                 self._recover(commands, plan, fault)
@@ -303,10 +303,8 @@ class Kernel:
             if isinstance(command, SignalCommand) and not command.done.is_set():
                 command.error = KernelClosedError() if self._closing else EngineError(message)
                 command.done.set()
-        for process in self.processes():
-            if process.alive and (
-                process.pid in plan.involved or process.state is ProcessState.RUNNING
-            ):
+        for process in self.table.live():
+            if process.pid in plan.involved or process.state is ProcessState.RUNNING:
                 try:
                     self.lifecycle.finish(process, FinishReason.ERROR, error=message)
                 except Exception:
@@ -315,7 +313,7 @@ class Kernel:
                     )
 
     def _has_runnable(self) -> bool:
-        return any(p.state in RUNNABLE_STATES for p in self.processes())
+        return any(p.state in RUNNABLE_STATES for p in self.table.live())
 
     def _owner_of(self, slot: int) -> Process:
         pid = self.memory.owner(slot)
@@ -405,6 +403,5 @@ class Kernel:
             if isinstance(command, SignalCommand):
                 command.error = KernelClosedError()
                 command.done.set()
-        for process in self.processes():
-            if process.alive:
-                self.lifecycle.finish(process, FinishReason.KILLED, error="kernel closed")
+        for process in self.table.live():
+            self.lifecycle.finish(process, FinishReason.KILLED, error="kernel closed")

@@ -53,6 +53,11 @@ class ProcessTable:
         with self._lock:
             return list(self._processes.values())
 
+    def live(self) -> list[Process]:
+        """The processes that have not ended, oldest first."""
+        with self._lock:
+            return [self._processes[pid] for pid in sorted(self._live)]
+
     @property
     def num_live(self) -> int:
         with self._lock:
