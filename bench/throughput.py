@@ -100,36 +100,15 @@ def profile(timings: StepTimings, wall_s: float) -> dict[str, float]:
     }
 
 
-def measure(client: Client, loop: LlamaCppEngine, prompts: list[str], repeats: int) -> dict:
-    n = len(prompts)
-    kernel_s, loop_s = [], []
+REFERENCES = {"batched_bench_ours": OURS, "batched_bench_defaults": DEFAULTS_Q8}
+
+
+def one_round(client: Client, loop: LlamaCppEngine, prompts: list[str], model: Path) -> dict:
+    """Every side once, at every concurrency: {side: {n: seconds or tokens/s}}."""
+    round_: dict[str, dict] = {"kernel": {}, "engine_loop": {}, "profile": {}}
     engine: LlamaCppEngine = client.kernel.engine  # type: ignore[assignment]
-    for _ in range(repeats):  # interleaved, so drift on a shared machine hits both
-        engine.timings = StepTimings()
-        kernel_out, seconds = run_kernel(client, prompts)
-        kernel_s.append(seconds)
-        loop_out, seconds = run_engine_loop(loop, prompts)
-        loop_s.append(seconds)
-        if kernel_out != loop_out:
-            raise SystemExit(f"concurrency {n}: the kernel and the engine loop disagree")
-        if any(len(out) != OUTPUT_TOKENS for out in kernel_out):
-            raise SystemExit(f"concurrency {n}: a process stopped before {OUTPUT_TOKENS} tokens")
-    tokens = n * OUTPUT_TOKENS
-    return {
-        "concurrency": n,
-        "kernel_tokens_per_s": round(tokens / statistics.median(kernel_s), 2),
-        "engine_loop_tokens_per_s": round(tokens / statistics.median(loop_s), 2),
-        "kernel_seconds": [round(s, 3) for s in kernel_s],
-        "engine_loop_seconds": [round(s, 3) for s in loop_s],
-        "kernel_profile": profile(engine.timings, kernel_s[-1]),
-    }
-
-
-def add_reference(rows: list[dict], model: Path) -> dict[str, str]:
-    """Add llama-batched-bench's rates and the ratios to each row."""
-    names = {}
-    for key, settings in (("batched_bench_ours", OURS), ("batched_bench_defaults", DEFAULTS_Q8)):
-        reference = batched_bench(
+    for key, settings in REFERENCES.items():
+        rows = batched_bench(
             model,
             settings,
             prompt_tokens=PROMPT_TOKENS,
@@ -138,16 +117,41 @@ def add_reference(rows: list[dict], model: Path) -> dict[str, str]:
             threads=THREADS,
             context_per_sequence=CONTEXT,
         )
-        names[key] = settings.name
-        for row in rows:
-            rate = reference[row["concurrency"]]["output_tokens_per_s"]
-            row[f"{key}_tokens_per_s"] = round(rate, 2)
-            row[f"kernel_vs_{key}"] = round(row["kernel_tokens_per_s"] / rate, 3)
-    for row in rows:
-        row["kernel_vs_engine_loop"] = round(
-            row["kernel_tokens_per_s"] / row["engine_loop_tokens_per_s"], 3
-        )
-    return names
+        round_[key] = {n: rows[n]["output_tokens_per_s"] for n in CONCURRENCY}
+    for n in CONCURRENCY:
+        engine.timings = StepTimings()
+        kernel_out, round_["kernel"][n] = run_kernel(client, prompts[:n])
+        round_["profile"][n] = profile(engine.timings, round_["kernel"][n])
+        loop_out, round_["engine_loop"][n] = run_engine_loop(loop, prompts[:n])
+        if kernel_out != loop_out:
+            raise SystemExit(f"concurrency {n}: the kernel and the engine loop disagree")
+        if any(len(out) != OUTPUT_TOKENS for out in kernel_out):
+            raise SystemExit(f"concurrency {n}: a process stopped before {OUTPUT_TOKENS} tokens")
+    print({k: v for k, v in round_.items() if k != "profile"}, flush=True)
+    return round_
+
+
+def summarize(rounds: list[dict]) -> list[dict]:
+    """Medians over the rounds, and the kernel's ratio to each other side."""
+    rows = []
+    for n in CONCURRENCY:
+        tokens = n * OUTPUT_TOKENS
+        row: dict = {"concurrency": n}
+        for side in ("kernel", "engine_loop"):
+            seconds = [r[side][n] for r in rounds]
+            row[f"{side}_tokens_per_s"] = round(tokens / statistics.median(seconds), 2)
+            row[f"{side}_seconds"] = [round(s, 3) for s in seconds]
+        for key in REFERENCES:
+            rates = [r[key][n] for r in rounds]
+            row[f"{key}_tokens_per_s"] = round(statistics.median(rates), 2)
+            row[f"{key}_rounds"] = [round(v, 2) for v in rates]
+        for side in ("engine_loop", *REFERENCES):
+            row[f"kernel_vs_{side}"] = round(
+                row["kernel_tokens_per_s"] / row[f"{side}_tokens_per_s"], 3
+            )
+        row["kernel_profile"] = rounds[-1]["profile"][n]
+        rows.append(row)
+    return rows
 
 
 def main() -> None:
@@ -161,16 +165,13 @@ def main() -> None:
     client = Client(
         model=str(model), max_running=NUM_SLOTS, n_threads=THREADS, min_prefix_tokens=10**6, **sizes
     )
-    try:
-        rows = []
-        for n in CONCURRENCY:
-            rows.append(measure(client, loop, prompts[:n], args.repeats))
-            print(rows[-1], flush=True)
+    try:  # rounds interleave every side, so drift on a shared machine hits them all alike
+        rounds = [one_round(client, loop, prompts, model) for _ in range(args.repeats)]
     finally:
         client.close()
         loop.close()
-    names = add_reference(rows, model)
-    write_results(args.out, rows, names, model, args.repeats)
+    names = {key: settings.name for key, settings in REFERENCES.items()}
+    write_results(args.out, summarize(rounds), names, model, args.repeats)
 
 
 def write_results(
@@ -189,7 +190,7 @@ def write_results(
             "num_slots": NUM_SLOTS,
             "max_batch_tokens": BATCH,
             "repeats": repeats,
-            "statistic": "median wall time, prefill included",
+            "statistic": "median over rounds that interleave every side; prefill included",
             "reference": names,
         },
         "results": rows,

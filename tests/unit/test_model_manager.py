@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import threading
+
 import pytest
 
-from llmasos.errors import MemoryBudgetError, ModelBusyError, UnknownModelError
+from llmasos.errors import EngineError, MemoryBudgetError, ModelBusyError, UnknownModelError
 from llmasos.kernel.config import KernelConfig
 from llmasos.models.placement import Device, FitPolicy
 from llmasos.models.repository import Repository
@@ -12,6 +15,7 @@ from llmasos.runtime.manager import ModelManager
 from llmasos.sampling import SamplingParams
 from tests.fixtures.tiny_gguf import write_tiny_gguf
 from tests.unit.fake_engine import FakeEngine
+from tests.unit.test_kernel import wait_until
 
 MODEL_BYTES = 474144  # the tiny GGUF; KV is counted as 0 below
 
@@ -134,4 +138,102 @@ def test_kernels_of_different_models_share_one_pid_space(repository):
     assert [p.pid for p in models.processes()] == [first.pid, second.pid]
     with pytest.raises(UnknownModelError, match="nope"):
         models.load("nope")
+    models.close()
+
+
+def gated_manager(repository, devices, gate: threading.Event, entered: threading.Event, **kw):
+    """A manager whose loads of "b" wait for `gate` (after setting `entered`)."""
+    models = manager(repository, devices, **kw)
+    real = models._load_engine
+
+    def load(path, name, device):
+        if name == "b:latest":
+            entered.set()
+            gate.wait(10)
+        return real(path, name, device)
+
+    models._load_engine = load
+    return models
+
+
+def test_callers_of_a_model_being_loaded_wait_for_that_one_load(repository):
+    gate, entered = threading.Event(), threading.Event()
+    models = gated_manager(repository, [Device("cpu", 10 * MODEL_BYTES)], gate, entered)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        first = pool.submit(models.load, "b")
+        assert entered.wait(10)
+        waiters = [pool.submit(models.load, "b") for _ in range(3)]
+        other = models.load("a")  # another model loads meanwhile
+        assert other.name == "a:latest" and not first.done()
+        wait_until(lambda: models._loading["b:latest"].waiters == 3)
+        gate.set()
+        kernels = {f.result(10).kernel for f in [first, *waiters]}
+    assert len(kernels) == 1  # one engine, shared
+    assert models.loads.count(("b:latest", "cpu")) == 1
+    models.close()
+
+
+def test_a_failed_load_reaches_every_waiter_and_a_later_call_tries_again(repository):
+    gate, entered = threading.Event(), threading.Event()
+    models = gated_manager(repository, [Device("cpu", 10 * MODEL_BYTES)], gate, entered)
+    real = models._load_engine
+    failures = iter([EngineError("model: injected load failure")])
+
+    def failing(path, name, device):
+        engine = real(path, name, device)
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return engine
+
+    models._load_engine = failing
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        calls = [pool.submit(models.load, "b") for _ in range(3)]
+        assert entered.wait(10)
+        wait_until(lambda: models._loading["b:latest"].waiters == 2)
+        gate.set()
+        errors = [f.exception(10) for f in calls]
+    assert all(isinstance(e, EngineError) and "injected" in str(e) for e in errors)
+    assert models.load("b").name == "b:latest"  # nothing stuck: the next call loads it
+    models.close()
+
+
+def test_memory_of_a_model_being_closed_counts_until_it_is_closed(repository):
+    models = manager(repository, [Device("cpu", 2 * MODEL_BYTES)])
+    closing, release = threading.Event(), threading.Event()
+    kernel_a = models.load("a").kernel
+    real_close = kernel_a.close
+
+    def slow_close():
+        closing.set()
+        release.wait(10)
+        real_close()
+
+    kernel_a.close = slow_close
+    models.load("b")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        unloading = pool.submit(models.unload, "a")
+        assert closing.wait(10)
+        loading = pool.submit(models.load, "c")  # room only once a's memory is free
+        assert not loading.done()
+        release.set()
+        unloading.result(10)
+        assert loading.result(10).name == "c:latest"
+    assert sorted(m.name for m in models.loaded()) == ["b:latest", "c:latest"]
+    models.close()
+
+
+def test_a_close_that_fails_frees_the_books_and_stops_nothing(repository, caplog):
+    models = manager(repository, [Device("cpu", 2 * MODEL_BYTES)])
+    kernel_a = models.load("a").kernel
+
+    def broken_close():
+        raise RuntimeError("injected close failure")
+
+    kernel_a.close = broken_close
+    models.unload("a")
+    assert "closing its kernel failed" in caplog.text
+    models.load("b")
+    models.load("c")  # a's memory counted as free once its close ended, badly or not
+    assert sorted(m.name for m in models.loaded()) == ["b:latest", "c:latest"]
     models.close()

@@ -10,6 +10,7 @@ import pytest
 
 from llmasos.kernel.output import OutputText
 from llmasos.kernel.planner import Planner, StepPlan
+from llmasos.kernel.prefix_cache import PrefixMatch
 from llmasos.kernel.process import Process, ProcessState
 from llmasos.kernel.scheduler import make_policy
 from llmasos.sampling import SamplingParams
@@ -68,7 +69,7 @@ def running(prompt_len: int = 4, slot: int = 0, **kw) -> Process:
 class Ledger:
     available: int = 0
     snapshots: set[int] = field(default_factory=set)
-    prefixes: dict[tuple[int, ...], int] = field(default_factory=dict)
+    prefixes: dict[tuple[int, ...], tuple[int, frozenset[int]]] = field(default_factory=dict)
 
     def num_available_slots(self) -> int:
         return self.available
@@ -76,11 +77,14 @@ class Ledger:
     def has_snapshot(self, pid: int) -> bool:
         return pid in self.snapshots
 
-    def reusable_prefix(self, tokens: Sequence[int]) -> int:
-        return max(
-            (n for start, n in self.prefixes.items() if tuple(tokens[: len(start)]) == start),
-            default=0,
-        )
+    def reusable_prefix(self, tokens: Sequence[int]) -> PrefixMatch:
+        matches = [
+            (n, slots)
+            for start, (n, slots) in self.prefixes.items()
+            if tuple(tokens[: len(start)]) == start
+        ]
+        n, slots = max(matches, default=(0, frozenset()))
+        return PrefixMatch(n, frozenset(slots))
 
 
 def planner(policy: str = "fcfs", *, max_running: int = 4, budget: int = 64, quantum: int = 2):
@@ -169,7 +173,8 @@ def test_a_chosen_process_without_a_slot_or_a_victim_waits():
 def test_a_cached_prompt_start_is_not_planned_for_recomputation():
     prompt = list(range(1, 21))
     newcomer = proc(prompt=prompt)
-    plan = planner().plan([newcomer], Ledger(available=1, prefixes={tuple(prompt[:12]): 12}))
+    cached = {tuple(prompt[:12]): (12, frozenset({3}))}
+    plan = planner().plan([newcomer], Ledger(available=1, prefixes=cached))
     assert runs(plan) == [(newcomer.pid, 8)]
 
 
@@ -189,3 +194,14 @@ def test_newcomers_sharing_a_prompt_start_wait_for_the_first_to_compute_it():
 def test_processes_that_cannot_run_are_never_planned(state):
     plan = planner().plan([proc(state=state)], Ledger(available=4))
     assert plan == StepPlan(token_budget=64)
+
+
+def test_a_resident_holding_a_newcomers_prompt_start_is_swapped_out_last():
+    system = list(range(900, 940))
+    holder = proc(prompt=[*system, 1], state=ProcessState.READY, slot=0, computed=41, output=1)
+    other = proc(4, state=ProcessState.READY, slot=1, computed=4, output=1, priority=5)
+    newcomer = proc(prompt=[*system, 2], priority=9)
+    ledger = Ledger(prefixes={tuple(system): (40, frozenset({0}))})
+    plan = planner("priority", max_running=1).plan([holder, other, newcomer], ledger)
+    assert pids(plan.swap_out) == [other.pid]  # not the holder, though its priority is lower
+    assert runs(plan) == [(newcomer.pid, 1)]

@@ -229,7 +229,7 @@ def test_monitoring_reads_never_load_a_model_nor_reset_its_keep_alive(setup):
     http, _, _ = setup
     models = http.app.state.models
     assert http.post("/v1/models/tiny/load").status_code == 200
-    import_(http, "https://cdn.example/tiny.gguf", "idle:v1")
+    assert import_(http, "https://cdn.example/tiny.gguf", "idle:v1").status_code == 201
     last_used = models._loaded["tiny:latest"].last_used
     for path in ("/metrics", "/v1/stats", "/v1/memory", "/health", "/v1/models/loaded"):
         assert http.get(path).status_code == 200, path

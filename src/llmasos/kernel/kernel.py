@@ -17,13 +17,11 @@ import contextlib
 import itertools
 import logging
 import random
-import tempfile
 import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Iterator
 
 from llmasos.engine.base import BatchItem, Engine
 from llmasos.errors import (
@@ -36,16 +34,14 @@ from llmasos.errors import (
 from llmasos.kernel.config import KernelConfig
 from llmasos.kernel.lifecycle import Lifecycle, SignalCommand
 from llmasos.kernel.limits import check_fits, check_priority, check_prompt, check_sampling
-from llmasos.kernel.memory import MemoryManager, MemoryUsage
+from llmasos.kernel.memory import MemoryUsage
 from llmasos.kernel.output import OutputText
 from llmasos.kernel.pager import Pager
 from llmasos.kernel.planner import RUNNABLE_STATES, Planner, StepPlan
-from llmasos.kernel.prefix_cache import RadixPrefixCache
 from llmasos.kernel.process import FinishReason, Process, ProcessState, Signal
 from llmasos.kernel.quota import Admission
 from llmasos.kernel.scheduler import Policy, make_policy
 from llmasos.kernel.stats import KernelStats, KernelStatus, MemoryReport, TickRecord
-from llmasos.kernel.swap import SwapSpace
 from llmasos.kernel.table import ProcessTable
 from llmasos.sampling import SamplingParams
 
@@ -76,15 +72,8 @@ class Kernel:
             max_batch_tokens=info.max_batch_tokens,
             min_prefix_tokens=config.min_prefix_tokens,
         )
-        self.memory = MemoryManager(info.num_slots, info.context_length, config.page_size)
-        swap_directory = config.swap_directory or Path(tempfile.gettempdir()) / "llmasos-swap"
-        self.pager = Pager(
-            engine,
-            self.memory,
-            RadixPrefixCache(),
-            SwapSpace(config.swap_bytes, swap_directory),
-            min_prefix_tokens=config.min_prefix_tokens,
-        )
+        self.pager = Pager.for_engine(engine, config)
+        self.memory = self.pager.memory
         self.admission = Admission(
             config.page_size, config.max_pages_per_process, config.max_pages_per_owner
         )
@@ -138,12 +127,12 @@ class Kernel:
                 arrival=next(self._arrivals),
                 spawned_at=time.monotonic(),
             )
-            try:
-                self.table.add(process)
-            except Exception:
-                process.sampler.close()
-                raise
-            with self._cond:
+            with self._cond:  # entered and queued at once: no signal can overtake the spawn
+                try:
+                    self.table.add(process)
+                except Exception:
+                    process.sampler.close()
+                    raise
                 self._commands.append(process)
                 self._cond.notify_all()
         return process
@@ -276,41 +265,51 @@ class Kernel:
                     break
                 commands, self._commands = self._commands, []
             stalled = False
+            for command in commands:
+                self._apply_command(command)
             plan = StepPlan()
             try:
-                for command in commands:
-                    if isinstance(command, Process):
-                        self.lifecycle.arrive(command, self.tick_count)
-                    else:
-                        self.lifecycle.apply_signal(command)
                 if self._has_runnable():
                     self.pager.compact(self._owner_of)
                     plan = self.planner.plan(self.table.live(), self.pager)
                     stalled = not self._tick(plan)
             except Exception as fault:  # a kernel bug must not leave every waiter hanging
-                self._recover(commands, plan, fault)
+                message = self._incident(fault)
+                for process in self.table.live():
+                    if process.pid in plan.involved or process.state is ProcessState.RUNNING:
+                        self._end(process, FinishReason.ERROR, message)
         self._shutdown()
 
-    def _recover(
-        self, commands: Sequence[Process | SignalCommand], plan: StepPlan, fault: Exception
-    ) -> None:
-        """After an unexpected error: fail the processes the tick touched with a generic
-        message (the details go to the log under an incident id), and answer signals."""
+    def _apply_command(self, command: Process | SignalCommand) -> None:
+        """A spawn or a signal; if it fails, only that process or signal gets the error."""
+        try:
+            if isinstance(command, Process):
+                self.lifecycle.arrive(command, self.tick_count)
+            else:
+                self.lifecycle.apply_signal(command)
+        except Exception as fault:
+            message = self._incident(fault)
+            if isinstance(command, Process):
+                self._end(command, FinishReason.ERROR, message)
+            elif not command.done.is_set():
+                command.error = EngineError(message)
+                command.done.set()
+
+    @staticmethod
+    def _incident(fault: Exception) -> str:
+        """Log an unexpected error under an incident id; the message a process gets instead."""
         incident = uuid.uuid4().hex[:12]
         logger.error("kernel tick failed (incident %s)", incident, exc_info=fault)
-        message = f"internal error (incident {incident}); the server log has the details"
-        for command in commands:
-            if isinstance(command, SignalCommand) and not command.done.is_set():
-                command.error = KernelClosedError() if self._closing else EngineError(message)
-                command.done.set()
-        for process in self.table.live():
-            if process.pid in plan.involved or process.state is ProcessState.RUNNING:
-                try:
-                    self.lifecycle.finish(process, FinishReason.ERROR, error=message)
-                except Exception:
-                    logger.exception(
-                        "incident %s: could not end pid %d cleanly", incident, process.pid
-                    )
+        return f"internal error (incident {incident}); the server log has the details"
+
+    def _end(self, process: Process, reason: FinishReason, message: str) -> None:
+        """End `process` (if still alive) with `message`, logging rather than raising."""
+        if not process.alive:
+            return
+        try:
+            self.lifecycle.finish(process, reason, error=message)
+        except Exception:
+            logger.exception("pid %d could not be ended cleanly", process.pid)
 
     def _has_runnable(self) -> bool:
         return any(p.state in RUNNABLE_STATES for p in self.table.live())
@@ -404,4 +403,4 @@ class Kernel:
                 command.error = KernelClosedError()
                 command.done.set()
         for process in self.table.live():
-            self.lifecycle.finish(process, FinishReason.KILLED, error="kernel closed")
+            self._end(process, FinishReason.KILLED, "kernel closed")

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from llmasos.engine.base import Engine
-from llmasos.errors import ProcessTerminatedError
+from llmasos.errors import NoSuchProcessError, ProcessTerminatedError
 from llmasos.kernel.pager import Pager
 from llmasos.kernel.process import FinishReason, Process, ProcessState, Signal, TextPiece
 from llmasos.kernel.quota import Admission
@@ -51,13 +51,20 @@ class Lifecycle:
         self._unadmitted: list[Process] = []  # waiting for their owner's quota
 
     def arrive(self, process: Process, tick: int) -> None:
-        """A spawned process reaches the tick thread."""
+        """A spawned process reaches the tick thread (a kill may have overtaken it)."""
+        if not process.alive:
+            return
         process.spawn_tick = tick
         self._unadmitted.append(process)
         self.admit_waiting()
 
     def apply_signal(self, command: SignalCommand) -> None:
-        process = self.table.get(command.pid)
+        try:
+            process = self.table.get(command.pid)
+        except NoSuchProcessError:  # it ended and was forgotten since the signal was sent
+            command.error = ProcessTerminatedError(command.pid, command.signal.value)
+            command.done.set()
+            return
         if not process.alive:
             command.error = ProcessTerminatedError(process.pid, command.signal.value)
         elif command.signal is Signal.KILL:

@@ -18,13 +18,16 @@ processes the plan swaps out are freed by swap_out() first.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from llmasos.engine.base import Engine
 from llmasos.errors import EngineError
+from llmasos.kernel.config import KernelConfig
 from llmasos.kernel.memory import MemoryManager, SlotState
-from llmasos.kernel.prefix_cache import PrefixCache, PrefixMatch
+from llmasos.kernel.prefix_cache import PrefixCache, PrefixMatch, RadixPrefixCache
 from llmasos.kernel.process import Process
 from llmasos.kernel.stats import MemoryReport, ProcessMemory
 from llmasos.kernel.swap import SwapSpace
@@ -43,6 +46,19 @@ class PagerStats:
 
 
 class Pager:
+    @classmethod
+    def for_engine(cls, engine: Engine, config: KernelConfig) -> Pager:
+        """A pager over empty books for `engine`'s slots, sized and tuned by `config`."""
+        info = engine.info
+        directory = config.swap_directory or Path(tempfile.gettempdir()) / "llmasos-swap"
+        return cls(
+            engine,
+            MemoryManager(info.num_slots, info.context_length, config.page_size),
+            RadixPrefixCache(),
+            SwapSpace(config.swap_bytes, directory),
+            min_prefix_tokens=config.min_prefix_tokens,
+        )
+
     def __init__(
         self,
         engine: Engine,
@@ -68,10 +84,7 @@ class Pager:
     def has_snapshot(self, pid: int) -> bool:
         return self.swap.location(pid) is not None
 
-    def reusable_prefix(self, tokens: Sequence[int]) -> int:
-        return self._reusable(tokens).length
-
-    def _reusable(self, prompt: Sequence[int]) -> PrefixMatch:
+    def reusable_prefix(self, prompt: Sequence[int]) -> PrefixMatch:
         """The cached start of `prompt` (all but its last token, whose logits are needed) that
         a first residency reuses, or an empty match when shorter than min_prefix_tokens."""
         match = self.prefix_cache.match_prefix(prompt[:-1])
@@ -96,7 +109,7 @@ class Pager:
     def _start(self, process: Process) -> None:
         """First residency: take over a cached slot holding the prompt's start (trimmed, no
         copy), else copy the start from a live slot, else compute it all."""
-        match = self._reusable(process.prompt_tokens)
+        match = self.reusable_prefix(process.prompt_tokens)
         length, sources = match.length, match.slots
         for slot in sorted(s for s in sources if self.memory.state(s) is SlotState.CACHED):
             if self.engine.truncate(slot, length):

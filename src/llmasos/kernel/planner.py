@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from llmasos.kernel.prefix_cache import shared_prefix_length
+from llmasos.kernel.prefix_cache import PrefixMatch, shared_prefix_length
 from llmasos.kernel.process import Process, ProcessState
 from llmasos.kernel.scheduler import Policy
 
@@ -35,9 +35,10 @@ class MemoryLedger(Protocol):
         """True when the process's KV waits in swap."""
         ...
 
-    def reusable_prefix(self, tokens: Sequence[int]) -> int:
-        """How many tokens at the start of a new prompt `tokens` a first residency takes
-        from the prefix cache instead of computing (0 when too short to be worth it)."""
+    def reusable_prefix(self, tokens: Sequence[int]) -> PrefixMatch:
+        """The start of a new prompt `tokens` that a first residency takes from the prefix
+        cache instead of computing, and the slots holding it (empty when too short to be
+        worth it)."""
         ...
 
 
@@ -73,6 +74,18 @@ def victim_order(process: Process) -> tuple[bool, int, int]:
     return (process.state is not ProcessState.SUSPENDED, process.priority, -process.arrival)
 
 
+def _victims(
+    processes: Sequence[Process], picked: set[int], newcomers: list[Process], ledger: MemoryLedger
+) -> list[Process]:
+    """Residents the policy did not pick, in victim order, except that those holding the
+    cached prompt start of a newcomer go last (their KV is about to be shared)."""
+    holders: set[int] = set()
+    for process in newcomers:
+        holders |= ledger.reusable_prefix(process.prompt_tokens).slots
+    residents = [p for p in processes if p.slot is not None and p.alive and p.pid not in picked]
+    return sorted(residents, key=lambda p: (p.slot in holders, *victim_order(p)))
+
+
 class Planner:
     """Turns a policy's choice into a step plan within the slot and token budgets."""
 
@@ -89,10 +102,8 @@ class Planner:
         chosen = self.policy.select(runnable, self.max_running)
         picked = {p.pid for p in chosen}
         preempted = [p for p in runnable if p.state is ProcessState.RUNNING and p.pid not in picked]
-        victims = sorted(
-            (p for p in processes if p.slot is not None and p.alive and p.pid not in picked),
-            key=victim_order,
-        )
+        newcomers = [p for p in chosen if p.slot is None and not ledger.has_snapshot(p.pid)]
+        victims = _victims(processes, picked, newcomers, ledger)
         available = ledger.num_available_slots()
         residents: list[Process] = []
         computed: dict[int, int] = {}  # pid -> tokens its KV will hold when the step runs
@@ -117,7 +128,7 @@ class Planner:
                 continue  # no slot this tick; it keeps waiting
             if first:
                 start.append(process)
-                computed[process.pid] = ledger.reusable_prefix(process.prompt_tokens)
+                computed[process.pid] = ledger.reusable_prefix(process.prompt_tokens).length
             else:
                 swap_in.append(process)
                 computed[process.pid] = process.num_computed_tokens
@@ -146,7 +157,7 @@ class Planner:
         tick waits for it, then copies that prefix: agents that share a long system prompt
         compute it once, not once each."""
         prompt = process.prompt_tokens[:-1]
-        cached = ledger.reusable_prefix(process.prompt_tokens)
+        cached = ledger.reusable_prefix(process.prompt_tokens).length
         for other in residents:
             other_computed = computed[other.pid]
             if other_computed >= len(other.prompt_tokens):

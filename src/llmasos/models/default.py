@@ -24,11 +24,15 @@ def canonical_model_name(name: str) -> str:
 
 
 def ensure_default_model(repository: Repository) -> None:
-    """Import the default model if the repository does not have it yet."""
+    """Import the default model if the repository does not have it yet, from its package as
+    installed with LLMasOS (nothing is downloaded or installed)."""
     if DEFAULT_MODEL not in repository:
+        from llmasos.models.import_policy import ImportPolicy
         from llmasos.models.sources import import_model
 
-        import_model(repository, DEFAULT_SOURCE, DEFAULT_MODEL)
+        import_model(
+            repository, DEFAULT_SOURCE, DEFAULT_MODEL, policy=ImportPolicy.for_default_model()
+        )
 
 
 def default_model_path(home: Path) -> Path:

@@ -21,7 +21,6 @@ import httpx
 
 from llmasos.errors import ModelFileError
 
-CHUNK_BYTES = 1 << 20
 READ_TIMEOUT_S = 60.0
 
 # host, port -> the addresses the host name stands for
@@ -37,12 +36,33 @@ def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+# IPv6 ranges that lead to IPv4 space or are deprecated; Python 3.11's is_global passes some.
+_IPV6_REFUSED = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "::/96",  # IPv4-compatible
+        "::ffff:0:0/96",  # IPv4-mapped
+        "64:ff9b::/96",  # NAT64
+        "64:ff9b:1::/48",  # local NAT64
+        "2001::/32",  # Teredo
+        "2002::/16",  # 6to4
+        "fec0::/10",  # site-local
+    )
+)
+_IPV6_GLOBAL_UNICAST = ipaddress.ip_network("2000::/3")
+
+
 def is_public(address: str) -> bool:
-    """True for an address on the public internet (not loopback, private, link-local, shared,
-    multicast, reserved or an IPv4 address in IPv6 clothing of one of those)."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    """True for an address on the public internet: not loopback, private, link-local, shared,
+    multicast or reserved, and for IPv6 global unicast outside the ranges that tunnel to IPv4."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and (
+        ip not in _IPV6_GLOBAL_UNICAST or any(ip in net for net in _IPV6_REFUSED)
+    ):
+        return False
     return ip.is_global and not ip.is_multicast
 
 
@@ -105,28 +125,38 @@ def _follow(
 def _request(
     client: httpx.Client, url: str, rules: UrlRules, deadline: float | None
 ) -> httpx.Request:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as error:
+        raise ModelFileError(url, f"is not a valid URL ({error})") from error
     allowed = ("https",) if rules.https_only else ("http", "https")
     if parts.scheme not in allowed or not parts.hostname:
         raise ModelFileError(url, f"must be a URL with scheme {' or '.join(allowed)}")
     timeout = httpx.Timeout(min(READ_TIMEOUT_S, _remaining(url, deadline)))
     if not rules.public_only:
-        return client.build_request("GET", url, timeout=timeout)
+        return _build(client, url, timeout=timeout)
     host = parts.hostname
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     addresses = rules.resolve(host, port)
     if not addresses or not all(is_public(a) for a in addresses):
         raise ModelFileError(url, "is not on a public address; the server refuses it")
     pinned = addresses[0]
     netloc = f"[{pinned}]:{port}" if ":" in pinned else f"{pinned}:{port}"
     target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
-    return client.build_request(
-        "GET",
+    return _build(
+        client,
         target,
         headers={"Host": parts.netloc.rsplit("@", 1)[-1]},
         extensions={"sni_hostname": host},
         timeout=timeout,
     )
+
+
+def _build(client: httpx.Client, url: str, **options) -> httpx.Request:
+    try:
+        return client.build_request("GET", url, **options)
+    except httpx.InvalidURL as error:
+        raise ModelFileError(url, f"is not a valid URL ({error})") from error
 
 
 def _remaining(url: str, deadline: float | None) -> float:
@@ -147,8 +177,8 @@ def _bounded(
     response: httpx.Response, url: str, max_bytes: int | None, deadline: float | None
 ) -> Iterator[bytes]:
     received = 0
-    try:
-        for chunk in response.iter_bytes(CHUNK_BYTES):
+    try:  # chunks as they arrive, so the limits are checked after every read
+        for chunk in response.iter_bytes():
             received += len(chunk)
             if max_bytes is not None and received > max_bytes:
                 raise ModelFileError(url, f"sent more than the limit of {max_bytes} bytes")

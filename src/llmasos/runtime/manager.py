@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +38,8 @@ from llmasos.kernel.process import Process
 from llmasos.models.default import DEFAULT_MODEL, canonical_model_name, ensure_default_model
 from llmasos.models.placement import Device, FitPolicy, place
 from llmasos.models.repository import Manifest, Repository
+
+logger = logging.getLogger(__name__)
 
 MIB = 1 << 20
 DEFAULT_KEEP_ALIVE_S = 300.0
@@ -69,6 +72,7 @@ class _Loading:
     memory_bytes: int
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
+    waiters: int = 0  # callers that came for it while it loaded
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,7 @@ class ModelManager:
         self._loading: dict[str, _Loading] = {}
         self._retiring: list[LoadedModel] = []  # being closed; their bytes still count
         self._lock = threading.Condition()
+        self._default_import = threading.Lock()
 
     def canonical(self, name: str | None) -> str:
         """The name `name` is loaded under (the default model for None)."""
@@ -122,15 +127,7 @@ class ModelManager:
     def lease(self, name: str | None = None) -> Iterator[LoadedModel]:
         """The model `name` (the default if None), loaded if needed and kept loaded until the
         block ends."""
-        canonical = self.canonical(name)
-        while True:
-            with self._lock:
-                loaded = self._loaded.get(canonical)
-                if loaded is not None:
-                    loaded.leases += 1
-                    loaded.last_used = self._clock()
-                    break
-            self._ensure_loaded(canonical)
+        loaded = self._acquire(self.canonical(name))
         try:
             yield loaded
         finally:
@@ -164,69 +161,102 @@ class ModelManager:
             self._loaded[name] = loaded
         return loaded
 
-    def _ensure_loaded(self, name: str) -> None:
-        """Load `name`, or wait for the load already under way; re-raise its error."""
-        with self._lock:
-            if name in self._loaded:
-                return
-            loading = self._loading.get(name)
-            if loading is None:
-                manifest = self._manifest(name)  # may raise UnknownModelError
-                need = manifest.size_bytes + self._kv_bytes_for(manifest)
-                device, victims = self._make_room(name, need)
-                loading = self._loading[name] = _Loading(device, need)
-                mine = True
-            else:
-                mine = False
-        if not mine:
-            loading.done.wait()
-            if loading.error is not None:
-                raise loading.error
-            return
+    def _acquire(self, name: str) -> LoadedModel:
+        """`name` with a lease taken: loaded already, loaded by the load under way (waited
+        for; its error re-raised), or loaded by this caller."""
+        manifest: Manifest | None = None
+        while True:
+            with self._lock:
+                loaded = self._loaded.get(name)
+                if loaded is not None:
+                    loaded.leases += 1
+                    loaded.last_used = self._clock()
+                    return loaded
+                loading = self._loading.get(name)
+                mine = loading is None and manifest is not None
+                if mine:
+                    need = manifest.size_bytes + self._kv_bytes_for(manifest)  # type: ignore[union-attr]
+                    room = self._make_room(name, need)
+                    if room is None:  # models being closed still hold the memory
+                        self._lock.wait()
+                        continue
+                    device, victims = room
+                    for victim in victims:
+                        self._retire(victim)
+                    loading = self._loading[name] = _Loading(device, need)
+                elif loading is not None:
+                    loading.waiters += 1
+            if mine:
+                return self._load(name, manifest, loading, victims)  # type: ignore[arg-type]
+            if loading is not None:
+                loading.done.wait()
+                if loading.error is not None:
+                    raise loading.error
+            else:  # outside the lock: reading it (or importing the default model) takes time
+                manifest = self._manifest(name)
+
+    def _load(
+        self, name: str, manifest: Manifest, loading: _Loading, victims: list[LoadedModel]
+    ) -> LoadedModel:
+        """Load `name` for its registered `loading` entry, outside the lock; the model comes
+        back with the caller's lease taken, so nothing unloads it before the caller uses it."""
         try:
-            self._close(victims)
-            path = self.repository.blob_path(manifest)  # type: ignore[union-attr]
-            kernel = Kernel(
-                self._load_engine(path, name, loading.device), self.kernel_config, pids=self._pids
-            )
+            kernel = self._build_kernel(name, manifest, loading.device, victims)
         except BaseException as error:
             loading.error = error
-            raise
-        else:
-            now = self._clock()
-            model = LoadedModel(name, kernel, device.name, need, self.keep_alive_s, now, now)
-            with self._lock:
-                self._loaded[name] = model
-        finally:
             with self._lock:
                 del self._loading[name]
                 self._lock.notify_all()
             loading.done.set()
+            raise
+        now = self._clock()
+        model = LoadedModel(
+            name, kernel, loading.device.name, loading.memory_bytes, self.keep_alive_s, now, now
+        )
+        model.leases = 1
+        with self._lock:
+            self._loaded[name] = model
+            del self._loading[name]
+            self._lock.notify_all()
+        loading.done.set()
+        return model
+
+    def _build_kernel(
+        self, name: str, manifest: Manifest, device: Device, victims: list[LoadedModel]
+    ) -> Kernel:
+        self._close(victims)  # their memory is this model's now
+        path = self.repository.blob_path(manifest)  # type: ignore[union-attr]
+        engine = self._load_engine(path, name, device)
+        try:
+            return Kernel(engine, self.kernel_config, pids=self._pids)
+        except BaseException:
+            engine.close()
+            raise
 
     def _manifest(self, name: str) -> Manifest:
         if self.repository is None:
             raise UnknownModelError(name, sorted(self._loaded))
         if name == DEFAULT_MODEL:
-            ensure_default_model(self.repository)
+            with self._default_import:  # one import at a time; the books stay unlocked
+                ensure_default_model(self.repository)
         return self.repository.show(name)
 
-    def _make_room(self, name: str, need: int) -> tuple[Device, list[LoadedModel]]:
+    def _make_room(self, name: str, need: int) -> tuple[Device, list[LoadedModel]] | None:
         """(a device with `need` bytes free, the idle models to unload for it, least recently
-        used first). Waits while models being closed still hold memory. Holds the lock."""
-        while True:
-            victims: list[LoadedModel] = []
-            while (device := self._place(need, victims)) is None:
-                idle = [m for m in self._loaded.values() if m.idle and m not in victims]
-                if not idle:
-                    break
-                victims.append(min(idle, key=lambda m: m.last_used))
-            if device is not None:
-                for victim in victims:
-                    del self._loaded[victim.name]
-                return device, victims
-            if not self._retiring:
+        used first), or None to wait for models being closed, whose memory will do. Holds the
+        lock."""
+        waiting_helps = self._retiring and self._place(need, list(self._retiring)) is not None
+        if waiting_helps and self._place(need, []) is None:
+            return None
+        victims: list[LoadedModel] = []
+        while (device := self._place(need, victims)) is None:
+            idle = [m for m in self._loaded.values() if m.idle and m not in victims]
+            if not idle:
+                if self._retiring:
+                    return None
                 raise MemoryBudgetError(self._no_room_message(name, need))
-            self._lock.wait()
+            victims.append(min(idle, key=lambda m: m.last_used))
+        return device, victims
 
     def _place(self, need: int, leaving: list[LoadedModel]) -> Device | None:
         used: dict[str, int] = {}
@@ -290,10 +320,13 @@ class ModelManager:
         self._retiring.append(model)
 
     def _close(self, models: list[LoadedModel]) -> None:
-        """Close kernels outside the lock; their memory counts until each is closed."""
+        """Close kernels outside the lock; their memory counts until each is closed. A close
+        that fails is logged: the model is gone from the books either way."""
         for model in models:
             try:
                 model.kernel.close()
+            except Exception:
+                logger.exception("model %s: closing its kernel failed", model.name)
             finally:
                 with self._lock:
                     if model in self._retiring:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +16,8 @@ from llmasos.runtime.manager import ModelManager
 from llmasos.server import admin_api, native_api, openai_api
 from llmasos.server.errors import install_error_handlers
 from llmasos.server.guards import MAX_BODY_BYTES, Access, BodyLimit, RequestIds
+
+logger = logging.getLogger(__name__)
 
 REAP_INTERVAL_S = 5.0
 
@@ -40,7 +43,10 @@ def create_app(
         async def reap() -> None:  # unload models whose keep-alive ran out
             while True:
                 await asyncio.sleep(REAP_INTERVAL_S)
-                await run_in_threadpool(models.reap_idle)
+                try:
+                    await run_in_threadpool(models.reap_idle)
+                except Exception:  # the reaper must outlive one bad unload
+                    logger.exception("unloading idle models failed")
 
         reaper = asyncio.create_task(reap())
         yield
