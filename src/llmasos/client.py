@@ -28,8 +28,9 @@ class Client:
       model        a model name or a path to a GGUF file (default: the packaged Gemma 3 270M)
       Other keywords are KernelConfig fields (max_running, quantum, page_size, swap_bytes,
       max_pages_per_owner, ...: see llmasos.kernel.config) or EngineOptions fields
-      (num_slots, context_length, max_batch_tokens, n_threads). `engine` runs the kernel on an
-      engine you built yourself.
+      (num_slots, context_length, max_batch_tokens, n_threads, kv_cache_type). max_running
+      defaults to at most the engine's slots. `engine` runs the kernel on an engine you built
+      yourself.
     Remote:
       base_url     an `llmasos serve` server; the server's own settings apply
       api_key      its API key (default: $LLMASOS_API_KEY)
@@ -62,14 +63,16 @@ class Client:
         engine_fields = {f.name for f in dataclasses.fields(EngineOptions)}
         for name in options.keys() - kernel_fields - engine_fields:
             raise InvalidRequestError(name, "unknown option; see KernelConfig and EngineOptions")
-        config = KernelConfig(
-            policy=policy or "fcfs", **{k: v for k, v in options.items() if k in kernel_fields}
-        )
+        kernel_options = {k: v for k, v in options.items() if k in kernel_fields}
         engine_options = {k: v for k, v in options.items() if k in engine_fields}
+        config = KernelConfig(policy=policy or "fcfs", **kernel_options)  # checked before a load
         if engine is None:
             engine = load_engine(model, EngineOptions(**engine_options))
         elif engine_options:
             raise InvalidRequestError(next(iter(engine_options)), "cannot size a given engine")
+        if "max_running" not in kernel_options:  # the default fits the engine's slots
+            running = min(config.max_running, engine.info.num_slots, engine.info.max_batch_tokens)
+            config = dataclasses.replace(config, max_running=running)
         self._backend = LocalBackend(Kernel(engine, config))
 
     @property

@@ -141,3 +141,12 @@ def test_a_signal_to_an_unknown_pid_is_refused_and_changes_nothing(client, signa
 def test_unknown_model_name_at_load_lists_the_known_ones():
     with pytest.raises(UnknownModelError, match="gemma3-270m:q4_k_m"):
         load_engine("mistral-7b", EngineOptions())
+
+
+def test_an_f16_kv_cache_can_be_chosen_and_an_unknown_type_is_refused(model_path):
+    with Client(model=str(model_path), num_slots=2, context_length=512, kv_cache_type="f16") as c:
+        assert c.kernel.engine.info.kv_cache_type == "f16"
+        result = c.spawn(PROMPTS[0], max_tokens=6, temperature=0).wait()
+        assert result.usage.completion_tokens == 6
+    with pytest.raises(InvalidRequestError, match="kv_cache_type: must be one of"):
+        Client(model=str(model_path), kv_cache_type="f32")

@@ -287,3 +287,11 @@ def test_spawns_beyond_the_live_limit_are_refused_until_some_finish():
         with pytest.raises(NoSuchProcessError):
             c.kernel.get(first.pid)
         assert first.wait().usage.completion_tokens == 3
+
+
+def test_max_running_defaults_to_what_the_engine_can_hold():
+    with Client(engine=FakeEngine(num_slots=2)) as c:
+        assert c.kernel.config.max_running == 2
+        assert c.generate_text("small", max_tokens=3, temperature=0) == solo_text("small", 3)
+    with pytest.raises(InvalidRequestError, match="max_running: must be <= the engine's 2 slots"):
+        Client(engine=FakeEngine(num_slots=2), max_running=3)

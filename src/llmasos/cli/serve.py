@@ -39,11 +39,21 @@ ImportDirs = Annotated[
         "--import-dir", help="A directory that path imports over HTTP may read from (repeatable)."
     ),
 ]
-MaxRunning = Annotated[int, typer.Option(help="Most processes per engine step.")]
+MaxRunning = Annotated[
+    int | None,
+    typer.Option(help="Most processes per engine step (default: 16, at most the slots)."),
+]
 NumSlots = Annotated[int, typer.Option(help="Sequences resident in the KV cache.")]
 ContextLength = Annotated[int, typer.Option(help="Most tokens per process.")]
 MaxBatchTokens = Annotated[int, typer.Option(help="Token budget per engine step.")]
 Threads = Annotated[int | None, typer.Option(help="CPU threads (default: all).")]
+KvCacheType = Annotated[
+    str,
+    typer.Option(
+        help="K/V cache type: q8_0 (exact batching) or f16 (faster long prefill, twice the "
+        "memory, not exact)."
+    ),
+]
 PageSize = Annotated[int, typer.Option(help="Tokens per KV page.")]
 SwapBytes = Annotated[int, typer.Option(help="Host RAM for swapped KV; then disk.")]
 PagesPerProcess = Annotated[int | None, typer.Option(help="KV page quota of one process.")]
@@ -69,11 +79,12 @@ def serve(
     api_key: ApiKeys = None,
     admin_key: AdminKey = None,
     import_dir: ImportDirs = None,
-    max_running: MaxRunning = 16,
+    max_running: MaxRunning = None,
     num_slots: NumSlots = 16,
     context_length: ContextLength = 4096,
     max_batch_tokens: MaxBatchTokens = 512,
     threads: Threads = None,
+    kv_cache_type: KvCacheType = "q8_0",
     page_size: PageSize = 16,
     swap_bytes: SwapBytes = 2 * 1024**3,
     max_pages_per_process: PagesPerProcess = None,
@@ -94,14 +105,14 @@ def serve(
     try:
         config = KernelConfig(
             policy=policy,
-            max_running=max_running,
+            max_running=max_running or min(16, num_slots, max_batch_tokens),
             page_size=page_size,
             swap_bytes=swap_bytes,
             swap_directory=home / "swap",
             max_pages_per_process=max_pages_per_process,
             max_pages_per_owner=max_pages_per_owner,
         )
-        options = EngineOptions(num_slots, context_length, max_batch_tokens, threads)
+        options = EngineOptions(num_slots, context_length, max_batch_tokens, threads, kv_cache_type)
         models = model_manager(
             config,
             options,

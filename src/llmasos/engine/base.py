@@ -22,6 +22,12 @@ from typing import Protocol
 
 from llmasos.sampling import SamplingParams
 
+# The K/V cache types an engine offers, with their bytes per stored value. Only q8_0 keeps a
+# process's output independent of what runs beside it (see engine/llamacpp.py); f16 prefills
+# long prompts faster (bench/results/prefill.json) at nearly twice the memory.
+KV_BYTES_PER_VALUE = {"q8_0": 34 / 32, "f16": 2.0}
+EXACT_KV_CACHE_TYPE = "q8_0"
+
 
 @dataclass(frozen=True)
 class EngineInfo:
@@ -35,6 +41,7 @@ class EngineInfo:
     chat_template: str | None = None  # Jinja template from the model file, if it has one
     bos_token: str = ""  # text of the start token, for chat templates
     eos_token: str = ""  # text of the end token, for chat templates
+    kv_cache_type: str = EXACT_KV_CACHE_TYPE
 
 
 class Sampler(Protocol):

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from llmasos.engine.base import Engine
+from llmasos.engine.base import EXACT_KV_CACHE_TYPE, KV_BYTES_PER_VALUE, Engine
 from llmasos.engine.devices import DeviceKind, discover_devices
 from llmasos.errors import InvalidRequestError
 from llmasos.kernel.config import KernelConfig
@@ -39,11 +39,17 @@ class EngineOptions:
     context_length: int = 4096
     max_batch_tokens: int = 512
     n_threads: int | None = None
+    kv_cache_type: str = EXACT_KV_CACHE_TYPE  # or "f16": faster prefill, not exact
 
     def __post_init__(self) -> None:
+        if self.kv_cache_type not in KV_BYTES_PER_VALUE:
+            raise InvalidRequestError(
+                "kv_cache_type",
+                f"must be one of {sorted(KV_BYTES_PER_VALUE)}, got {self.kv_cache_type!r}",
+            )
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is None and f.name == "n_threads":
+            if f.name == "kv_cache_type" or (value is None and f.name == "n_threads"):
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidRequestError(f.name, f"must be an integer >= 1, got {value!r}")
@@ -85,14 +91,18 @@ def engine_loader(options: EngineOptions) -> Callable[[Path, str, Device], Engin
             max_batch_tokens=options.max_batch_tokens,
             n_threads=options.n_threads,
             gpu_index=device.gpu_index,
+            kv_cache_type=options.kv_cache_type,
         )
 
     return load
 
 
 def kv_cache_bytes(options: EngineOptions) -> Callable[[Manifest], int]:
-    """The KV cache an engine of this size allocates for a model (its scratch slot included)."""
-    return lambda m: m.kv_bytes_per_token * (options.num_slots + 1) * options.context_length
+    """The KV cache an engine of this size allocates for a model (its scratch slot included);
+    manifests record the bytes per token of a q8_0 cache."""
+    scale = KV_BYTES_PER_VALUE[options.kv_cache_type] / KV_BYTES_PER_VALUE["q8_0"]
+    cells = (options.num_slots + 1) * options.context_length
+    return lambda m: int(m.kv_bytes_per_token * scale) * cells
 
 
 def model_manager(
