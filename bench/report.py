@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import subprocess
+import textwrap
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -78,7 +79,7 @@ def bar_plot(
     ax.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(groups))], groups)
     if log:
         ax.set_yscale("log")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(textwrap.fill(title, 80), fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -216,7 +216,7 @@ def write_results(
     write_report(out / "throughput.json", report)
     bar_plot(
         out / "throughput.png",
-        groups=[f"{r['concurrency']} processes" for r in rows],
+        groups=[f"{r['concurrency']} process{'es' if r['concurrency'] > 1 else ''}" for r in rows],
         series={
             "LLMasOS kernel": [r["kernel_tokens_per_s"] for r in rows],
             "bare engine loop": [r["engine_loop_tokens_per_s"] for r in rows],
