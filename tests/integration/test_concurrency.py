@@ -4,7 +4,6 @@ callers of other models while one model loads slowly."""
 from __future__ import annotations
 
 import concurrent.futures
-import threading
 from collections import Counter
 
 import httpx
@@ -18,6 +17,7 @@ from llmasos.server.app import create_app
 from llmasos.server.guards import Access
 from tests.fixtures.tiny_gguf import write_tiny_gguf
 from tests.integration.test_server import start_server, stop_server
+from tests.unit.test_model_manager import gate_loads
 
 ADMIN = {"Authorization": "Bearer root"}
 
@@ -61,16 +61,7 @@ def test_a_slow_load_freezes_neither_health_nor_ps_nor_another_models_stream(llm
     )
     options = EngineOptions(num_slots=2, context_length=512)
     models = model_manager(KernelConfig(max_running=2), options, home=llmasos_home)
-    real_loader = models._load_engine
-    entered, release = threading.Event(), threading.Event()
-
-    def slow_loader(path, name, device):
-        if name == "tiny:slow":
-            entered.set()
-            release.wait(120)
-        return real_loader(path, name, device)
-
-    models._load_engine = slow_loader
+    entered, release = gate_loads(models, "tiny:slow")
     models.load(pin=True)  # the default model
     slow_body = {"model": "tiny:slow", "prompt": "x", "max_tokens": 3}
     app = create_app(models, access=Access())

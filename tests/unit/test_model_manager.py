@@ -141,24 +141,25 @@ def test_kernels_of_different_models_share_one_pid_space(repository):
     models.close()
 
 
-def gated_manager(repository, devices, gate: threading.Event, entered: threading.Event, **kw):
-    """A manager whose loads of "b" wait for `gate` (after setting `entered`)."""
-    models = manager(repository, devices, **kw)
+def gate_loads(models: ModelManager, name: str) -> tuple[threading.Event, threading.Event]:
+    """Make loads of `name` set the first event returned (entered), then wait for the second
+    (the gate) before they load."""
+    entered, gate = threading.Event(), threading.Event()
     real = models._load_engine
 
-    def load(path, name, device):
-        if name == "b:latest":
+    def load(path, loading, device):
+        if loading == name:
             entered.set()
-            gate.wait(10)
-        return real(path, name, device)
+            gate.wait(120)
+        return real(path, loading, device)
 
     models._load_engine = load
-    return models
+    return entered, gate
 
 
 def test_callers_of_a_model_being_loaded_wait_for_that_one_load(repository):
-    gate, entered = threading.Event(), threading.Event()
-    models = gated_manager(repository, [Device("cpu", 10 * MODEL_BYTES)], gate, entered)
+    models = manager(repository, [Device("cpu", 10 * MODEL_BYTES)])
+    entered, gate = gate_loads(models, "b:latest")
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         first = pool.submit(models.load, "b")
         assert entered.wait(10)
@@ -174,8 +175,8 @@ def test_callers_of_a_model_being_loaded_wait_for_that_one_load(repository):
 
 
 def test_a_failed_load_reaches_every_waiter_and_a_later_call_tries_again(repository):
-    gate, entered = threading.Event(), threading.Event()
-    models = gated_manager(repository, [Device("cpu", 10 * MODEL_BYTES)], gate, entered)
+    models = manager(repository, [Device("cpu", 10 * MODEL_BYTES)])
+    entered, gate = gate_loads(models, "b:latest")
     real = models._load_engine
     failures = iter([EngineError("model: injected load failure")])
 

@@ -2,13 +2,11 @@
 
 Threads: callers (SDK, server) spawn and signal from any thread; they only validate, build the
 Process and queue a command. One tick thread owns the engine's compute, the memory books and
-every Process mutation. Commands are applied between ticks, so a step never races a signal.
-
-A tick: compact the slots, ask the planner for a plan (kernel/planner.py), apply it (preempt,
-swap out, make resident), run its batch as one engine step, then account the tokens.
-
-A syscall that uses the engine from the caller's thread (tokenising a prompt) counts as in
-flight; close() waits for those before it frees the engine.
+every Process mutation; commands are applied between ticks, so a step never races a signal. A
+tick compacts the slots, asks the planner for a plan (kernel/planner.py), applies it (preempt,
+swap out, make resident), runs its batch as one engine step and accounts the tokens. A syscall
+that uses the engine from the caller's thread (tokenising) counts as in flight; close() waits
+for those before it frees the engine.
 """
 
 from __future__ import annotations
@@ -40,7 +38,7 @@ from llmasos.kernel.pager import Pager
 from llmasos.kernel.planner import RUNNABLE_STATES, Planner, StepPlan
 from llmasos.kernel.process import FinishReason, Process, ProcessState, Signal
 from llmasos.kernel.quota import Admission
-from llmasos.kernel.scheduler import Policy, make_policy
+from llmasos.kernel.scheduler import make_policy
 from llmasos.kernel.stats import KernelStats, KernelStatus, MemoryReport, TickRecord
 from llmasos.kernel.table import ProcessTable
 from llmasos.sampling import SamplingParams
@@ -96,10 +94,6 @@ class Kernel:
         self._stopping = False  # the tick thread ends
         self._thread = threading.Thread(target=self._run, name="llmasos-kernel", daemon=True)
         self._thread.start()
-
-    @property
-    def policy(self) -> Policy:
-        return self.planner.policy
 
     # -- the system-call surface (any thread) ---------------------------------------------
 

@@ -11,15 +11,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from llmasos.chat import check_messages, render_chat
-from llmasos.engine.base import EngineInfo
+from llmasos.chat import check_messages
 from llmasos.errors import InvalidRequestError, UnknownModelError
 from llmasos.kernel.kernel import Kernel
 from llmasos.kernel.process import ProcessInfo, Signal
 from llmasos.models.repository import Repository
 from llmasos.server.events import merged_events
 from llmasos.server.metrics import render_metrics
-from llmasos.server.openai_api import models_of, spawn_all
+from llmasos.server.openai_api import chat_prompts, models_of, plain_prompts, spawn_all
 from llmasos.server.schemas import SignalRequest, SpawnRequest
 from llmasos.wire import event_to_json, info_to_json, memory_to_json, result_to_json
 
@@ -81,14 +80,10 @@ def spawn(body: SpawnRequest, request: Request) -> dict[str, Any]:
     if (body.prompt is None) == (body.messages is None):
         raise InvalidRequestError("prompt", "send exactly one of prompt and messages")
     body.sampling_params()
-    messages = None if body.messages is None else check_messages(body.messages)
-
-    def prompts(info: EngineInfo) -> tuple[list[str], tuple[str, ...]]:
-        if messages is None:
-            return [body.prompt or ""], ()
-        chat = render_chat(messages, info)
-        return [chat.text], chat.stop
-
+    if body.messages is None:
+        prompts = plain_prompts([body.prompt or ""])
+    else:
+        prompts = chat_prompts(check_messages(body.messages))
     _, (process,) = spawn_all(request, body, prompts)
     return info_to_json(ProcessInfo.of(process))
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from llmasos.chat import check_messages, render_chat
+from llmasos.chat import ChatMessage, check_messages, render_chat
 from llmasos.engine.base import EngineInfo
 from llmasos.errors import EngineError, InvalidRequestError, KernelClosedError, ProcessError
 from llmasos.kernel.kernel import Kernel
@@ -60,9 +60,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     if not prompts:
         raise InvalidRequestError("prompt", "must be a string or a non-empty list of strings")
     body.sampling_params()  # a bad field is refused before any model is loaded
-    kernel, processes = await run_in_threadpool(
-        spawn_all, request, body, lambda _info: (list(prompts), ())
-    )
+    kernel, processes = await run_in_threadpool(spawn_all, request, body, plain_prompts(prompts))
     reply = _Reply(request, kernel, processes, "cmpl", "text_completion", _completion_choice)
     if body.stream:
         usage = body.stream_options is not None and body.stream_options.include_usage
@@ -72,13 +70,8 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
 
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(body: ChatRequest, request: Request) -> Any:
-    messages = check_messages(body.messages)
+    prompts = chat_prompts(check_messages(body.messages))
     body.sampling_params()
-
-    def prompts(info: EngineInfo) -> tuple[list[str], tuple[str, ...]]:
-        prompt = render_chat(messages, info)
-        return [prompt.text], prompt.stop
-
     kernel, processes = await run_in_threadpool(spawn_all, request, body, prompts)
     reply = _Reply(request, kernel, processes, "chatcmpl", "chat.completion", _chat_choice)
     if body.stream:
@@ -87,10 +80,26 @@ async def chat_completions(body: ChatRequest, request: Request) -> Any:
     return await reply.whole()
 
 
+# The prompts of a request and the stop strings their format needs, for a model's engine.
+PromptsFor = Callable[[EngineInfo], tuple[list[str], tuple[str, ...]]]
+
+
+def plain_prompts(prompts: Sequence[str]) -> PromptsFor:
+    return lambda _info: (list(prompts), ())
+
+
+def chat_prompts(messages: list[ChatMessage]) -> PromptsFor:
+    """The messages rendered with the model's chat template (known once it is loaded)."""
+
+    def render(info: EngineInfo) -> tuple[list[str], tuple[str, ...]]:
+        prompt = render_chat(messages, info)
+        return [prompt.text], prompt.stop
+
+    return render
+
+
 def spawn_all(
-    request: Request,
-    body: SamplingFields,
-    prompts_for: Callable[[EngineInfo], tuple[list[str], tuple[str, ...]]],
+    request: Request, body: SamplingFields, prompts_for: PromptsFor
 ) -> tuple[Kernel, list[Process]]:
     """Spawn one process per prompt on the requested model (loading it if needed; blocking:
     call it in a worker thread). If any spawn fails, kill the ones already started."""
