@@ -4,16 +4,17 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Iterator
 from typing import Any
 
 from llmasos.engine.base import Engine
-from llmasos.errors import InvalidRequestError, LLMasOSError
+from llmasos.errors import EngineError, IncompleteOutputError, InvalidRequestError, LLMasOSError
 from llmasos.handles import Backend, ProcessHandle
 from llmasos.kernel.config import KernelConfig
 from llmasos.kernel.kernel import Kernel
-from llmasos.kernel.process import ProcessInfo
+from llmasos.kernel.process import FinishReason, ProcessInfo
 from llmasos.kernel.stats import KernelStatus, MemoryReport
 from llmasos.local import LocalBackend
 from llmasos.runtime.factory import EngineOptions, load_engine
@@ -92,7 +93,8 @@ class Client:
         """Start a generation as a process and return its handle at once.
 
         Sampling keywords: max_tokens, temperature, top_k, top_p, min_p, repeat_penalty,
-        repeat_last_n, seed, stop.
+        repeat_last_n, seed, stop; at most one constraint: json_schema (a dict), grammar (GBNF
+        or Lark) or regex; logprobs (0-20 alternatives per token, in the result).
         """
         SamplingParams.build(**sampling)  # fail fast, here, on a bad field
         return self._backend.spawn(prompt, sampling, priority=priority, model=model)
@@ -103,6 +105,20 @@ class Client:
         """Generate a completion of `prompt`: the text, or with stream=True an iterator of
         text pieces. Takes spawn()'s keywords."""
         return _text_of(self.spawn(prompt, **options), stream)
+
+    def generate_json(self, prompt: str, schema: dict[str, Any], **options: Any) -> Any:
+        """The JSON value, parsed, that continues `prompt` and validates against the JSON
+        Schema `schema` (the output is constrained to it). Takes spawn()'s keywords. Raises
+        IncompleteOutputError when max_tokens ends the output before the value is complete."""
+        result = self.spawn(prompt, json_schema=schema, **options).wait()
+        if result.finish_reason is FinishReason.ERROR:
+            raise EngineError(result.error or "the engine failed")
+        if result.finish_reason is not FinishReason.STOP:
+            raise IncompleteOutputError(
+                f"max_tokens: the JSON value was not complete after {len(result.token_ids)} "
+                "tokens; raise max_tokens"
+            )
+        return json.loads(result.text)
 
     def chat(
         self,

@@ -19,6 +19,7 @@
     ├── QuotaExceededError            the request needs more KV pages than its quota allows
     ├── KernelClosedError             the kernel was stopped; nothing new is accepted
     ├── SwapError                     a KV snapshot could not be read back from swap
+    ├── IncompleteOutputError         structured output cut by max_tokens before it was complete
     └── EngineError                   the inference engine failed (load, decode, state restore)
 
 Every error names the field (or object) at fault and, where there is one, the limit it broke, so
@@ -171,6 +172,10 @@ class KernelClosedError(LLMasOSError):
 
 class SwapError(LLMasOSError):
     """Raised when a KV snapshot cannot be read back from swap; the snapshot stays there."""
+
+
+class IncompleteOutputError(LLMasOSError):
+    """Raised by Client.generate_json when max_tokens ends the output before the JSON value."""
 
 
 class EngineError(LLMasOSError):

@@ -6,9 +6,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from llmasos.constraint import Constraint, build_constraint
 from llmasos.errors import InvalidRequestError
 
 MAX_STOP_STRINGS = 16
+MAX_TOP_LOGPROBS = 20
 MAX_STOP_LENGTH = 256
 INT32_MAX = 2**31 - 1  # what llama.cpp's int32 parameters hold; the kernel checks tighter
 
@@ -18,7 +20,10 @@ class SamplingParams:
     """How one process picks its tokens and when it stops.
 
     temperature 0 is greedy decoding (top_k, top_p, min_p and seed are then unused). A seed of
-    None draws a fresh random seed; a fixed seed makes sampled output reproducible.
+    None draws a fresh random seed; a fixed seed makes sampled output reproducible. A
+    constraint (JSON schema, grammar or regex) masks every token that would leave it. logprobs
+    None records no log-probabilities; n >= 0 records the chosen token's and the n most likely
+    alternatives' at every step.
     """
 
     max_tokens: int = 256
@@ -30,6 +35,8 @@ class SamplingParams:
     repeat_last_n: int = 64
     seed: int | None = None
     stop: tuple[str, ...] = field(default_factory=tuple)
+    constraint: Constraint | None = None
+    logprobs: int | None = None
 
     @classmethod
     def build(
@@ -44,6 +51,10 @@ class SamplingParams:
         repeat_last_n: object = 64,
         seed: object = None,
         stop: object = None,
+        json_schema: object = None,
+        grammar: object = None,
+        regex: object = None,
+        logprobs: object = None,
     ) -> SamplingParams:
         """Check every field from untrusted input and return the params, or raise
         InvalidRequestError naming the first bad field and its limit."""
@@ -57,6 +68,10 @@ class SamplingParams:
             repeat_last_n=_integer("repeat_last_n", repeat_last_n, minimum=0, maximum=INT32_MAX),
             seed=None if seed is None else _integer("seed", seed, minimum=0, maximum=2**32 - 2),
             stop=_stop_strings(stop),
+            constraint=build_constraint(json_schema=json_schema, grammar=grammar, regex=regex),
+            logprobs=None
+            if logprobs is None
+            else _integer("logprobs", logprobs, minimum=0, maximum=MAX_TOP_LOGPROBS),
         )
 
     @property

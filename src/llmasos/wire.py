@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,8 +13,10 @@ from llmasos.kernel.process import (
     ProcessInfo,
     ProcessState,
     Result,
+    StepLogprobs,
     TextPiece,
     Timings,
+    TokenProb,
     Usage,
 )
 from llmasos.kernel.stats import MemoryReport, ProcessMemory
@@ -37,10 +40,29 @@ def info_from_json(data: dict[str, Any]) -> ProcessInfo:
     )
 
 
+def logprobs_to_json(steps: Sequence[StepLogprobs]) -> list[dict[str, Any]]:
+    def prob(p: TokenProb) -> dict[str, Any]:
+        return {"token": p.token, "bytes": list(p.piece), "logprob": p.logprob}
+
+    return [
+        {**prob(step.chosen), "alternatives": [prob(a) for a in step.alternatives]}
+        for step in steps
+    ]
+
+
+def logprobs_from_json(data: Sequence[dict[str, Any]]) -> list[StepLogprobs]:
+    def prob(row: dict[str, Any]) -> TokenProb:
+        return TokenProb(row["token"], bytes(row["bytes"]), row["logprob"])
+
+    return [StepLogprobs(prob(row), tuple(prob(a) for a in row["alternatives"])) for row in data]
+
+
 def result_to_json(result: Result) -> dict[str, Any]:
     data = dataclasses.asdict(result)
     data["finish_reason"] = result.finish_reason.value
     data["usage"]["total_tokens"] = result.usage.total_tokens
+    if result.logprobs is not None:
+        data["logprobs"] = logprobs_to_json(result.logprobs)
     return data
 
 
@@ -57,18 +79,23 @@ def result_from_json(data: dict[str, Any]) -> Result:
         timings=Timings(**data["timings"]),
         preemptions=data["preemptions"],
         error=data.get("error"),
+        logprobs=None if data.get("logprobs") is None else logprobs_from_json(data["logprobs"]),
     )
 
 
 def event_to_json(event: TextPiece | Result) -> dict[str, Any]:
     if isinstance(event, TextPiece):
-        return {"type": "text", "text": event.text, "token_ids": event.token_ids}
+        data = {"type": "text", "text": event.text, "token_ids": event.token_ids}
+        if event.logprobs:
+            data["logprobs"] = logprobs_to_json(event.logprobs)
+        return data
     return {"type": "result", "result": result_to_json(event)}
 
 
 def event_from_json(data: dict[str, Any]) -> TextPiece | Result:
     if data["type"] == "text":
-        return TextPiece(data["text"], list(data["token_ids"]))
+        steps = tuple(logprobs_from_json(data.get("logprobs", ())))
+        return TextPiece(data["text"], list(data["token_ids"]), steps)
     return result_from_json(data["result"])
 
 

@@ -43,6 +43,16 @@ class FakeSampler:
             return base
         return ord("a") + (base - ord("a") + self.rng.randrange(3)) % 26
 
+    @property
+    def failure(self) -> str | None:
+        return None
+
+    def take_logprobs(self) -> None:
+        return None
+
+    def fork(self, seed: int) -> FakeSampler:
+        return FakeSampler(self.params, random.Random(seed))
+
     def close(self) -> None:
         self.closed = True
 

@@ -44,10 +44,35 @@ class EngineInfo:
     kv_cache_type: str = EXACT_KV_CACHE_TYPE
 
 
+@dataclass(frozen=True)
+class TokenLogprobs:
+    """Log-probabilities at one step: the chosen token's, and the most likely alternatives
+    (most likely first), from the distribution the token was drawn from (after the constraint's
+    mask, before temperature and truncation)."""
+
+    token: int
+    logprob: float
+    top: tuple[tuple[int, float], ...]
+
+
 class Sampler(Protocol):
-    """Per-process token picker; it keeps its own state (RNG, penalty history) across steps."""
+    """Per-process token picker; it keeps its own state (RNG, penalty history, the constraint's
+    parser) across steps, so it survives preemption and swapping unchanged."""
 
     def close(self) -> None: ...
+
+    @property
+    def failure(self) -> str | None:
+        """Why the process's constraint could not be kept (None while it is)."""
+        ...
+
+    def take_logprobs(self) -> TokenLogprobs | None:
+        """The log-probabilities of the last sampled token, if they were asked for."""
+        ...
+
+    def fork(self, seed: int) -> Sampler:
+        """A copy in the same state (the constraint's progress included), drawing with `seed`."""
+        ...
 
 
 @dataclass(frozen=True)

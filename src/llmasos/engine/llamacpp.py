@@ -36,6 +36,7 @@ import llama_cpp
 import numpy as np
 
 from llmasos.engine.base import BatchItem, EngineInfo
+from llmasos.engine.llamacpp_constraint import ConstraintCompiler
 from llmasos.engine.llamacpp_sampler import LlamaSampler
 from llmasos.errors import EngineError
 from llmasos.sampling import SamplingParams
@@ -217,6 +218,7 @@ class LlamaCppEngine:
             kv_cache_type=kv_cache_type,
         )
         self._batch = _Batch(max_batch_tokens)
+        self._constraints = ConstraintCompiler(self._vocab, self.info.vocab_size)
         self._piece_cache: dict[int, bytes] = {}
         self._copies_pending = False
         self._scratch_token = int(llama_cpp.llama_vocab_bos(self._vocab))
@@ -269,7 +271,10 @@ class LlamaCppEngine:
     # -- compute ----------------------------------------------------------------------------
 
     def new_sampler(self, params: SamplingParams, seed: int) -> LlamaSampler:
-        return LlamaSampler(params, seed, self.info.vocab_size)
+        """A sampler for one process; its constraint, if any, compiled for this vocabulary
+        (InvalidRequestError naming the field when it cannot be)."""
+        mask = None if params.constraint is None else self._constraints.compile(params.constraint)
+        return LlamaSampler(params, seed, self.info.vocab_size, mask)
 
     def step(self, items: Sequence[BatchItem]) -> list[int | None]:
         # With one KV stream per slot, llama.cpp puts sequences in one ubatch only while their

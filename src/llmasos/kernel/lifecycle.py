@@ -12,10 +12,18 @@ import threading
 import time
 from dataclasses import dataclass
 
-from llmasos.engine.base import Engine
+from llmasos.engine.base import Engine, TokenLogprobs
 from llmasos.errors import NoSuchProcessError, ProcessTerminatedError
 from llmasos.kernel.pager import Pager
-from llmasos.kernel.process import FinishReason, Process, ProcessState, Signal, TextPiece
+from llmasos.kernel.process import (
+    FinishReason,
+    Process,
+    ProcessState,
+    Signal,
+    StepLogprobs,
+    TextPiece,
+    TokenProb,
+)
 from llmasos.kernel.quota import Admission
 from llmasos.kernel.scheduler import Policy
 from llmasos.kernel.stats import KernelStats
@@ -98,13 +106,33 @@ class Lifecycle:
             self.stats.time_to_first_token_s.observe(process.first_token_at - process.spawned_at)
         end_of_generation = self.engine.is_end_of_generation(token)
         data = b"" if end_of_generation else self.engine.token_bytes(token)
+        step = self._logprobs(process.sampler.take_logprobs())
         with process.lock:
             process.tokens.append(token)
-            process.publish(TextPiece(process.output.feed(data), [token]))
-        if process.output.stopped or end_of_generation:
+            if step is not None:
+                process.logprobs.append(step)
+            text = process.output.feed(data)
+            process.publish(TextPiece(text, [token], () if step is None else (step,)))
+        if process.sampler.failure is not None:
+            self.finish(process, FinishReason.ERROR, error=process.sampler.failure)
+        elif process.output.stopped or end_of_generation:
             self.finish(process, FinishReason.STOP)
         elif process.num_output_tokens >= process.params.max_tokens:
             self.finish(process, FinishReason.LENGTH)
+
+    def _logprobs(self, raw: TokenLogprobs | None) -> StepLogprobs | None:
+        """The sampler's log-probabilities with each token's bytes (read here, on the tick
+        thread, where the engine may be used)."""
+        if raw is None:
+            return None
+
+        def named(token: int, logprob: float) -> TokenProb:
+            piece = (
+                b"" if self.engine.is_end_of_generation(token) else self.engine.token_bytes(token)
+            )
+            return TokenProb(token, piece, logprob)
+
+        return StepLogprobs(named(raw.token, raw.logprob), tuple(named(t, lp) for t, lp in raw.top))
 
     def finish(self, process: Process, reason: FinishReason, error: str | None = None) -> None:
         completed = reason in (FinishReason.STOP, FinishReason.LENGTH)

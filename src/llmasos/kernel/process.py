@@ -65,6 +65,23 @@ class Timings:
 
 
 @dataclass(frozen=True)
+class TokenProb:
+    """A token, the bytes it stands for, and its log-probability."""
+
+    token: int
+    piece: bytes
+    logprob: float
+
+
+@dataclass(frozen=True)
+class StepLogprobs:
+    """One generated token's log-probability and the most likely alternatives at that step."""
+
+    chosen: TokenProb
+    alternatives: tuple[TokenProb, ...]
+
+
+@dataclass(frozen=True)
 class Result:
     """What a finished process returns to whoever waits on it."""
 
@@ -76,14 +93,17 @@ class Result:
     timings: Timings
     preemptions: int
     error: str | None = None
+    logprobs: list[StepLogprobs] | None = None  # one per token, when they were asked for
 
 
 @dataclass(frozen=True)
 class TextPiece:
-    """A streamed piece of output: new text and the token ids that produced it."""
+    """A streamed piece of output: new text, the token ids that produced it and, when asked
+    for, their log-probabilities."""
 
     text: str
     token_ids: list[int]
+    logprobs: tuple[StepLogprobs, ...] = ()
 
 
 Event = TextPiece | Result
@@ -117,6 +137,7 @@ class Process:
     preemptions: int = 0
     spawn_tick: int = 0
     first_run_tick: int | None = None
+    logprobs: list[StepLogprobs] = field(default_factory=list)
     result: Result | None = None
     done: threading.Event = field(default_factory=threading.Event)
     # Held by the kernel while it changes the output and publishes, and by subscribe(), so a
@@ -169,6 +190,7 @@ class Process:
             ),
             preemptions=self.preemptions,
             error=self.error,
+            logprobs=None if self.params.logprobs is None else list(self.logprobs),
         )
 
     def subscribe(self, listener: Listener) -> None:

@@ -39,6 +39,9 @@ SAMPLING_FIELDS = (
 )
 
 
+CONSTRAINT_FIELDS = ("json_schema", "grammar", "regex", "logprobs")
+
+
 class StrictBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -75,10 +78,13 @@ class SamplingFields(StrictBody):
                 raise InvalidRequestError(
                     name, f"is not supported; only {neutral[0]!r} is accepted, got {value!r}"
                 )
-        given = {
-            name: getattr(self, name) for name in SAMPLING_FIELDS if getattr(self, name) is not None
-        }
+        names = SAMPLING_FIELDS + self.extra_sampling_fields()
+        given = {name: getattr(self, name) for name in names if getattr(self, name) is not None}
         return SamplingParams.build(**given, stop=merge_stops(self.stop, extra_stop))
+
+    def extra_sampling_fields(self) -> tuple[str, ...]:
+        """Fields of a subclass that SamplingParams.build takes as they are."""
+        return ()
 
 
 class CompletionRequest(SamplingFields):
@@ -111,10 +117,19 @@ class ChatRequest(SamplingFields):
 
 class SpawnRequest(SamplingFields):
     """POST /v1/processes: start a process and return its pid at once. Send a `prompt`, or
-    chat `messages` (rendered with the model's chat template)."""
+    chat `messages` (rendered with the model's chat template). At most one constraint:
+    `json_schema` (an object), `grammar` (GBNF or Lark) or `regex`; `logprobs` (0-20) records
+    log-probabilities with that many alternatives."""
 
     prompt: str | None = None
     messages: list[dict[str, Any]] | None = None
+    json_schema: dict[str, Any] | None = None
+    grammar: str | None = None
+    regex: str | None = None
+    logprobs: int | None = None
+
+    def extra_sampling_fields(self) -> tuple[str, ...]:
+        return CONSTRAINT_FIELDS
 
 
 class SignalRequest(StrictBody):

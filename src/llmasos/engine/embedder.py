@@ -1,0 +1,256 @@
+"""Sentence embeddings with llama.cpp: one context with embeddings on and the model's own pooling
+(all-MiniLM-L6-v2: mean over the tokens), returning one L2-normalised float32 vector per text.
+
+embed() packs several texts into each forward pass, one sequence id per text, up to
+max_batch_tokens tokens (default: the model's trained context, 512 for MiniLM) and
+max_batch_inputs texts, and reads each text's pooled vector with llama_get_embeddings_seq. An
+encoder such as BERT attends over the whole pass at once (llama.cpp masks the other sequences
+out), so a pass must fit one ubatch: n_batch = n_ubatch = max_batch_tokens. Every text is
+checked before anything runs: an empty text, or one longer than the model takes, is an
+InvalidRequestError naming `input`; nothing is truncated.
+
+Batching and exactness, measured with all-minilm-l6-v2:f16 on this repository's 2-core CPU: a
+text's vector in a batch is bit-identical to the text embedded alone, whatever else shares the
+batch (tests/integration/test_embeddings_model.py checks it).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp
+import numpy as np
+
+from llmasos.engine.llamacpp import model_params
+from llmasos.errors import EngineError, InvalidRequestError
+
+LLAMA_MAX_SEQ = 256  # llama.cpp's limit on sequences in one context
+_POOLING_NAMES = {
+    llama_cpp.LLAMA_POOLING_TYPE_MEAN: "mean",
+    llama_cpp.LLAMA_POOLING_TYPE_CLS: "cls",
+    llama_cpp.LLAMA_POOLING_TYPE_LAST: "last",
+}
+
+
+@dataclass(frozen=True)
+class EmbedderInfo:
+    """What a caller needs to know about a loaded embedding model."""
+
+    model_name: str
+    dimensions: int  # length of each vector embed() returns
+    max_input_tokens: int  # the most tokens one text may have, [CLS] and [SEP] included
+
+
+class LlamaCppEmbedder:
+    """Embeds texts with a GGUF embedding model (pooled, like all-minilm-l6-v2:f16) on one
+    llama.cpp context. Safe to call from several threads: calls run one at a time."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        model_name: str,
+        max_batch_tokens: int | None = None,
+        max_batch_inputs: int = 64,
+        n_threads: int | None = None,
+        gpu_index: int | None = None,
+    ) -> None:
+        """max_batch_tokens: tokens per forward pass, at least the longest text allowed (default
+        and upper bound of max_input_tokens: the model's trained context); max_batch_inputs:
+        texts per pass (at most 256)."""
+        if max_batch_tokens is not None and max_batch_tokens < 1:
+            raise InvalidRequestError(
+                "max_batch_tokens", f"must be at least 1, got {max_batch_tokens}"
+            )
+        if not 1 <= max_batch_inputs <= LLAMA_MAX_SEQ:
+            raise InvalidRequestError(
+                "max_batch_inputs", f"must be between 1 and {LLAMA_MAX_SEQ}, got {max_batch_inputs}"
+            )
+        path = Path(model_path)
+        if not path.is_file():
+            raise EngineError(f"model: no GGUF file at {path}")
+        self._model = llama_cpp.llama_model_load_from_file(
+            str(path).encode(), model_params(gpu_index)
+        )
+        if not self._model:
+            raise EngineError(f"model: llama.cpp could not load {path} (not a valid GGUF?)")
+        trained = int(llama_cpp.llama_model_n_ctx_train(self._model))
+        batch_tokens = max_batch_tokens or trained
+        self._ctx = llama_cpp.llama_init_from_model(
+            self._model, _context_params(batch_tokens, max_batch_inputs, n_threads)
+        )
+        if not self._ctx:
+            llama_cpp.llama_model_free(self._model)
+            raise EngineError(
+                f"llama.cpp could not create an embedding context of {batch_tokens} tokens"
+            )
+        pooling = int(llama_cpp.llama_pooling_type(self._ctx))
+        if pooling not in _POOLING_NAMES:
+            self._free()
+            raise EngineError(
+                f"model: {model_name} has no sequence pooling (pooling type {pooling}); an "
+                "embedding model needs mean, cls or last pooling"
+            )
+        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+        self._decoder = bool(llama_cpp.llama_model_has_decoder(self._model))
+        self.pooling = _POOLING_NAMES[pooling]
+        self.info = EmbedderInfo(
+            model_name=model_name,
+            dimensions=int(llama_cpp.llama_model_n_embd_out(self._model)),
+            max_input_tokens=min(trained, batch_tokens),
+        )
+        self._batch = _Batch(batch_tokens)
+        self._max_batch_inputs = max_batch_inputs
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- text -----------------------------------------------------------------------------
+
+    def tokenize(self, text: str) -> list[int]:
+        """The tokens the model sees for `text`, special tokens ([CLS], [SEP]) included."""
+        data = text.encode("utf-8")
+        size = len(data) + 8
+        while True:
+            out = (llama_cpp.llama_token * size)()
+            n = llama_cpp.llama_tokenize(self._vocab, data, len(data), out, size, True, True)
+            if n >= 0:
+                return list(out[:n])
+            size = -n
+
+    # -- compute ----------------------------------------------------------------------------
+
+    def embed(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """One unit-length float32 vector of info.dimensions per text, in order."""
+        if isinstance(texts, str) or not isinstance(texts, Sequence):
+            raise InvalidRequestError("input", "must be a list of strings")
+        tokens = [self._checked_tokens(i, text) for i, text in enumerate(texts)]
+        vectors: list[np.ndarray] = []
+        with self._lock:
+            if self._closed:
+                raise EngineError("the embedder is closed")
+            for group in self._groups(tokens):
+                vectors.extend(self._run(group))
+        return vectors
+
+    def _checked_tokens(self, index: int, text: object) -> list[int]:
+        where = f"item {index}"
+        if not isinstance(text, str):
+            raise InvalidRequestError("input", f"{where} is a {type(text).__name__}, not a string")
+        if not text:
+            raise InvalidRequestError("input", f"{where} is an empty string; nothing to embed")
+        tokens = self.tokenize(text)
+        limit = self.info.max_input_tokens
+        if len(tokens) > limit:
+            raise InvalidRequestError(
+                "input",
+                f"{where} has {len(tokens)} tokens; {self.info.model_name} embeds at most {limit} "
+                "tokens per input (special tokens included); shorten or split it",
+            )
+        return tokens
+
+    def _groups(self, tokens: list[list[int]]) -> Iterator[list[list[int]]]:
+        """Consecutive texts, as many per pass as max_batch_tokens and max_batch_inputs allow."""
+        group: list[list[int]] = []
+        used = 0
+        for item in tokens:
+            if group and (
+                used + len(item) > self._batch.capacity or len(group) == self._max_batch_inputs
+            ):
+                yield group
+                group, used = [], 0
+            group.append(item)
+            used += len(item)
+        if group:
+            yield group
+
+    def _run(self, group: list[list[int]]) -> list[np.ndarray]:
+        self._batch.fill(group)
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
+        run = llama_cpp.llama_decode if self._decoder else llama_cpp.llama_encode
+        status = run(self._ctx, self._batch.struct)
+        if status != 0:
+            raise EngineError(f"llama.cpp failed to embed a batch of {len(group)} texts ({status})")
+        vectors = []
+        for seq in range(len(group)):
+            pointer = llama_cpp.llama_get_embeddings_seq(self._ctx, seq)
+            if not pointer:
+                raise EngineError(f"llama.cpp returned no embedding for sequence {seq}")
+            vector = np.ctypeslib.as_array(pointer, shape=(self.info.dimensions,)).copy()
+            norm = np.linalg.norm(vector)
+            if not np.isfinite(norm) or norm == 0:
+                raise EngineError(f"the model produced a vector of norm {norm}; cannot normalise")
+            vectors.append((vector / norm).astype(np.float32))
+        return vectors
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._batch.free()
+            self._free()
+
+    def _free(self) -> None:
+        llama_cpp.llama_free(self._ctx)
+        llama_cpp.llama_model_free(self._model)
+
+    def __enter__(self) -> LlamaCppEmbedder:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def _context_params(
+    batch_tokens: int, max_inputs: int, n_threads: int | None
+) -> llama_cpp.llama_context_params:
+    """Embeddings on, the model's pooling, one pass per batch (n_ubatch = n_batch), every
+    sequence in one unified context of batch_tokens cells (a model with a KV cache needs it)."""
+    threads = n_threads or os.cpu_count() or 1
+    params = llama_cpp.llama_context_default_params()
+    params.embeddings = True
+    params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED  # the model's own
+    params.n_ctx = params.n_batch = params.n_ubatch = batch_tokens
+    params.n_seq_max = max_inputs
+    params.kv_unified = True
+    params.n_threads = params.n_threads_batch = threads
+    params.no_perf = True
+    return params
+
+
+class _Batch:
+    """A llama_batch from llama_batch_init, filled through NumPy views of its token, position
+    and output arrays; each text is one sequence, numbered from 0."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.struct = llama_cpp.llama_batch_init(capacity, 0, 1)
+        self._token = np.ctypeslib.as_array(self.struct.token, shape=(capacity,))
+        self._pos = np.ctypeslib.as_array(self.struct.pos, shape=(capacity,))
+        self._n_seq_id = np.ctypeslib.as_array(self.struct.n_seq_id, shape=(capacity,))
+        self._logits = np.ctypeslib.as_array(
+            ctypes.cast(self.struct.logits, ctypes.POINTER(ctypes.c_int8)), shape=(capacity,)
+        )
+
+    def fill(self, group: list[list[int]]) -> None:
+        offset = 0
+        for seq, tokens in enumerate(group):
+            end = offset + len(tokens)
+            self._token[offset:end] = tokens
+            self._pos[offset:end] = np.arange(len(tokens), dtype=np.int32)
+            for i in range(offset, end):
+                self.struct.seq_id[i][0] = seq
+            offset = end
+        self._n_seq_id[:offset] = 1
+        self._logits[:offset] = 1  # every token is an output of an embedding pass
+        self.struct.n_tokens = offset
+
+    def free(self) -> None:
+        llama_cpp.llama_batch_free(self.struct)
