@@ -138,6 +138,7 @@ class FakeEngine:
         if sum(len(item.tokens) for item in items) > self.info.max_batch_tokens:
             raise EngineError("batch too large")
         self.steps.append(list(items))
+        self._histories = [list(self.cache[item.slot]) + list(item.tokens) for item in items]
         out: list[int | None] = []
         for item in items:
             history = self.cache[item.slot]
@@ -149,6 +150,9 @@ class FakeEngine:
             sampler = item.sampler
             out.append(sampler.pick(history) if isinstance(sampler, FakeSampler) else None)
         return out
+
+    def sample_again(self, index: int, sampler: FakeSampler) -> int:
+        return sampler.pick(self._histories[index])
 
     def snapshot(self, slot: int) -> bytes:
         self.snapshots += 1

@@ -116,6 +116,11 @@ class Engine(Protocol):
         """
         ...
 
+    def sample_again(self, index: int, sampler: Sampler) -> int:
+        """Another token from the logits item `index` of the last step() produced, drawn by
+        `sampler` (a fork's first token). Valid until the next step()."""
+        ...
+
     def snapshot(self, slot: int) -> bytes:
         """The KV state of `slot` as bytes, restorable bit-exact by restore()."""
         ...

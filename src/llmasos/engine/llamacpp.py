@@ -35,7 +35,7 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
-from llmasos.engine.base import BatchItem, EngineInfo
+from llmasos.engine.base import BatchItem, EngineInfo, Sampler
 from llmasos.engine.llamacpp_constraint import ConstraintCompiler
 from llmasos.engine.llamacpp_sampler import LlamaSampler
 from llmasos.errors import EngineError
@@ -219,6 +219,7 @@ class LlamaCppEngine:
         )
         self._batch = _Batch(max_batch_tokens)
         self._constraints = ConstraintCompiler(self._vocab, self.info.vocab_size)
+        self._rows: dict[int, int] = {}  # item index of the last step -> its logits row
         self._piece_cache: dict[int, bytes] = {}
         self._copies_pending = False
         self._scratch_token = int(llama_cpp.llama_vocab_bos(self._vocab))
@@ -290,11 +291,18 @@ class LlamaCppEngine:
             raise EngineError(f"llama_decode failed with status {status}")
         self._copies_pending = False
         tokens: list[int | None] = [None] * len(items)
+        self._rows = dict(zip(order, rows, strict=True))
         for i, item, row in zip(order, ordered, rows, strict=True):
             if isinstance(item.sampler, LlamaSampler):
                 tokens[i] = item.sampler.sample(self._ctx, row)
         self.timings.add(filled - started, decoded - filled, time.perf_counter() - decoded)
         return tokens
+
+    def sample_again(self, index: int, sampler: Sampler) -> int:
+        row = self._rows.get(index, -1)
+        if row < 0 or not isinstance(sampler, LlamaSampler):
+            raise EngineError(f"item {index} of the last step has no logits to sample")
+        return sampler.sample(self._ctx, row)
 
     # -- KV state ---------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ for those before it frees the engine.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import logging
 import random
@@ -19,19 +20,24 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
-from llmasos.engine.base import BatchItem, Engine
+from llmasos.engine.base import Engine, Sampler
 from llmasos.errors import (
     EngineError,
     InvalidRequestError,
     KernelClosedError,
     ProcessTerminatedError,
-    SwapError,
 )
 from llmasos.kernel.config import KernelConfig
-from llmasos.kernel.lifecycle import Lifecycle, SignalCommand
-from llmasos.kernel.limits import check_fits, check_priority, check_prompt, check_sampling
+from llmasos.kernel.lifecycle import ForkCommand, Lifecycle, SignalCommand
+from llmasos.kernel.limits import (
+    check_fits,
+    check_forks,
+    check_priority,
+    check_prompt,
+    check_sampling,
+)
 from llmasos.kernel.memory import MemoryUsage
 from llmasos.kernel.output import OutputText
 from llmasos.kernel.pager import Pager
@@ -41,9 +47,12 @@ from llmasos.kernel.quota import Admission
 from llmasos.kernel.scheduler import make_policy
 from llmasos.kernel.stats import KernelStats, KernelStatus, MemoryReport, TickRecord
 from llmasos.kernel.table import ProcessTable
+from llmasos.kernel.tick import StepRunner
 from llmasos.sampling import SamplingParams
 
 logger = logging.getLogger(__name__)
+
+Command = Process | SignalCommand | ForkCommand  # what syscalls queue for the tick thread
 
 STALL_WAIT_S = 0.05
 
@@ -82,11 +91,17 @@ class Kernel:
         self.lifecycle = Lifecycle(
             engine, self.pager, self.planner.policy, self.table, self.admission, self.stats
         )
-        self.tick_count = 0
-        self.trace: deque[TickRecord] = deque(maxlen=config.trace_length)
+        self.ticks = StepRunner(
+            engine,
+            self.pager,
+            self.planner.policy,
+            self.lifecycle,
+            self.stats,
+            trace_length=config.trace_length,
+        )
         self._pids = pids if pids is not None else itertools.count(1)
         self._arrivals = itertools.count()
-        self._commands: list[Process | SignalCommand] = []
+        self._commands: list[Command] = []
         self._cond = threading.Condition()
         self._paused = 0
         self._calls = 0  # syscalls using the engine from a caller's thread right now
@@ -94,6 +109,15 @@ class Kernel:
         self._stopping = False  # the tick thread ends
         self._thread = threading.Thread(target=self._run, name="llmasos-kernel", daemon=True)
         self._thread.start()
+
+    @property
+    def tick_count(self) -> int:
+        return self.ticks.tick_count
+
+    @property
+    def trace(self) -> deque[TickRecord]:
+        """The most recent engine steps (trace_length of them)."""
+        return self.ticks.trace
 
     # -- the system-call surface (any thread) ---------------------------------------------
 
@@ -109,17 +133,9 @@ class Kernel:
             check_fits(len(tokens), params, self.engine.info)
             self.admission.check(owner, self.admission.pages_for(len(tokens) + params.max_tokens))
             seed = params.seed if params.seed is not None else random.randrange(2**32 - 1)
-            process = Process(
-                pid=next(self._pids),
-                owner=owner,
-                model=self.engine.info.model_name,
-                priority=priority,
-                params=params,
-                prompt_tokens=tokens,
-                output=OutputText(params.stop),
-                sampler=self.engine.new_sampler(params, seed),
-                arrival=next(self._arrivals),
-                spawned_at=time.monotonic(),
+            sampler = self.engine.new_sampler(params, seed)
+            process = self._new_process(
+                owner, priority, params, tokens, OutputText(params.stop), sampler
             )
             with self._cond:  # entered and queued at once: no signal can overtake the spawn
                 try:
@@ -130,6 +146,61 @@ class Kernel:
                 self._commands.append(process)
                 self._cond.notify_all()
         return process
+
+    def fork(self, pid: int, n: int, *, seeds: Sequence[int] | None = None) -> list[Process]:
+        """`n` children of process `pid` that share what it computed so far (copied, never
+        recomputed) and continue with their own sampler, drawing with `seeds` (default:
+        random). Children of a process that has not produced its first token draw theirs from
+        its logits: its prompt is computed once for all of them."""
+        chosen = check_forks(n, seeds)
+        self.table.get(pid)  # NoSuchProcessError before anything is queued
+        command = ForkCommand(pid, chosen, self._forked)
+        with self._cond:
+            if self._closing:
+                raise KernelClosedError()
+            self._commands.append(command)
+            self._cond.notify_all()
+        command.done.wait()
+        if command.error is not None:
+            raise command.error
+        return command.children
+
+    def _forked(self, parent: Process, seed: int) -> Process:
+        """A child of `parent` in its state, drawing with `seed` (on the tick thread)."""
+        params = dataclasses.replace(parent.params, seed=seed)
+        child = self._new_process(
+            parent.owner,
+            parent.priority,
+            params,
+            parent.prompt_tokens,
+            parent.output.copy(),
+            parent.sampler.fork(seed),
+        )
+        child.tokens = list(parent.tokens)
+        child.fork_of = parent
+        return child
+
+    def _new_process(
+        self,
+        owner: str,
+        priority: int,
+        params: SamplingParams,
+        prompt_tokens: list[int],
+        output: OutputText,
+        sampler: Sampler,
+    ) -> Process:
+        return Process(
+            pid=next(self._pids),
+            owner=owner,
+            model=self.engine.info.model_name,
+            priority=priority,
+            params=params,
+            prompt_tokens=prompt_tokens,
+            output=output,
+            sampler=sampler,
+            arrival=next(self._arrivals),
+            spawned_at=time.monotonic(),
+        )
 
     def tokenize(self, text: object) -> list[int]:
         """Token ids of `text` as the engine sees a prompt."""
@@ -251,22 +322,25 @@ class Kernel:
             with self._cond:
                 if stalled:  # nothing could run: wait for a signal or a spawn, not spin
                     self._cond.wait(STALL_WAIT_S)
-                while not self._stopping and (
-                    self._paused or not (self._commands or self._has_runnable())
+                # Commands are applied even while paused (a fork inside paused() needs its
+                # answer); only ticks wait for the pause to end.
+                while not (self._stopping or self._commands) and (
+                    self._paused or not self._has_runnable()
                 ):
                     self._cond.wait()
                 if self._stopping:
                     break
                 commands, self._commands = self._commands, []
+                paused = self._paused > 0
             stalled = False
             for command in commands:
                 self._apply_command(command)
             plan = StepPlan()
             try:
-                if self._has_runnable():
+                if not paused and self._has_runnable():
                     self.pager.compact(self._owner_of)
                     plan = self.planner.plan(self.table.live(), self.pager)
-                    stalled = not self._tick(plan)
+                    stalled = not self.ticks.run(plan)
             except Exception as fault:  # a kernel bug must not leave every waiter hanging
                 message = self._incident(fault)
                 for process in self.table.live():
@@ -274,11 +348,13 @@ class Kernel:
                         self._end(process, FinishReason.ERROR, message)
         self._shutdown()
 
-    def _apply_command(self, command: Process | SignalCommand) -> None:
-        """A spawn or a signal; if it fails, only that process or signal gets the error."""
+    def _apply_command(self, command: Command) -> None:
+        """A spawn, a signal or a fork; if it fails, only that one gets the error."""
         try:
             if isinstance(command, Process):
                 self.lifecycle.arrive(command, self.tick_count)
+            elif isinstance(command, ForkCommand):
+                self.lifecycle.fork(command, self.tick_count)
             else:
                 self.lifecycle.apply_signal(command)
         except Exception as fault:
@@ -313,87 +389,11 @@ class Kernel:
         assert pid is not None
         return self.table.get(pid)
 
-    def _tick(self, plan: StepPlan) -> bool:
-        """Apply `plan` and run its batch; False when nothing could run."""
-        batch = self._apply_plan(plan)
-        if not batch:
-            logger.warning("tick %d: no process could be made resident", self.tick_count)
-            return False
-        started = time.monotonic()
-        try:
-            sampled = self.engine.step([item for _, item in batch])
-        except EngineError as error:
-            logger.error("engine step failed: %s", error)
-            for process, _ in batch:
-                self.lifecycle.finish(process, FinishReason.ERROR, error=str(error))
-            return True
-        self._account(batch, sampled, time.monotonic() - started)
-        return True
-
-    def _apply_plan(self, plan: StepPlan) -> list[tuple[Process, BatchItem]]:
-        """Carry out the plan's state changes and residency; the batch items it can run."""
-        for process in plan.preempted:
-            process.state = ProcessState.READY
-            process.preemptions += 1
-        for victim in plan.swap_out:
-            if victim.state is not ProcessState.SUSPENDED:
-                victim.state = ProcessState.SWAPPED
-            self._guarded(victim, self.pager.swap_out)
-        for process in (*plan.start, *plan.swap_in):
-            self._guarded(process, self.pager.make_resident)
-        batch = []
-        for run in plan.runs:
-            process = run.process
-            if process.slot is None or not process.alive:
-                continue  # its residency failed
-            start = process.num_computed_tokens
-            n = min(run.num_tokens, process.num_pending_tokens)
-            item = BatchItem(
-                slot=process.slot,
-                tokens=process.tokens[start : start + n],
-                start_pos=start,
-                sampler=process.sampler if n == process.num_pending_tokens else None,
-            )
-            batch.append((process, item))
-        return batch
-
-    def _guarded(self, process: Process, move) -> None:
-        """Run a memory move for `process`; if the engine or swap fails, the process ends with
-        the error (the others go on)."""
-        try:
-            move(process)
-        except (EngineError, SwapError) as error:
-            logger.error("pid %d: %s", process.pid, error)
-            self.lifecycle.finish(process, FinishReason.ERROR, error=str(error))
-
-    def _account(
-        self, batch: list[tuple[Process, BatchItem]], sampled: list[int | None], duration: float
-    ) -> None:
-        generated = 0
-        for (process, item), token in zip(batch, sampled, strict=True):
-            process.state = ProcessState.RUNNING
-            process.num_computed_tokens += len(item.tokens)
-            self.pager.computed(process, item.tokens)
-            process.run_s += duration
-            if process.first_run_tick is None:
-                process.first_run_tick = self.tick_count
-            if token is None:
-                self.stats.prompt_tokens += len(item.tokens)
-                continue
-            generated += 1
-            self.planner.policy.charge(process, 1)
-            self.lifecycle.emit(process, token)
-        self.stats.generated_tokens += generated
-        self.stats.steps += 1
-        pieces = tuple((p.pid, len(item.tokens)) for p, item in batch)
-        self.trace.append(TickRecord(self.tick_count, duration, pieces, generated))
-        self.tick_count += 1
-
     def _shutdown(self) -> None:
         with self._cond:
             commands, self._commands = self._commands, []
         for command in commands:
-            if isinstance(command, SignalCommand):
+            if not isinstance(command, Process):
                 command.error = KernelClosedError()
                 command.done.set()
         for process in self.table.live():

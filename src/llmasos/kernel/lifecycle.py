@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from llmasos.engine.base import Engine, TokenLogprobs
-from llmasos.errors import NoSuchProcessError, ProcessTerminatedError
+from llmasos.errors import KernelBusyError, NoSuchProcessError, ProcessTerminatedError
 from llmasos.kernel.pager import Pager
 from llmasos.kernel.process import (
     FinishReason,
@@ -37,6 +38,19 @@ class SignalCommand:
     pid: int
     signal: Signal
     done: threading.Event
+    error: Exception | None = None
+
+
+@dataclass
+class ForkCommand:
+    """A fork queued for the tick thread, where the parent's state is still: `make(parent,
+    seed)` builds each child; `done` is set with the children or the error."""
+
+    pid: int
+    seeds: list[int]
+    make: Callable[[Process, int], Process]
+    done: threading.Event = field(default_factory=threading.Event)
+    children: list[Process] = field(default_factory=list)
     error: Exception | None = None
 
 
@@ -83,6 +97,49 @@ class Lifecycle:
             process.state = self._waiting_state(process)
             self.admit_waiting()  # it may have waited for its owner's quota
         command.done.set()
+
+    def fork(self, command: ForkCommand, tick: int) -> None:
+        """Create the children. Forks of a process that has not sampled its first token wait
+        for it (WAITING) and draw their own first token from the same logits, then copy its
+        prompt's KV: the prompt is computed once. Forks of a process already generating copy
+        its KV up to its last sampled token and go on from there."""
+        try:
+            parent = self.table.get(command.pid)
+        except NoSuchProcessError as error:
+            command.error = error
+        else:
+            if not parent.alive:
+                command.error = ProcessTerminatedError(parent.pid, "fork")
+            else:
+                self._fork(parent, command, tick)
+        command.done.set()
+
+    def _fork(self, parent: Process, command: ForkCommand, tick: int) -> None:
+        if self.table.num_live + len(command.seeds) > self.table.max_live:
+            command.error = KernelBusyError(self.table.max_live)
+            return
+        waits = parent.num_output_tokens == 0
+        for seed in command.seeds:
+            child = command.make(parent, seed)
+            self.table.add(child)
+            self.arrive(child, tick)
+            command.children.append(child)
+            if waits and child.state is ProcessState.READY:
+                child.state = ProcessState.WAITING
+                parent.forks.append(child)
+
+    def first_tokens_of_forks(self, parent: Process, index: int) -> int:
+        """`parent` sampled its first token from item `index` of the step just run: each fork
+        still waiting draws its own from the same logits. How many did."""
+        forks, parent.forks = parent.forks, []
+        drawn = 0
+        for child in forks:
+            if child.state is ProcessState.WAITING:
+                token = self.engine.sample_again(index, child.sampler)
+                child.state = ProcessState.READY
+                self.emit(child, token)
+                drawn += 1
+        return drawn
 
     def _waiting_state(self, process: Process) -> ProcessState:
         if not self.admission.is_admitted(process.pid):
@@ -134,8 +191,21 @@ class Lifecycle:
 
         return StepLogprobs(named(raw.token, raw.logprob), tuple(named(t, lp) for t, lp in raw.top))
 
+    @staticmethod
+    def _unlink_forks(process: Process) -> None:
+        """An ending process's waiting forks go on without its first token; an ending fork
+        leaves its parent's list."""
+        for child in process.forks:
+            if child.state is ProcessState.WAITING:
+                child.state = ProcessState.READY
+        process.forks.clear()
+        parent = process.fork_of
+        if parent is not None and process in parent.forks:
+            parent.forks.remove(process)
+
     def finish(self, process: Process, reason: FinishReason, error: str | None = None) -> None:
         completed = reason in (FinishReason.STOP, FinishReason.LENGTH)
+        self._unlink_forks(process)
         try:
             self.pager.release(process, keep_as_cache=completed)
         finally:

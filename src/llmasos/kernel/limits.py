@@ -9,11 +9,16 @@ ctypes).
 
 from __future__ import annotations
 
+import random
+from collections.abc import Sequence
+
 from llmasos.engine.base import EngineInfo
 from llmasos.errors import ContextLengthError, InvalidRequestError
 from llmasos.sampling import SamplingParams
 
 MAX_PRIORITY = 1000
+MAX_FORKS = 32
+SEED_MAX = 2**32 - 2
 
 
 def check_priority(priority: object) -> int:
@@ -51,3 +56,17 @@ def check_sampling(params: SamplingParams, info: EngineInfo) -> None:
 def check_fits(num_prompt_tokens: int, params: SamplingParams, info: EngineInfo) -> None:
     if num_prompt_tokens + params.max_tokens > info.context_length:
         raise ContextLengthError(num_prompt_tokens, params.max_tokens, info.context_length)
+
+
+def check_forks(n: object, seeds: Sequence[object] | None) -> list[int]:
+    """The seeds of `n` forks: those given (one each), or fresh random ones."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_FORKS:
+        raise InvalidRequestError("n", f"must be an integer from 1 to {MAX_FORKS}, got {n!r}")
+    if seeds is None:
+        return [random.randrange(SEED_MAX + 1) for _ in range(n)]
+    if len(seeds) != n:
+        raise InvalidRequestError("seeds", f"must give one seed per fork ({n}), got {len(seeds)}")
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+            raise InvalidRequestError("seeds", f"each must be an integer from 0 to {SEED_MAX}")
+    return list(seeds)  # type: ignore[arg-type]

@@ -20,6 +20,13 @@ class OutputText:
         self._released = 0
         self.stopped = False  # a stop string matched; the text ends before it
 
+    def copy(self) -> OutputText:
+        """An independent copy in the same state (a fork's output continues from here)."""
+        twin = OutputText(self._stop)
+        twin._decoder.setstate(self._decoder.getstate())
+        twin._text, twin._released, twin.stopped = self._text, self._released, self.stopped
+        return twin
+
     @property
     def text(self) -> str:
         """All text so far (the final text, once finish() was called)."""

@@ -107,9 +107,10 @@ class Pager:
         self._start(process)
 
     def _start(self, process: Process) -> None:
-        """First residency: take over a cached slot holding the prompt's start (trimmed, no
-        copy), else copy the start from a live slot, else compute it all."""
-        match = self.reusable_prefix(process.prompt_tokens)
+        """First residency: take over a cached slot holding the start of the process's tokens
+        (its prompt; a fork's also what its parent generated) trimmed, no copy; else copy that
+        start from a live slot; else compute it all."""
+        match = self.reusable_prefix(process.tokens)
         length, sources = match.length, match.slots
         for slot in sorted(s for s in sources if self.memory.state(s) is SlotState.CACHED):
             if self.engine.truncate(slot, length):
@@ -123,7 +124,7 @@ class Pager:
         if live:
             self.engine.copy_prefix(live[0], slot, length)
             self._assign(process, slot, length)
-            self.prefix_cache.insert(slot, process.prompt_tokens[:length])
+            self.prefix_cache.insert(slot, process.tokens[:length])
             self.stats.prefix_copies += 1
             self._hit(process, length)
         else:
@@ -132,7 +133,7 @@ class Pager:
             self.stats.prefix_misses += 1
 
     def _hit(self, process: Process, length: int) -> None:
-        process.cached_prompt_tokens = length
+        process.cached_prompt_tokens = min(length, len(process.prompt_tokens))
         self.stats.prefix_hits += 1
         self.stats.prefix_tokens_reused += length
 

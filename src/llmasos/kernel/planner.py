@@ -81,7 +81,7 @@ def _victims(
     cached prompt start of a newcomer go last (their KV is about to be shared)."""
     holders: set[int] = set()
     for process in newcomers:
-        holders |= ledger.reusable_prefix(process.prompt_tokens).slots
+        holders |= ledger.reusable_prefix(process.tokens).slots
     residents = [p for p in processes if p.slot is not None and p.alive and p.pid not in picked]
     return sorted(residents, key=lambda p: (p.slot in holders, *victim_order(p)))
 
@@ -128,7 +128,7 @@ class Planner:
                 continue  # no slot this tick; it keeps waiting
             if first:
                 start.append(process)
-                computed[process.pid] = ledger.reusable_prefix(process.prompt_tokens).length
+                computed[process.pid] = ledger.reusable_prefix(process.tokens).length
             else:
                 swap_in.append(process)
                 computed[process.pid] = process.num_computed_tokens
@@ -156,8 +156,8 @@ class Planner:
         """A newcomer whose prompt starts like that of a process computing its prompt in this
         tick waits for it, then copies that prefix: agents that share a long system prompt
         compute it once, not once each."""
-        prompt = process.prompt_tokens[:-1]
-        cached = ledger.reusable_prefix(process.prompt_tokens).length
+        prompt = process.tokens[:-1]
+        cached = ledger.reusable_prefix(process.tokens).length
         for other in residents:
             other_computed = computed[other.pid]
             if other_computed >= len(other.prompt_tokens):

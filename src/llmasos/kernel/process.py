@@ -25,6 +25,7 @@ class ProcessState(enum.Enum):
     RUNNING = "running"  # part of the current engine batch
     SWAPPED = "swapped"  # waiting; KV saved to host memory, no slot
     SUSPENDED = "suspended"  # stopped by a signal until resumed
+    WAITING = "waiting"  # a fork waiting for its parent's first token (drawn from its logits)
     TERMINATED = "terminated"  # finished, killed or failed
 
 
@@ -138,6 +139,8 @@ class Process:
     spawn_tick: int = 0
     first_run_tick: int | None = None
     logprobs: list[StepLogprobs] = field(default_factory=list)
+    fork_of: Process | None = None  # the process this one was forked from
+    forks: list[Process] = field(default_factory=list)  # forks waiting for our first token
     result: Result | None = None
     done: threading.Event = field(default_factory=threading.Event)
     # Held by the kernel while it changes the output and publishes, and by subscribe(), so a
