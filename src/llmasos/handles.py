@@ -38,6 +38,15 @@ class ProcessHandle(ABC):
             if isinstance(event, TextPiece) and event.text:
                 yield event.text
 
+    def fork(self, n: int, *, seeds: list[int] | None = None) -> list[ProcessHandle]:
+        """`n` child processes that share what this one computed so far (copied, not
+        recomputed) and continue with their own sampler, drawing with `seeds` (default:
+        random). Forked before its first token, the prompt is computed once for all."""
+        return self._backend_fork(n, seeds)
+
+    @abstractmethod
+    def _backend_fork(self, n: int, seeds: list[int] | None) -> list[ProcessHandle]: ...
+
     def kill(self) -> None:
         """End the process now; its result reports finish_reason "killed"."""
         self._signal(Signal.KILL)

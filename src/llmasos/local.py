@@ -43,6 +43,10 @@ class LocalProcessHandle(ProcessHandle):
     def _signal(self, signal: Signal) -> None:
         self._kernel.signal(self.pid, signal)
 
+    def _backend_fork(self, n: int, seeds: list[int] | None) -> list[ProcessHandle]:
+        children = self._kernel.fork(self.pid, n, seeds=seeds)
+        return [LocalProcessHandle(self._kernel, child) for child in children]
+
 
 class LocalBackend(Backend):
     def __init__(self, kernel: Kernel) -> None:

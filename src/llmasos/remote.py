@@ -63,6 +63,11 @@ class RemoteProcessHandle(ProcessHandle):
             self._http.post(f"/v1/processes/{self.pid}/signal", json={"signal": signal.value})
         )
 
+    def _backend_fork(self, n: int, seeds: list[int] | None) -> list[ProcessHandle]:
+        response = self._http.post(f"/v1/processes/{self.pid}/fork", json={"n": n, "seeds": seeds})
+        raise_for_error(response)
+        return [RemoteProcessHandle(self._http, row["pid"]) for row in response.json()["data"]]
+
 
 class HttpBackend(Backend):
     def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 30.0) -> None:

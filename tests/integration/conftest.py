@@ -82,3 +82,13 @@ def solo(model_path):
             return cache[key]
 
         yield run
+
+
+@pytest.fixture(scope="module")
+def url(session_home, model_path):
+    """A server on the session's home (the default models), for the module's tests."""
+    from tests.integration.test_server import start_server, stop_server
+
+    server, address = start_server(home=session_home)
+    yield address
+    stop_server(server)

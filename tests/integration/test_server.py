@@ -72,13 +72,6 @@ def stop_server(server: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def url(session_home, model_path):
-    server, url = start_server(home=session_home)
-    yield url
-    stop_server(server)
-
-
-@pytest.fixture(scope="module")
 def oai(url):
     return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
 

@@ -110,3 +110,36 @@ def test_bad_forks_are_refused_with_clear_errors():
             with pytest.raises(InvalidRequestError) as info:
                 kernel.fork(ended.pid, n, seeds=seeds)
             assert info.value.field == field
+
+
+def test_handles_fork_in_process_and_over_http():
+    from fastapi.testclient import TestClient
+
+    from llmasos.remote import RemoteProcessHandle
+    from tests.unit.test_server import kernel_of, make_client
+
+    with client() as c:
+        with c.kernel.paused():
+            parent = c.spawn("handle fork", max_tokens=4, temperature=0)
+            children = parent.fork(2)
+        assert [h.wait().text for h in children] == [solo_text("handle fork", 4)] * 2
+    http: TestClient
+    with make_client() as http:
+        engine = kernel_of(http).engine
+        engine.close_gate()  # the fake is instant: hold the parent in its first steps
+        body = {"prompt": "over http", "max_tokens": 200}
+        pid = http.post("/v1/processes", json=body).json()["pid"]
+        replies = []
+        fork = {"n": 2, "seeds": [1, 2]}
+        signal_through_gate(
+            engine, lambda: replies.append(http.post(f"/v1/processes/{pid}/fork", json=fork))
+        )
+        engine.open_gate()
+        (forked,) = replies
+        assert forked.status_code == 201
+        rows = forked.json()["data"]
+        assert len(rows) == 2 and all(row["pid"] != pid for row in rows)
+        handle = RemoteProcessHandle(http, rows[0]["pid"])
+        assert handle.wait(timeout=30).usage.completion_tokens == 200
+        bad = http.post(f"/v1/processes/{pid}/fork", json={"n": 99})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "n"

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
 from llmasos.sampling import SamplingParams
 
 # The K/V cache types an engine offers, with their bytes per stored value. Only q8_0 keeps a
@@ -144,6 +146,36 @@ class Engine(Protocol):
 
     def cached_positions(self, slot: int) -> int:
         """How many token positions `slot` holds (one past the highest position), 0 if empty."""
+        ...
+
+    def close(self) -> None:
+        """Free the model and its memory."""
+        ...
+
+
+@dataclass(frozen=True)
+class EmbedderInfo:
+    """What a caller needs to know about a loaded embedding model."""
+
+    model_name: str
+    dimensions: int  # length of each vector embed() returns
+    max_input_tokens: int  # the most tokens one text may have, special tokens included
+    pooling: str  # how token vectors become one: "mean", "cls" or "last" (from the model)
+
+
+class Embedder(Protocol):
+    """An embedding model: texts in, one L2-normalised vector each out. Safe to call from
+    several threads."""
+
+    info: EmbedderInfo
+
+    def tokenize(self, text: str) -> list[int]:
+        """The tokens the model sees for `text`, special tokens included."""
+        ...
+
+    def embed(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """One vector per text; InvalidRequestError naming `input` for an empty or too long
+        text (nothing is truncated)."""
         ...
 
     def close(self) -> None:

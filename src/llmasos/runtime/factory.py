@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from llmasos.engine.base import EXACT_KV_CACHE_TYPE, KV_BYTES_PER_VALUE, Engine
+from llmasos.engine.base import EXACT_KV_CACHE_TYPE, KV_BYTES_PER_VALUE, Embedder, Engine
 from llmasos.engine.devices import DeviceKind, discover_devices
 from llmasos.errors import InvalidRequestError
 from llmasos.kernel.config import KernelConfig
@@ -97,6 +97,19 @@ def engine_loader(options: EngineOptions) -> Callable[[Path, str, Device], Engin
     return load
 
 
+def embedder_loader(options: EngineOptions) -> Callable[[Path, str, Device], Embedder]:
+    """Builds llama.cpp embedders (the model manager's loader for embedding models)."""
+
+    def load(path: Path, name: str, device: Device) -> Embedder:
+        from llmasos.engine.embedder import LlamaCppEmbedder  # loads llama.cpp: only when needed
+
+        return LlamaCppEmbedder(
+            path, model_name=name, n_threads=options.n_threads, gpu_index=device.gpu_index
+        )
+
+    return load
+
+
 def kv_cache_bytes(options: EngineOptions) -> Callable[[Manifest], int]:
     """The KV cache an engine of this size allocates for a model (its scratch slot included);
     manifests record the bytes per token of a q8_0 cache."""
@@ -122,6 +135,7 @@ def model_manager(
         kernel_config=config,
         load_engine=engine_loader(options),
         kv_bytes_for=kv_cache_bytes(options),
+        load_embedder=embedder_loader(options),
         devices=default_devices(memory_budget_bytes),
         placement=placement,
         keep_alive_s=keep_alive_s,

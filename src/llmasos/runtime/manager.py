@@ -1,4 +1,5 @@
-"""Loaded models: each with its own engine and kernel, all within a memory budget.
+"""Loaded models: each with its own engine and kernel (an embedding model: its embedder), all
+within a memory budget.
 
 The manager is the program loader. A model is loaded from the repository when first asked for,
 placed on a device by the fit policy, and kept while it is used. Idle models (no live process,
@@ -21,11 +22,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from llmasos.engine.base import Engine
+from llmasos.engine.base import Embedder, Engine
 from llmasos.errors import (
+    InvalidRequestError,
     MemoryBudgetError,
     ModelBusyError,
     ModelPinnedError,
@@ -35,9 +36,17 @@ from llmasos.errors import (
 from llmasos.kernel.config import KernelConfig
 from llmasos.kernel.kernel import Kernel
 from llmasos.kernel.process import Process
-from llmasos.models.default import DEFAULT_MODEL, canonical_model_name, ensure_default_model
+from llmasos.models.default import (
+    DEFAULT_EMBEDDING_MODEL,
+    DEFAULT_MODEL,
+    canonical_model_name,
+    ensure_default_embedding_model,
+    ensure_default_model,
+)
+from llmasos.models.gguf_info import is_encoder
 from llmasos.models.placement import Device, FitPolicy, place
 from llmasos.models.repository import Manifest, Repository
+from llmasos.runtime.loaded import LoadedModel, LoadedModelInfo, Loading
 
 logger = logging.getLogger(__name__)
 
@@ -45,46 +54,7 @@ MIB = 1 << 20
 DEFAULT_KEEP_ALIVE_S = 300.0
 
 EngineLoader = Callable[[Path, str, Device], Engine]
-
-
-@dataclass(eq=False)
-class LoadedModel:
-    name: str
-    kernel: Kernel
-    device: str
-    memory_bytes: int
-    keep_alive_s: float | None  # None: never unloaded for idleness
-    loaded_at: float
-    last_used: float
-    pinned: bool = False  # never unloaded (the model a server was started with)
-    leases: int = 0  # calls using the model right now
-
-    @property
-    def idle(self) -> bool:
-        return not self.pinned and self.leases == 0 and self.kernel.num_live_processes == 0
-
-
-@dataclass(eq=False)
-class _Loading:
-    """A model being loaded: its reserved bytes, and what waiters get when it is done."""
-
-    device: Device
-    memory_bytes: int
-    done: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
-    waiters: int = 0  # callers that came for it while it loaded
-
-
-@dataclass(frozen=True)
-class LoadedModelInfo:
-    """A row of `llmasos models ps`."""
-
-    name: str
-    device: str
-    memory_bytes: int
-    live_processes: int
-    idle_s: float
-    keep_alive_s: float | None
+EmbedderLoader = Callable[[Path, str, Device], Embedder]
 
 
 class ModelManager:
@@ -95,6 +65,7 @@ class ModelManager:
         kernel_config: KernelConfig,
         load_engine: EngineLoader,
         kv_bytes_for: Callable[[Manifest], int],
+        load_embedder: EmbedderLoader | None = None,
         devices: list[Device],
         placement: FitPolicy = FitPolicy.FIRST_FIT,
         keep_alive_s: float | None = DEFAULT_KEEP_ALIVE_S,
@@ -108,11 +79,12 @@ class ModelManager:
         self.keep_alive_s = keep_alive_s
         self.default_model = canonical_model_name(default_model)
         self._load_engine = load_engine
+        self._load_embedder = load_embedder
         self._kv_bytes_for = kv_bytes_for
         self._clock = clock
         self._pids = itertools.count(1)
         self._loaded: dict[str, LoadedModel] = {}
-        self._loading: dict[str, _Loading] = {}
+        self._loading: dict[str, Loading] = {}
         self._retiring: list[LoadedModel] = []  # being closed; their bytes still count
         self._lock = threading.Condition()
         self._default_import = threading.Lock()
@@ -183,7 +155,7 @@ class ModelManager:
                     device, victims = room
                     for victim in victims:
                         self._retire(victim)
-                    loading = self._loading[name] = _Loading(device, need)
+                    loading = self._loading[name] = Loading(device, need)
                 elif loading is not None:
                     loading.waiters += 1
             if mine:
@@ -196,12 +168,12 @@ class ModelManager:
                 manifest = self._manifest(name)
 
     def _load(
-        self, name: str, manifest: Manifest, loading: _Loading, victims: list[LoadedModel]
+        self, name: str, manifest: Manifest, loading: Loading, victims: list[LoadedModel]
     ) -> LoadedModel:
         """Load `name` for its registered `loading` entry, outside the lock; the model comes
         back with the caller's lease taken, so nothing unloads it before the caller uses it."""
         try:
-            kernel = self._build_kernel(name, manifest, loading.device, victims)
+            runner = self._build_runner(name, manifest, loading.device, victims)
         except BaseException as error:
             loading.error = error
             with self._lock:
@@ -211,7 +183,7 @@ class ModelManager:
             raise
         now = self._clock()
         model = LoadedModel(
-            name, kernel, loading.device.name, loading.memory_bytes, self.keep_alive_s, now, now
+            name, runner, loading.device.name, loading.memory_bytes, self.keep_alive_s, now, now
         )
         model.leases = 1
         with self._lock:
@@ -221,11 +193,15 @@ class ModelManager:
         loading.done.set()
         return model
 
-    def _build_kernel(
+    def _build_runner(
         self, name: str, manifest: Manifest, device: Device, victims: list[LoadedModel]
-    ) -> Kernel:
+    ) -> Kernel | Embedder:
         self._close(victims)  # their memory is this model's now
         path = self.repository.blob_path(manifest)  # type: ignore[union-attr]
+        if is_encoder(manifest.architecture):
+            if self._load_embedder is None:
+                raise InvalidRequestError("model", f"{name}: this server loads no embedding models")
+            return self._load_embedder(path, name, device)
         engine = self._load_engine(path, name, device)
         try:
             return Kernel(engine, self.kernel_config, pids=self._pids)
@@ -236,9 +212,14 @@ class ModelManager:
     def _manifest(self, name: str) -> Manifest:
         if self.repository is None:
             raise UnknownModelError(name, sorted(self._loaded))
-        if name == DEFAULT_MODEL:
+        if name in (DEFAULT_MODEL, DEFAULT_EMBEDDING_MODEL):
             with self._default_import:  # one import at a time; the books stay unlocked
-                ensure_default_model(self.repository)
+                ensure = (
+                    ensure_default_model
+                    if name == DEFAULT_MODEL
+                    else ensure_default_embedding_model
+                )
+                ensure(self.repository)
         return self.repository.show(name)
 
     def _make_room(self, name: str, need: int) -> tuple[Device, list[LoadedModel]] | None:
@@ -287,7 +268,7 @@ class ModelManager:
                 raise UnknownModelError(f"{name} (not loaded)", sorted(self._loaded))
             if loaded.pinned:
                 raise ModelPinnedError(canonical, "unload")
-            live = loaded.kernel.num_live_processes
+            live = loaded.live_processes
             if live or loaded.leases:
                 raise ModelBusyError(canonical, live + loaded.leases)
             self._retire(loaded)
@@ -320,11 +301,11 @@ class ModelManager:
         self._retiring.append(model)
 
     def _close(self, models: list[LoadedModel]) -> None:
-        """Close kernels outside the lock; their memory counts until each is closed. A close
-        that fails is logged: the model is gone from the books either way."""
+        """Close kernels and embedders outside the lock; their memory counts until each is
+        closed. A close that fails is logged: the model is gone from the books either way."""
         for model in models:
             try:
-                model.kernel.close()
+                model.runner.close()
             except Exception:
                 logger.exception("model %s: closing its kernel failed", model.name)
             finally:
@@ -350,7 +331,7 @@ class ModelManager:
                     m.name,
                     m.device,
                     m.memory_bytes,
-                    m.kernel.num_live_processes,
+                    m.live_processes,
                     round(now - m.last_used, 3),
                     m.keep_alive_s,
                 )
@@ -365,12 +346,12 @@ class ModelManager:
         """The kernel of `name` if it is loaded now, else None."""
         with self._lock:
             loaded = self._loaded.get(self.canonical(name))
-            return None if loaded is None else loaded.kernel
+            return loaded.runner if loaded and isinstance(loaded.runner, Kernel) else None
 
     def kernels(self) -> dict[str, Kernel]:
-        """Every loaded model's kernel, by name."""
+        """Every loaded generation model's kernel, by name."""
         with self._lock:
-            return {name: m.kernel for name, m in self._loaded.items()}
+            return {n: m.runner for n, m in self._loaded.items() if isinstance(m.runner, Kernel)}
 
     def processes(self) -> list[Process]:
         kernels = self.kernels().values()

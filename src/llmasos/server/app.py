@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from llmasos.models.import_policy import ImportPolicy
 from llmasos.runtime.manager import ModelManager
-from llmasos.server import admin_api, native_api, openai_api
+from llmasos.server import admin_api, embeddings_api, native_api, openai_api
 from llmasos.server.errors import install_error_handlers
 from llmasos.server.guards import MAX_BODY_BYTES, Access, BodyLimit, RequestIds
 
@@ -68,6 +68,7 @@ def create_app(
     app.add_middleware(RequestIds)
     protected = [Depends(authenticate)]
     app.include_router(openai_api.router, dependencies=protected)
+    app.include_router(embeddings_api.router, dependencies=protected)
     app.include_router(native_api.router, dependencies=protected)
     app.include_router(admin_api.router, dependencies=[*protected, Depends(require_admin)])
     app.include_router(native_api.open_router)

@@ -39,7 +39,7 @@ def error_for(error: LLMasOSError) -> JSONResponse:
 
 def _validation_message(error: RequestValidationError) -> tuple[str, str | None]:
     first = error.errors()[0]
-    location = [str(part) for part in first.get("loc", ()) if part != "body"]
+    location = [str(part) for part in first.get("loc", ()) if _names_a_field(part)]
     field = ".".join(location) or None
     if first.get("type") == "json_invalid":
         return "the request body is not valid JSON", None
@@ -48,6 +48,18 @@ def _validation_message(error: RequestValidationError) -> tuple[str, str | None]
     if first.get("type") == "missing":
         return f"{field}: required field is missing", field
     return f"{field}: {first.get('msg', 'invalid value')}", field
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "literal"}
+
+
+def _names_a_field(part: object) -> bool:
+    """Parts of a validation error's location that name a field or an index: not the body
+    itself, nor the union member pydantic tried (`str`, `list[str]`, ...)."""
+    if isinstance(part, int):
+        return True
+    text = str(part)
+    return text != "body" and text.lower() not in _TYPE_TAGS and "[" not in text
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -19,7 +19,7 @@ from llmasos.models.repository import Repository
 from llmasos.server.events import merged_events
 from llmasos.server.metrics import render_metrics
 from llmasos.server.openai_api import chat_prompts, models_of, plain_prompts, spawn_all
-from llmasos.server.schemas import SignalRequest, SpawnRequest
+from llmasos.server.schemas import ForkRequest, SignalRequest, SpawnRequest
 from llmasos.wire import event_to_json, info_to_json, memory_to_json, result_to_json
 
 router = APIRouter()
@@ -102,6 +102,14 @@ async def signal(pid: int, body: SignalRequest, request: Request) -> dict[str, A
     kernel = models_of(request).kernel_of(pid)
     await run_in_threadpool(kernel.signal, pid, Signal(body.signal))
     return info_to_json(ProcessInfo.of(kernel.get(pid)))
+
+
+@router.post("/v1/processes/{pid}/fork", status_code=201)
+async def fork(pid: int, body: ForkRequest, request: Request) -> dict[str, Any]:
+    """Children of `pid` that share what it computed so far; see ProcessHandle.fork."""
+    kernel = models_of(request).kernel_of(pid)
+    children = await run_in_threadpool(kernel.fork, pid, body.n, seeds=body.seeds)
+    return {"object": "list", "data": [info_to_json(ProcessInfo.of(c)) for c in children]}
 
 
 @router.get("/v1/processes/{pid}/events")

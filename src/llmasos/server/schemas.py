@@ -136,6 +136,13 @@ class SignalRequest(StrictBody):
     signal: Literal["kill", "suspend", "resume"] = Field(description="the signal to deliver")
 
 
+class ForkRequest(StrictBody):
+    """POST /v1/processes/{pid}/fork: n children, each drawing with its seed (default random)."""
+
+    n: int = 1
+    seeds: list[int] | None = None
+
+
 class ImportRequest(StrictBody):
     """POST /v1/models/import (admin): an https URL on a public address, or a GGUF file under
     one of the server's --import-dir directories."""
@@ -143,3 +150,14 @@ class ImportRequest(StrictBody):
     source: str
     name: str | None = None
     sha256: str | None = None
+
+
+class EmbeddingRequest(StrictBody):
+    """POST /v1/embeddings: one text or a list of texts, each within the model's input limit.
+    `dimensions` may only name the model's own (these models are not trained to be cut)."""
+
+    input: str | list[str]
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = None
+    user: str | None = None
