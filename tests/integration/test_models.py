@@ -70,8 +70,9 @@ def test_two_models_serve_concurrently(two_model_server):
     loaded = {m["name"]: m for m in httpx.get(f"{url}/v1/models/loaded").json()["data"]}
     assert set(loaded) == {"tiny:test", "gemma3-270m:q4_k_m"}
     assert loaded["gemma3-270m:q4_k_m"]["keep_alive_s"] is None  # the startup model stays
-    listed = {m["id"] for m in httpx.get(f"{url}/v1/models").json()["data"]}
-    assert listed == {"tiny:test", "gemma3-270m:q4_k_m"}
+    listed = {m["id"]: m["loaded"] for m in httpx.get(f"{url}/v1/models").json()["data"]}
+    assert listed["tiny:test"] is listed["gemma3-270m:q4_k_m"] is True  # the repository's, loaded
+    assert set(listed) <= {"tiny:test", "gemma3-270m:q4_k_m", "all-minilm-l6-v2:f32"}
     ps = subprocess.run(
         [LLMASOS, "models", "ps", "--url", url], capture_output=True, text=True, timeout=60
     )

@@ -38,7 +38,9 @@ def error_for(error: LLMasOSError) -> JSONResponse:
 
 
 def _validation_message(error: RequestValidationError) -> tuple[str, str | None]:
-    first = error.errors()[0]
+    # For a union, pydantic reports each member; the member the input had the type of (its
+    # error is not a type mismatch) says what is wrong.
+    first = min(error.errors(), key=lambda e: str(e.get("type", "")).endswith("_type"))
     location = [str(part) for part in first.get("loc", ()) if _names_a_field(part)]
     field = ".".join(location) or None
     if first.get("type") == "json_invalid":
@@ -47,7 +49,42 @@ def _validation_message(error: RequestValidationError) -> tuple[str, str | None]
         return f"{field}: unsupported field; see the README for the supported ones", field
     if first.get("type") == "missing":
         return f"{field}: required field is missing", field
-    return f"{field}: {first.get('msg', 'invalid value')}", field
+    return f"{field}: {_reason(first)}", field
+
+
+# pydantic's error types -> our wording (the SDK's): what the value must be, and what it was
+_BOUNDS = {
+    "greater_than_equal": ("ge", "must be >= {}"),
+    "greater_than": ("gt", "must be > {}"),
+    "less_than_equal": ("le", "must be <= {}"),
+    "less_than": ("lt", "must be < {}"),
+    "too_short": ("min_length", "must have at least {} items"),
+    "too_long": ("max_length", "must have at most {} items"),
+    "string_too_short": ("min_length", "must be at least {} characters long"),
+    "string_too_long": ("max_length", "must be at most {} characters long"),
+}
+_TYPES = {
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "a boolean",
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "an object",
+    "model_type": "an object",
+}
+
+
+def _reason(error: dict) -> str:
+    kind, context, given = error.get("type", ""), error.get("ctx") or {}, error.get("input")
+    if kind in _BOUNDS:
+        key, template = _BOUNDS[kind]
+        shown = len(given) if kind.endswith(("too_short", "too_long")) else given
+        return f"{template.format(context.get(key))}, got {shown!r}"
+    if kind in _TYPES:
+        return f"must be {_TYPES[kind]}, got {type(given).__name__}"
+    if kind == "literal_error":
+        return f"must be one of {context.get('expected')}, got {given!r}"
+    return str(error.get("msg", "invalid value"))
 
 
 _TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "literal"}
@@ -59,7 +96,7 @@ def _names_a_field(part: object) -> bool:
     if isinstance(part, int):
         return True
     text = str(part)
-    return text != "body" and text.lower() not in _TYPE_TAGS and "[" not in text
+    return text != "body" and text.lower() not in _TYPE_TAGS and not {"[", "-"} & set(text)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -84,7 +86,7 @@ def spawn(body: SpawnRequest, request: Request) -> dict[str, Any]:
         prompts = plain_prompts([body.prompt or ""])
     else:
         prompts = chat_prompts(check_messages(body.messages))
-    _, (process,) = spawn_all(request, body, prompts)
+    _, (process,), _ = spawn_all(request, body, prompts)
     return info_to_json(ProcessInfo.of(process))
 
 
@@ -145,9 +147,11 @@ def loaded_models(request: Request) -> dict[str, Any]:
 @router.get("/v1/models/{name}")
 def show_model(name: str, request: Request) -> dict[str, Any]:
     manifest = repository_of(request).show(name)
+    imported = calendar.timegm(time.strptime(manifest.imported_at, "%Y-%m-%dT%H:%M:%SZ"))
     return {
         "id": manifest.name,
         "object": "model",
+        "created": imported,
         "owned_by": "llmasos",
         **dataclasses.asdict(manifest),
     }
