@@ -137,7 +137,8 @@ def test_priority_preempts_the_lowest_latest_runner_and_swaps_it_out():
     assert pids(plan.preempted) == [low_new.pid]
     assert pids(plan.swap_out) == [low_new.pid]
     assert pids(plan.start) == [urgent.pid]
-    assert runs(plan) == [(low_old.pid, 1), (urgent.pid, 4)]
+    assert runs(plan) == [(urgent.pid, 4)]  # its prompt's step runs it alone
+    assert pids(plan.held) == [low_old.pid]
 
 
 def test_a_suspended_resident_gives_up_its_slot_before_a_lower_priority_one():
@@ -147,7 +148,7 @@ def test_a_suspended_resident_gives_up_its_slot_before_a_lower_priority_one():
     urgent = proc(4, priority=5)
     plan = planner("priority", max_running=2).plan([runner, low, sleeper, urgent], Ledger())
     assert pids(plan.swap_out) == [sleeper.pid]
-    assert runs(plan) == [(runner.pid, 1), (urgent.pid, 4)]
+    assert runs(plan) == [(urgent.pid, 4)]
 
 
 def test_rr_rotates_through_swap_after_the_quantum():
@@ -205,3 +206,26 @@ def test_a_resident_holding_a_newcomers_prompt_start_is_swapped_out_last():
     plan = planner("priority", max_running=1).plan([holder, other, newcomer], ledger)
     assert pids(plan.swap_out) == [other.pid]  # not the holder, though its priority is lower
     assert runs(plan) == [(newcomer.pid, 1)]
+
+
+def test_an_urgent_prompt_runs_alone_then_everyone_runs_together():
+    low = [running(slot=i) for i in range(3)]
+    urgent = proc(6, priority=5)
+    planner_ = planner("priority", max_running=4)
+    first = planner_.plan([*low, urgent], Ledger(available=1))
+    assert runs(first) == [(urgent.pid, 6)] and pids(first.held) == pids(low)
+    assert first.preempted == ()  # sitting out one step is not a preemption
+    urgent.slot, urgent.num_computed_tokens, urgent.state = 3, 6, ProcessState.RUNNING
+    urgent.tokens.append(7000)  # it sampled its first token
+    second = planner_.plan([*low, urgent], Ledger())
+    assert sorted(runs(second)) == sorted([(p.pid, 1) for p in [*low, urgent]])
+    assert second.held == ()
+
+
+def test_equals_of_the_urgent_run_with_it_and_other_policies_never_isolate():
+    urgent_a, urgent_b = proc(4, priority=5), proc(4, priority=5)
+    low = running(slot=0)
+    plan = planner("priority", max_running=3).plan([low, urgent_a, urgent_b], Ledger(available=2))
+    assert runs(plan) == [(urgent_a.pid, 4), (urgent_b.pid, 4)]
+    fcfs = planner("fcfs", max_running=3).plan([low, proc(4, priority=5)], Ledger(available=2))
+    assert len(fcfs.runs) == 2 and fcfs.held == ()

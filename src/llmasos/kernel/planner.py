@@ -59,6 +59,7 @@ class StepPlan:
     start: tuple[Process, ...] = ()  # first residency (the prefix cache is consulted)
     swap_in: tuple[Process, ...] = ()  # their snapshot comes back from swap
     deferred: tuple[Process, ...] = ()  # wait for a shared prompt start computed this tick
+    held: tuple[Process, ...] = ()  # resident, sitting out this step for an urgent prompt
     runs: tuple[PlannedRun, ...] = ()  # the batch, decode tokens first
     token_budget: int = 0
     involved: frozenset[int] = field(default=frozenset())  # pids touched by this plan
@@ -86,6 +87,35 @@ def _victims(
     return sorted(residents, key=lambda p: (p.slot in holders, *victim_order(p)))
 
 
+@dataclass
+class _Draft:
+    """A plan being drawn: who will be resident (and hold how many tokens), and the moves."""
+
+    residents: list[Process] = field(default_factory=list)
+    computed: dict[int, int] = field(default_factory=dict)  # pid -> tokens its KV will hold
+    swap_out: list[Process] = field(default_factory=list)
+    start: list[Process] = field(default_factory=list)
+    swap_in: list[Process] = field(default_factory=list)
+    deferred: list[Process] = field(default_factory=list)
+
+    def add(self, process: Process, computed: int) -> None:
+        self.residents.append(process)
+        self.computed[process.pid] = computed
+
+
+def _isolate_urgent(draft: _Draft) -> list[Process]:
+    """When a step would compute the prompt of a process that outranks others in it, only the
+    highest-priority processes run it: the urgent prompt's step is no longer than it would be
+    alone. The others sit out this one step (they stay resident); they are returned."""
+    prompting = [p for p in draft.residents if draft.computed[p.pid] < len(p.prompt_tokens)]
+    if not prompting:
+        return []
+    top = max(p.priority for p in prompting)
+    held = [p for p in draft.residents if p.priority < top]
+    draft.residents = [p for p in draft.residents if p.priority >= top]
+    return held
+
+
 class Planner:
     """Turns a policy's choice into a step plan within the slot and token budgets."""
 
@@ -103,63 +133,60 @@ class Planner:
         picked = {p.pid for p in chosen}
         preempted = [p for p in runnable if p.state is ProcessState.RUNNING and p.pid not in picked]
         newcomers = [p for p in chosen if p.slot is None and not ledger.has_snapshot(p.pid)]
-        victims = _victims(processes, picked, newcomers, ledger)
+        draft = _Draft()
+        self._make_resident(chosen, _victims(processes, picked, newcomers, ledger), ledger, draft)
+        held = _isolate_urgent(draft) if self.policy.isolates_urgent else []
+        runs = self._fill(draft.residents, draft.computed)
+        touched = [*preempted, *draft.swap_out, *draft.start, *draft.swap_in, *held]
+        return StepPlan(
+            preempted=tuple(preempted),
+            swap_out=tuple(draft.swap_out),
+            start=tuple(draft.start),
+            swap_in=tuple(draft.swap_in),
+            deferred=tuple(draft.deferred),
+            held=tuple(held),
+            runs=tuple(runs),
+            token_budget=self.max_batch_tokens,
+            involved=frozenset(p.pid for p in [*touched, *(r.process for r in runs)]),
+        )
+
+    def _make_resident(
+        self, chosen: list[Process], victims: list[Process], ledger: MemoryLedger, draft: _Draft
+    ) -> None:
+        """Give each chosen process a slot (free, cached, or a victim's), in the policy's order,
+        unless it waits for a shared prompt start."""
         available = ledger.num_available_slots()
-        residents: list[Process] = []
-        computed: dict[int, int] = {}  # pid -> tokens its KV will hold when the step runs
-        swap_out: list[Process] = []
-        start: list[Process] = []
-        swap_in: list[Process] = []
-        deferred: list[Process] = []
         for process in chosen:
             if process.slot is not None:
-                computed[process.pid] = process.num_computed_tokens
-                residents.append(process)
+                draft.add(process, process.num_computed_tokens)
                 continue
             first = not ledger.has_snapshot(process.pid)
-            if first and self._waits_for_shared_prefix(process, residents, computed, ledger):
-                deferred.append(process)
+            if first and self._waits_for_shared_prefix(process, draft, ledger):
+                draft.deferred.append(process)
                 continue
             if available:
                 available -= 1
             elif victims:
-                swap_out.append(victims.pop(0))
+                draft.swap_out.append(victims.pop(0))
             else:
                 continue  # no slot this tick; it keeps waiting
             if first:
-                start.append(process)
-                computed[process.pid] = ledger.reusable_prefix(process.tokens).length
+                draft.start.append(process)
+                draft.add(process, ledger.reusable_prefix(process.tokens).length)
             else:
-                swap_in.append(process)
-                computed[process.pid] = process.num_computed_tokens
-            residents.append(process)
-        runs = self._fill(residents, computed)
-        touched = [*preempted, *swap_out, *start, *swap_in, *(r.process for r in runs)]
-        return StepPlan(
-            preempted=tuple(preempted),
-            swap_out=tuple(swap_out),
-            start=tuple(start),
-            swap_in=tuple(swap_in),
-            deferred=tuple(deferred),
-            runs=tuple(runs),
-            token_budget=self.max_batch_tokens,
-            involved=frozenset(p.pid for p in touched),
-        )
+                draft.swap_in.append(process)
+                draft.add(process, process.num_computed_tokens)
 
     def _waits_for_shared_prefix(
-        self,
-        process: Process,
-        residents: list[Process],
-        computed: dict[int, int],
-        ledger: MemoryLedger,
+        self, process: Process, draft: _Draft, ledger: MemoryLedger
     ) -> bool:
         """A newcomer whose prompt starts like that of a process computing its prompt in this
         tick waits for it, then copies that prefix: agents that share a long system prompt
         compute it once, not once each."""
         prompt = process.tokens[:-1]
         cached = ledger.reusable_prefix(process.tokens).length
-        for other in residents:
-            other_computed = computed[other.pid]
+        for other in draft.residents:
+            other_computed = draft.computed[other.pid]
             if other_computed >= len(other.prompt_tokens):
                 continue  # not computing its prompt
             shared = shared_prefix_length(prompt, other.prompt_tokens)

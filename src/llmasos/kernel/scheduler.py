@@ -9,7 +9,8 @@ the ones it wants running. Whoever it leaves out is preempted (if it was running
     rr        round robin; a process runs for `quantum` generated tokens, then goes to the back
               of the queue if someone is waiting (a context switch)
     priority  higher integer priority first; preemptive: an arrival of higher priority takes the
-              place of the lowest-priority running process at once
+              place of the lowest-priority running process at once, and the step computing
+              its prompt runs it without the others (they wait that one step)
 Ties always go to the earlier arrival.
 """
 
@@ -28,6 +29,9 @@ class Policy(ABC):
     """Chooses who runs. Stateless policies implement select(); others may track charge()."""
 
     name: ClassVar[str]
+    # A step that computes the prompt of a process outranking others runs it alone (with
+    # its equals): see planner._isolate_urgent.
+    isolates_urgent: ClassVar[bool] = False
 
     @abstractmethod
     def select(self, runnable: Sequence[Process], capacity: int) -> list[Process]:
@@ -68,6 +72,7 @@ class ShortestJobFirst(Policy):
 
 class Priority(Policy):
     name = "priority"
+    isolates_urgent = True
 
     def select(self, runnable: Sequence[Process], capacity: int) -> list[Process]:
         # A running process keeps its place against a waiting one of equal priority.

@@ -70,6 +70,8 @@ class StepRunner:
         for process in plan.preempted:
             process.state = ProcessState.READY
             process.preemptions += 1
+        for process in plan.held:
+            process.state = ProcessState.READY
         for victim in plan.swap_out:
             if victim.state is not ProcessState.SUSPENDED:
                 victim.state = ProcessState.SWAPPED
