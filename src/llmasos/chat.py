@@ -34,7 +34,7 @@ from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from llmasos.engine.base import EngineInfo
-from llmasos.errors import InvalidRequestError
+from llmasos.errors import InvalidRequestError, UnprocessableError
 from llmasos.sampling import merge_stops
 from llmasos.toolcalls import FunctionTool, ToolCall, tools_prompt
 
@@ -91,7 +91,7 @@ def _check_message(field: str, message: object) -> ChatMessage:
         if role == "assistant"
         else ()
     )
-    content = _content(f"{field}.content", message.get("content"), optional=bool(calls))
+    content = _content(f"{field}.content", message.get("content"), optional=role == "assistant")
     call_id = message.get("tool_call_id")
     if role == "tool" and not isinstance(call_id, str):
         raise InvalidRequestError(f"{field}.tool_call_id", "a tool message needs the call's id")
@@ -126,7 +126,7 @@ def _check_calls(field: str, calls: object) -> tuple[ToolCall, ...]:
             if not isinstance(json.loads(arguments), dict):
                 raise ValueError("not an object")
         except (TypeError, ValueError):
-            raise InvalidRequestError(
+            raise UnprocessableError(
                 f"{field}[{i}].function.arguments", "must be a JSON object as a string"
             ) from None
         checked.append(ToolCall(str(call.get("id", f"call-{i}")), function["name"], arguments))

@@ -1,7 +1,7 @@
 """Output constraints: a JSON schema, a grammar or a regular expression that a process's output
 must match. This module only describes and bounds them; an engine compiles them into a token
 mask (see engine/llamacpp_constraint.py), and a constraint the engine cannot compile is refused
-at spawn with InvalidRequestError naming the field.
+at spawn with UnprocessableError naming the field.
 
     json_schema   a JSON Schema object (the output is JSON that validates against it)
     grammar       a GBNF grammar (llama.cpp's format) or a Lark grammar (llguidance's)
@@ -17,6 +17,16 @@ from dataclasses import dataclass
 from llmasos.errors import InvalidRequestError
 
 MAX_CONSTRAINT_BYTES = 64 * 1024
+
+JSON_LAYOUT = {"whitespace_pattern": r"\n? {0,20}"}
+"""Where JSON output may put whitespace: at most one line break and 20 spaces between two
+tokens, so sampling cannot wander into endless blank lines. A schema's own "x-guidance"
+options (llguidance's) replace this."""
+
+
+def with_json_layout(schema: dict) -> dict:
+    """`schema` with JSON_LAYOUT as its llguidance options, unless it sets its own."""
+    return schema if "x-guidance" in schema else {**schema, "x-guidance": JSON_LAYOUT}
 
 
 class ConstraintKind(enum.Enum):

@@ -2,7 +2,8 @@
 
     LLMasOSError                      base of everything LLMasOS raises on purpose
     ├── InvalidRequestError           a field is missing, of the wrong type or out of range
-    │   └── ContextLengthError        the prompt plus max_tokens cannot fit in the context
+    │   ├── ContextLengthError        the prompt plus max_tokens cannot fit in the context
+    │   └── UnprocessableError        well formed, but beyond what this model can take
     ├── UnknownModelError             a model name that is neither loaded nor known
     ├── ModelError                    the model repository refused an operation
     │   ├── ModelFileError            a file that is not a complete GGUF model
@@ -40,6 +41,12 @@ class InvalidRequestError(LLMasOSError, ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.reason = message
+
+
+class UnprocessableError(InvalidRequestError):
+    """Raised for a value that is well formed and within the API's bounds but that the model
+    cannot take: top_k beyond its vocabulary, a constraint it cannot compile, an input longer
+    than an embedding model reads (HTTP 422)."""
 
 
 class ContextLengthError(InvalidRequestError):

@@ -64,7 +64,8 @@ class RemoteProcessHandle(ProcessHandle):
         )
 
     def _backend_fork(self, n: int, seeds: list[int] | None) -> list[ProcessHandle]:
-        response = self._http.post(f"/v1/processes/{self.pid}/fork", json={"n": n, "seeds": seeds})
+        body = {"n": n} if seeds is None else {"seeds": seeds}
+        response = self._http.post(f"/v1/processes/{self.pid}/fork", json=body)
         raise_for_error(response)
         return [RemoteProcessHandle(self._http, row["pid"]) for row in response.json()["data"]]
 
@@ -83,12 +84,12 @@ class HttpBackend(Backend):
     def spawn(
         self, prompt: str, sampling: dict[str, Any], *, priority: int, model: str | None
     ) -> ProcessHandle:
-        return self._spawn({"prompt": prompt, "priority": priority, "model": model, **sampling})
+        return self._spawn({"prompt": prompt, **_fields(sampling, priority, model)})
 
     def spawn_chat(
         self, messages: object, sampling: dict[str, Any], *, priority: int, model: str | None
     ) -> ProcessHandle:
-        return self._spawn({"messages": messages, "priority": priority, "model": model, **sampling})
+        return self._spawn({"messages": messages, **_fields(sampling, priority, model)})
 
     def _spawn(self, body: dict[str, Any]) -> ProcessHandle:
         response = self._http.post("/v1/processes", json=body)
@@ -116,3 +117,19 @@ class HttpBackend(Backend):
 
     def close(self) -> None:
         self._http.close()
+
+
+def _fields(sampling: dict[str, Any], priority: int, model: str | None) -> dict[str, Any]:
+    """The spawn body's fields: the constraint keyword (json_schema, grammar or regex) goes
+    into the `constraint` object, and unset fields are left out."""
+    fields = {
+        k: v for k, v in {**sampling, "priority": priority, "model": model}.items() if v is not None
+    }
+    for name in ("json_schema", "grammar", "regex"):
+        if name in fields:
+            if "constraint" in fields:
+                raise errors.InvalidRequestError(
+                    name, "give at most one of json_schema, grammar and regex"
+                )
+            fields["constraint"] = {name: fields.pop(name)}
+    return fields

@@ -20,7 +20,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from llmasos.errors import InvalidRequestError
+from llmasos.constraint import with_json_layout
+from llmasos.errors import InvalidRequestError, UnprocessableError
 
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
 MAX_TOOLS = 64
@@ -67,7 +68,9 @@ class ToolChoice:
 
 def check_tools(tools: object) -> list[FunctionTool]:
     """OpenAI's `tools`: a list of {"type": "function", "function": {name, description,
-    parameters}}; InvalidRequestError naming the element at fault."""
+    parameters}} ([] for None); InvalidRequestError naming the element at fault."""
+    if tools is None:
+        return []
     if not isinstance(tools, list) or not 1 <= len(tools) <= MAX_TOOLS:
         raise InvalidRequestError("tools", f"must be a list of 1 to {MAX_TOOLS} tools")
     checked: list[FunctionTool] = []
@@ -84,7 +87,7 @@ def check_tools(tools: object) -> list[FunctionTool]:
                 f"{field}.function.name", "must be 1-64 of a-z, A-Z, 0-9, _ -"
             )
         if name in {t.name for t in checked}:
-            raise InvalidRequestError(f"{field}.function.name", f"{name!r} is given twice")
+            raise UnprocessableError(f"{field}.function.name", f"{name!r} is given twice")
         description = function.get("description", "")
         parameters = function.get("parameters", {"type": "object", "properties": {}})
         if not isinstance(description, str):
@@ -105,7 +108,7 @@ def check_tool_choice(choice: object, tools: list[FunctionTool]) -> ToolChoice:
         name = (choice.get("function") or {}).get("name")
         if name in {t.name for t in tools}:
             return ToolChoice(ToolMode.NAMED, name)
-        raise InvalidRequestError("tool_choice", f"names no tool in `tools`: {name!r}")
+        raise UnprocessableError("tool_choice", f"names no tool in `tools`: {name!r}")
     raise InvalidRequestError(
         "tool_choice", 'must be "none", "auto", "required" or {"type": "function", ...}'
     )
@@ -147,7 +150,7 @@ def tool_grammar(
     rules = [
         f"calls: call {more}".rstrip(),
         f'call: "{CALL_OPEN}" arguments "{CALL_CLOSE}"',
-        f"arguments: %json {json.dumps(call_schema)}",
+        f"arguments: %json {json.dumps(with_json_layout(call_schema))}",
     ]
     if choice.mode is ToolMode.AUTO:
         text = "TEXT" if text_schema is None else "answer"
@@ -155,7 +158,7 @@ def tool_grammar(
         rules.append(
             r"TEXT: /[^<](.|\n)*/"
             if text_schema is None
-            else f"answer: %json {json.dumps(text_schema)}"
+            else f"answer: %json {json.dumps(with_json_layout(text_schema))}"
         )
     else:
         rules.insert(0, "start: calls")

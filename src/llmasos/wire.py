@@ -128,6 +128,7 @@ ERROR_STATUSES: list[tuple[type[errors.LLMasOSError], ErrorStatus]] = [
         errors.ContextLengthError,
         ErrorStatus(413, "invalid_request_error", "context_length_exceeded", "max_tokens"),
     ),
+    (errors.UnprocessableError, ErrorStatus(422, "invalid_request_error", "unprocessable")),
     (errors.InvalidRequestError, ErrorStatus(400, "invalid_request_error")),
     (errors.AuthenticationError, ErrorStatus(401, "authentication_error", "invalid_api_key")),
     (

@@ -63,26 +63,28 @@ def test_base64_encoding_carries_the_same_floats(url, oai):
 
 
 @pytest.mark.parametrize(
-    ("body", "param", "fragment"),
+    ("body", "status", "param", "fragment"),
     [
-        ({"input": []}, "input", "1 to 2048"),
-        ({"input": ""}, "input", "empty"),
-        ({"input": "word " * 700}, "input", "512"),
-        ({"input": [1, 2, 3]}, "input", "string"),
-        ({"input": "x", "dimensions": 100}, "dimensions", "384"),
-        ({"input": "x", "model": "gemma3-270m"}, "model", "generates text"),
-        ({"input": "x", "encoding_format": "int8"}, "encoding_format", "float"),
+        ({"input": []}, 400, "input", "at least 1 items"),
+        ({"input": ""}, 400, "input", "at least 1 characters"),
+        ({"input": [1, 2, 3]}, 400, "input", "string"),
+        ({"input": "x", "encoding_format": "int8"}, 400, "encoding_format", "float"),
+        ({"input": "word " * 700}, 422, "input", "512"),
+        ({"input": "x", "dimensions": 100}, 422, "dimensions", "384"),
+        ({"input": "x", "model": "gemma3-270m"}, 422, "model", "generates text"),
     ],
 )
-def test_bad_embedding_requests_get_400_naming_the_field(url, body, param, fragment):
+def test_bad_embedding_requests_get_an_error_naming_the_field(url, body, status, param, fragment):
+    """400: the request breaks the published schema; 422: it is well formed but this model
+    cannot serve it."""
     response = httpx.post(f"{url}/v1/embeddings", json=body, timeout=60)
-    assert response.status_code == 400, response.text
+    assert response.status_code == status, response.text
     error = response.json()["error"]
-    assert error["param"] == param and fragment in error["message"]
+    assert error["param"] == param and fragment in error["message"], error
 
 
 def test_an_embedding_model_cannot_generate(url):
     body = {"model": "all-minilm-l6-v2", "prompt": "Hello", "max_tokens": 2}
     response = httpx.post(f"{url}/v1/completions", json=body, timeout=60)
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert "embedding model" in response.json()["error"]["message"]

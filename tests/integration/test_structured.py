@@ -82,6 +82,18 @@ def test_seeded_sampling_under_a_schema_also_validates(client):
         jsonschema.validate(value, SCHEMAS["enums"])
 
 
+def test_hot_sampling_cannot_fill_json_with_blank_lines(client):
+    """Between two JSON tokens the output may hold one line break and some spaces, no more
+    (raw line breaks only occur there: inside strings they are escaped)."""
+    schema = SCHEMAS["required and optional fields"]
+    for seed in range(6):
+        process = client.spawn(
+            "A record:\n", json_schema=schema, max_tokens=150, temperature=1.5, seed=seed
+        )
+        text = process.wait().text
+        assert re.search(r"\n[ ]*\n", text) is None, text
+
+
 def test_a_constrained_process_preempted_and_swapped_mid_output_finishes_exactly(model_path):
     schema = SCHEMAS["required and optional fields"]
     prompt = "A book record in JSON:\n"

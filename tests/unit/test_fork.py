@@ -130,7 +130,7 @@ def test_handles_fork_in_process_and_over_http():
         body = {"prompt": "over http", "max_tokens": 200}
         pid = http.post("/v1/processes", json=body).json()["pid"]
         replies = []
-        fork = {"n": 2, "seeds": [1, 2]}
+        fork = {"seeds": [1, 2]}
         signal_through_gate(
             engine, lambda: replies.append(http.post(f"/v1/processes/{pid}/fork", json=fork))
         )
@@ -143,3 +143,5 @@ def test_handles_fork_in_process_and_over_http():
         assert handle.wait(timeout=30).usage.completion_tokens == 200
         bad = http.post(f"/v1/processes/{pid}/fork", json={"n": 99})
         assert bad.status_code == 400 and bad.json()["error"]["param"] == "n"
+        both = http.post(f"/v1/processes/{pid}/fork", json={"n": 2, "seeds": [1, 2]})
+        assert both.status_code == 400  # the seeds say how many

@@ -179,7 +179,7 @@ def test_metrics_and_stats_count_the_work_done(http):
         ("/v1/completions", {"prompt": "x", "top_p": 2}, 400, "top_p", "<= 1"),
         ("/v1/completions", {"prompt": "x", "logprobs": 21}, 400, "logprobs", "<= 20"),
         ("/v1/completions", {"prompt": "x", "n": 17}, 400, "n", "<= 16"),
-        ("/v1/completions", {"prompt": "x", "best_of": 2}, 400, "best_of", "not supported"),
+        ("/v1/completions", {"prompt": "x", "best_of": 2}, 400, "best_of", "<= 1"),
         ("/v1/completions", {"prompt": "x", "tools": []}, 400, "tools", "unsupported field"),
         ("/v1/completions", {"max_tokens": 3}, 400, "prompt", "required"),
         ("/v1/completions", {"prompt": ""}, 400, "prompt", "at least 1 characters"),

@@ -30,7 +30,7 @@ import numpy as np
 
 from llmasos.engine.base import EmbedderInfo
 from llmasos.engine.llamacpp import model_params
-from llmasos.errors import EngineError, InvalidRequestError
+from llmasos.errors import EngineError, InvalidRequestError, UnprocessableError
 
 LLAMA_MAX_SEQ = 256  # llama.cpp's limit on sequences in one context
 _POOLING_NAMES = {
@@ -144,7 +144,7 @@ class LlamaCppEmbedder:
         tokens = self._tokenize(text)
         limit = self.info.max_input_tokens
         if len(tokens) > limit:
-            raise InvalidRequestError(
+            raise UnprocessableError(
                 "input",
                 f"{where} has {len(tokens)} tokens; {self.info.model_name} embeds at most {limit} "
                 "tokens per input (special tokens included); shorten or split it",

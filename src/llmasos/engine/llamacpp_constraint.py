@@ -20,8 +20,8 @@ import llama_cpp
 import llguidance
 import numpy as np
 
-from llmasos.constraint import Constraint, ConstraintKind
-from llmasos.errors import EngineError, InvalidRequestError
+from llmasos.constraint import JSON_LAYOUT, Constraint, ConstraintKind
+from llmasos.errors import EngineError, UnprocessableError
 
 _PIECE_BYTES = 16 * 1024
 
@@ -68,18 +68,16 @@ class ConstraintCompiler:
         self._lock = threading.Lock()
 
     def compile(self, constraint: Constraint) -> TokenMask:
-        """A fresh mask for `constraint`; InvalidRequestError naming the field (json_schema,
+        """A fresh mask for `constraint`; UnprocessableError naming the field (json_schema,
         grammar or regex) when llguidance cannot compile it, with its reason (for a schema,
         the unsupported keyword)."""
         try:
             grammar = _grammar(constraint)
         except ValueError as error:
-            raise InvalidRequestError(constraint.field, f"cannot be compiled: {error}") from None
+            raise UnprocessableError(constraint.field, f"cannot be compiled: {error}") from None
         matcher = llguidance.LLMatcher(self._llg_tokenizer(), grammar, log_level=0)
         if matcher.is_error():
-            raise InvalidRequestError(
-                constraint.field, f"cannot be compiled: {matcher.get_error()}"
-            )
+            raise UnprocessableError(constraint.field, f"cannot be compiled: {matcher.get_error()}")
         return TokenMask(matcher, self._vocab_size)
 
     def _llg_tokenizer(self) -> llguidance.LLTokenizer:
@@ -119,7 +117,9 @@ def _llg_tokenizer(vocab: llama_cpp.llama_vocab_p, vocab_size: int) -> llguidanc
 
 def _grammar(constraint: Constraint) -> str:
     if constraint.kind is ConstraintKind.JSON_SCHEMA:
-        return llguidance.LLMatcher.grammar_from_json_schema(constraint.source)
+        return llguidance.LLMatcher.grammar_from_json_schema(
+            constraint.source, defaults=JSON_LAYOUT
+        )
     if constraint.kind is ConstraintKind.REGEX:
         return llguidance.LLMatcher.grammar_from_regex(constraint.source)
     return llguidance.grammar_from("grammar", constraint.source)  # GBNF or Lark

@@ -13,7 +13,7 @@ import random
 from collections.abc import Sequence
 
 from llmasos.engine.base import EngineInfo
-from llmasos.errors import ContextLengthError, InvalidRequestError
+from llmasos.errors import ContextLengthError, InvalidRequestError, UnprocessableError
 from llmasos.sampling import SamplingParams
 
 MAX_PRIORITY = 1000
@@ -42,11 +42,11 @@ def check_prompt(prompt: object) -> str:
 def check_sampling(params: SamplingParams, info: EngineInfo) -> None:
     """Refuse sampling values beyond what this engine can hold."""
     if params.top_k > info.vocab_size:
-        raise InvalidRequestError(
+        raise UnprocessableError(
             "top_k", f"must be <= the vocabulary of {info.vocab_size} tokens, got {params.top_k}"
         )
     if params.repeat_last_n > info.context_length:
-        raise InvalidRequestError(
+        raise UnprocessableError(
             "repeat_last_n",
             f"must be <= the context length of {info.context_length} tokens, "
             f"got {params.repeat_last_n}",

@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass, field
 
 from llmasos.engine.base import Embedder
-from llmasos.errors import InvalidRequestError
+from llmasos.errors import UnprocessableError
 from llmasos.kernel.kernel import Kernel
 from llmasos.models.default import DEFAULT_EMBEDDING_MODEL
 from llmasos.models.placement import Device
@@ -27,7 +27,7 @@ class LoadedModel:
     @property
     def kernel(self) -> Kernel:
         if not isinstance(self.runner, Kernel):
-            raise InvalidRequestError(
+            raise UnprocessableError(
                 "model", f"{self.name} is an embedding model; use it with /v1/embeddings"
             )
         return self.runner
@@ -35,7 +35,7 @@ class LoadedModel:
     @property
     def embedder(self) -> Embedder:
         if isinstance(self.runner, Kernel):
-            raise InvalidRequestError(
+            raise UnprocessableError(
                 "model",
                 f"{self.name} generates text; embed with an embedding model such as "
                 f"{DEFAULT_EMBEDDING_MODEL}",

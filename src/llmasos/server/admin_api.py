@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from llmasos.models.sources import import_model
+from llmasos.server.api_docs import ModelNameParameter
 from llmasos.server.native_api import repository_of
 from llmasos.server.openai_api import models_of
 from llmasos.server.schemas import ImportRequest
@@ -38,7 +39,7 @@ async def import_(body: ImportRequest, request: Request) -> dict[str, Any]:
 
 
 @router.delete("/v1/models/{name}")
-def delete_model(name: str, request: Request) -> dict[str, Any]:
+def delete_model(name: ModelNameParameter, request: Request) -> dict[str, Any]:
     models = models_of(request)
     models.check_removable(name)
     if models.is_loaded(name):
@@ -48,6 +49,6 @@ def delete_model(name: str, request: Request) -> dict[str, Any]:
 
 
 @router.post("/v1/models/{name}/unload")
-def unload_model(name: str, request: Request) -> dict[str, Any]:
+def unload_model(name: ModelNameParameter, request: Request) -> dict[str, Any]:
     models_of(request).unload(name)
     return {"name": name, "unloaded": True}

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from llmasos.models.import_policy import ImportPolicy
 from llmasos.runtime.manager import ModelManager
 from llmasos.server import admin_api, embeddings_api, native_api, openai_api
+from llmasos.server.api_docs import ADMIN_ERRORS, OPENAI_ERRORS, PROCESS_ERRORS, errors
 from llmasos.server.errors import install_error_handlers
 from llmasos.server.guards import MAX_BODY_BYTES, Access, BodyLimit, RequestIds
 
@@ -67,9 +68,12 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(RequestIds)
     protected = [Depends(authenticate)]
-    app.include_router(openai_api.router, dependencies=protected)
-    app.include_router(embeddings_api.router, dependencies=protected)
-    app.include_router(native_api.router, dependencies=protected)
-    app.include_router(admin_api.router, dependencies=[*protected, Depends(require_admin)])
-    app.include_router(native_api.open_router)
+    admin = [*protected, Depends(require_admin)]
+    app.include_router(openai_api.router, dependencies=protected, responses=errors(OPENAI_ERRORS))
+    app.include_router(
+        embeddings_api.router, dependencies=protected, responses=errors(OPENAI_ERRORS)
+    )
+    app.include_router(native_api.router, dependencies=protected, responses=errors(PROCESS_ERRORS))
+    app.include_router(admin_api.router, dependencies=admin, responses=errors(ADMIN_ERRORS))
+    app.include_router(native_api.open_router, responses=errors([500]))
     return app

@@ -10,7 +10,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from llmasos.errors import InvalidRequestError
+from llmasos.errors import InvalidRequestError, UnprocessableError
 from llmasos.models.default import DEFAULT_EMBEDDING_MODEL
 from llmasos.server.openai_api import models_of
 from llmasos.server.schemas import EmbeddingRequest
@@ -27,7 +27,7 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]
         raise InvalidRequestError("input", f"must hold 1 to {MAX_INPUTS} texts, got {len(texts)}")
     name, vectors, tokens = await run_in_threadpool(embed, request, body.model, texts)
     if body.dimensions is not None and body.dimensions != len(vectors[0]):
-        raise InvalidRequestError(
+        raise UnprocessableError(
             "dimensions", f"{name} gives {len(vectors[0])} dimensions and cannot give others"
         )
     data = [

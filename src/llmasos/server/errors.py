@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmasos.errors import LLMasOSError
+from llmasos.server.api_docs import allowed_methods
 from llmasos.wire import error_status
 
 logger = logging.getLogger(__name__)
@@ -41,8 +42,7 @@ def _validation_message(error: RequestValidationError) -> tuple[str, str | None]
     # For a union, pydantic reports each member; the member the input had the type of (its
     # error is not a type mismatch) says what is wrong.
     first = min(error.errors(), key=lambda e: str(e.get("type", "")).endswith("_type"))
-    location = [str(part) for part in first.get("loc", ()) if _names_a_field(part)]
-    field = ".".join(location) or None
+    field = _field_path(first)
     if first.get("type") == "json_invalid":
         return "the request body is not valid JSON", None
     if first.get("type") == "extra_forbidden":
@@ -50,6 +50,19 @@ def _validation_message(error: RequestValidationError) -> tuple[str, str | None]
     if first.get("type") == "missing":
         return f"{field}: required field is missing", field
     return f"{field}: {_reason(first)}", field
+
+
+def _field_path(error: dict) -> str | None:
+    """messages[0].role from pydantic's ("body", "messages", 0, ...) location."""
+    path = ""
+    for part in error.get("loc", ()):
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif _names_a_field(part):
+            path += f".{part}" if path else str(part)
+    if error.get("type") == "union_tag_invalid":  # a discriminated union: name the tag field
+        path += "." + str((error.get("ctx") or {}).get("discriminator", "")).strip("'")
+    return path or None
 
 
 # pydantic's error types -> our wording (the SDK's): what the value must be, and what it was
@@ -84,6 +97,8 @@ def _reason(error: dict) -> str:
         return f"must be {_TYPES[kind]}, got {type(given).__name__}"
     if kind == "literal_error":
         return f"must be one of {context.get('expected')}, got {given!r}"
+    if kind == "union_tag_invalid":
+        return f"must be one of {context.get('expected_tags')}, got {context.get('tag')!r}"
     return str(error.get("msg", "invalid value"))
 
 
@@ -92,11 +107,13 @@ _TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "literal"}
 
 def _names_a_field(part: object) -> bool:
     """Parts of a validation error's location that name a field or an index: not the body
-    itself, nor the union member pydantic tried (`str`, `list[str]`, ...)."""
+    itself, nor the union member pydantic tried (`str`, `list[str]`, a model's name)."""
     if isinstance(part, int):
         return True
     text = str(part)
-    return text != "body" and text.lower() not in _TYPE_TAGS and not {"[", "-"} & set(text)
+    if text == "body" or text.lower() in _TYPE_TAGS or {"[", "-"} & set(text):
+        return False
+    return not text[:1].isupper()  # a union member's model name (ForkCount), not a field
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -110,12 +127,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(400, message, kind="invalid_request_error", param=field)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         code = "body_too_large" if error.status_code == 413 else None
         response = error_response(
             error.status_code, str(error.detail), kind="invalid_request_error", code=code
         )
         response.headers.update(error.headers or {})
+        if error.status_code == 405:  # every method of the path, whichever router serves it
+            methods = allowed_methods(request.app.router.routes, request.url.path)
+            response.headers["Allow"] = ", ".join(methods)
         return response
 
     @app.exception_handler(Exception)

@@ -18,10 +18,18 @@ from llmasos.errors import InvalidRequestError, UnknownModelError
 from llmasos.kernel.kernel import Kernel
 from llmasos.kernel.process import ProcessInfo, Signal
 from llmasos.models.repository import Repository
+from llmasos.server.api_docs import ModelNameParameter, Pid, streamed
 from llmasos.server.events import merged_events
 from llmasos.server.metrics import render_metrics
 from llmasos.server.openai_api import chat_prompts, models_of, plain_prompts, spawn_all
-from llmasos.server.schemas import ForkRequest, SignalRequest, SpawnRequest
+from llmasos.server.schemas import (
+    ChatSpawn,
+    ForkRequest,
+    ForkSeeds,
+    SignalRequest,
+    SpawnRequest,
+    messages_as_dicts,
+)
 from llmasos.wire import event_to_json, info_to_json, memory_to_json, result_to_json
 
 router = APIRouter()
@@ -79,19 +87,17 @@ async def list_processes(request: Request) -> dict[str, Any]:
 @router.post("/v1/processes", status_code=201)
 def spawn(body: SpawnRequest, request: Request) -> dict[str, Any]:
     """Runs in a worker thread (a sync route): it may load the model and tokenises."""
-    if (body.prompt is None) == (body.messages is None):
-        raise InvalidRequestError("prompt", "send exactly one of prompt and messages")
     body.sampling_params()
-    if body.messages is None:
-        prompts = plain_prompts([body.prompt or ""])
+    if isinstance(body, ChatSpawn):
+        prompts = chat_prompts(check_messages(messages_as_dicts(body.messages)))
     else:
-        prompts = chat_prompts(check_messages(body.messages))
+        prompts = plain_prompts([body.prompt])
     _, (process,), _ = spawn_all(request, body, prompts)
     return info_to_json(ProcessInfo.of(process))
 
 
 @router.get("/v1/processes/{pid}")
-async def get_process(pid: int, request: Request) -> dict[str, Any]:
+async def get_process(pid: Pid, request: Request) -> dict[str, Any]:
     process = models_of(request).kernel_of(pid).get(pid)
     body = info_to_json(ProcessInfo.of(process))
     body["text"] = process.output.released_text
@@ -100,22 +106,28 @@ async def get_process(pid: int, request: Request) -> dict[str, Any]:
 
 
 @router.post("/v1/processes/{pid}/signal")
-async def signal(pid: int, body: SignalRequest, request: Request) -> dict[str, Any]:
+async def signal(pid: Pid, body: SignalRequest, request: Request) -> dict[str, Any]:
     kernel = models_of(request).kernel_of(pid)
     await run_in_threadpool(kernel.signal, pid, Signal(body.signal))
     return info_to_json(ProcessInfo.of(kernel.get(pid)))
 
 
 @router.post("/v1/processes/{pid}/fork", status_code=201)
-async def fork(pid: int, body: ForkRequest, request: Request) -> dict[str, Any]:
+async def fork(pid: Pid, body: ForkRequest, request: Request) -> dict[str, Any]:
     """Children of `pid` that share what it computed so far; see ProcessHandle.fork."""
     kernel = models_of(request).kernel_of(pid)
-    children = await run_in_threadpool(kernel.fork, pid, body.n, seeds=body.seeds)
+    seeds = body.seeds if isinstance(body, ForkSeeds) else None
+    n = len(body.seeds) if isinstance(body, ForkSeeds) else body.n
+    children = await run_in_threadpool(kernel.fork, pid, n, seeds=seeds)
     return {"object": "list", "data": [info_to_json(ProcessInfo.of(c)) for c in children]}
 
 
-@router.get("/v1/processes/{pid}/events")
-def events(pid: int, request: Request) -> StreamingResponse:
+@router.get(
+    "/v1/processes/{pid}/events",
+    response_class=StreamingResponse,
+    responses=streamed("The output so far, each new piece, then the result.", json_too=False),
+)
+def events(pid: Pid, request: Request) -> StreamingResponse:
     """Server-sent events: the output so far, then each new piece, then the result.
     Disconnecting does not kill the process (unlike a streamed completion)."""
     process = models_of(request).kernel_of(pid).get(pid)
@@ -145,7 +157,7 @@ def loaded_models(request: Request) -> dict[str, Any]:
 
 
 @router.get("/v1/models/{name}")
-def show_model(name: str, request: Request) -> dict[str, Any]:
+def show_model(name: ModelNameParameter, request: Request) -> dict[str, Any]:
     manifest = repository_of(request).show(name)
     imported = calendar.timegm(time.strptime(manifest.imported_at, "%Y-%m-%dT%H:%M:%SZ"))
     return {
@@ -158,7 +170,7 @@ def show_model(name: str, request: Request) -> dict[str, Any]:
 
 
 @router.post("/v1/models/{name}/load")
-async def load_model(name: str, request: Request) -> dict[str, Any]:
+async def load_model(name: ModelNameParameter, request: Request) -> dict[str, Any]:
     models = models_of(request)
     loaded = await run_in_threadpool(models.load, name)
     return {"name": loaded.name, "device": loaded.device, "memory_bytes": loaded.memory_bytes}

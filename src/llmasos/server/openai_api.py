@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from llmasos.chat import ChatMessage, check_messages, render_chat
@@ -22,9 +23,15 @@ from llmasos.kernel.kernel import Kernel
 from llmasos.kernel.limits import SEED_MAX
 from llmasos.kernel.process import Process
 from llmasos.runtime.manager import ModelManager
+from llmasos.server.api_docs import streamed
 from llmasos.server.openai_format import ChatStyle, CompletionStyle
 from llmasos.server.openai_reply import Reply, kill_quietly
-from llmasos.server.schemas import ChatRequest, CompletionRequest, SamplingFields
+from llmasos.server.schemas import (
+    ChatRequest,
+    CompletionRequest,
+    SamplingFields,
+    messages_as_dicts,
+)
 from llmasos.toolcalls import FunctionTool, ToolMode, check_tool_choice, check_tools, tool_grammar
 
 router = APIRouter()
@@ -67,7 +74,11 @@ def list_models(request: Request) -> dict[str, Any]:
     return {"object": "list", "data": data}
 
 
-@router.post("/v1/completions", response_model=None)
+@router.post(
+    "/v1/completions",
+    response_model=None,
+    responses=streamed("The completion; server-sent events when stream is set.", json_too=True),
+)
 async def completions(body: CompletionRequest, request: Request) -> Any:
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
     body.sampling_params()  # a bad field is refused before any model is loaded
@@ -75,13 +86,21 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     return await answer(request, body, spawned, CompletionStyle(body.logprobs))
 
 
-@router.post("/v1/chat/completions", response_model=None)
+@router.post(
+    "/v1/chat/completions",
+    response_model=None,
+    responses=streamed(
+        "The chat completion; server-sent events when stream is set.", json_too=True
+    ),
+)
 async def chat_completions(body: ChatRequest, request: Request) -> Any:
-    messages = check_messages(body.messages)
-    tools = check_tools(body.tools) if body.tools is not None else []
-    choice = check_tool_choice(body.tool_choice, tools)
-    if not tools and body.tool_choice not in (None, "none"):
-        raise InvalidRequestError("tool_choice", "needs tools")
+    messages = check_messages(messages_as_dicts(body.messages))
+    tools = check_tools([t.model_dump(exclude_none=True) for t in body.tools or []] or None)
+    named = body.tool_choice
+    choice = check_tool_choice(named.model_dump() if isinstance(named, BaseModel) else named, tools)
+    for name in ("tool_choice", "parallel_tool_calls"):
+        if not tools and getattr(body, name) is not None:
+            raise InvalidRequestError(name, "needs tools")
     text_schema = body.constraint().get("json_schema")
     grammar = (
         tool_grammar(

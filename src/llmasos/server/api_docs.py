@@ -1,0 +1,81 @@
+"""What the OpenAPI document says beyond the request schemas: each route's error responses (the
+error body's shape and when each status comes), streamed content types, path parameters, and
+the methods a path allows (for a 405's Allow header)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Annotated, Any
+
+from fastapi import Path
+from pydantic import BaseModel
+from starlette.routing import BaseRoute
+
+from llmasos.server.schemas import NAME_PATTERN
+
+WHEN = {
+    400: "A field is missing, of the wrong type or outside its bounds; the message names it.",
+    401: "No valid API key: send Authorization: Bearer <key>.",
+    403: "The key may not use this route (administrative routes need the admin key).",
+    404: "No such model or process.",
+    409: "The process already ended, the name is taken, or the model is busy or pinned.",
+    413: "The body is over 8 MiB, or the prompt plus max_tokens exceed the model's context.",
+    422: "Well formed, but beyond what this model can take: top_k over its vocabulary, a "
+    "constraint it cannot compile, an input longer than it reads, a generation model asked to "
+    "embed or an embedding model asked to generate.",
+    429: "A page quota or the limit of live processes; retry later.",
+    500: "An internal error; the message names the request id to look up in the server log.",
+    503: "The kernel is closed, the engine failed, or there is no room in the memory budget.",
+}
+PROCESS_ERRORS = (400, 401, 404, 409, 413, 422, 429, 500, 503)
+OPENAI_ERRORS = (400, 401, 404, 413, 422, 429, 500, 503)
+ADMIN_ERRORS = (400, 401, 403, 404, 409, 413, 500, 503)
+
+ModelNameParameter = Annotated[str, Path(pattern=NAME_PATTERN)]
+Pid = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(BaseModel):
+    """Every error, as OpenAI sends them."""
+
+    error: ErrorDetail
+
+
+def errors(codes: Iterable[int]) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody, "description": WHEN[code]} for code in codes}
+
+
+def streamed(description: str, *, json_too: bool) -> dict[int | str, dict[str, Any]]:
+    """A 200 that is server-sent events (and, when `json_too`, JSON unless stream is set)."""
+    content: dict[str, Any] = {"text/event-stream": {"schema": {}}}  # each event: data JSON
+    if json_too:
+        content["application/json"] = {"schema": {"type": "object"}}
+    return {200: {"description": description, "content": content}}
+
+
+def allowed_methods(routes: Iterable[BaseRoute], path: str) -> list[str]:
+    """Every method some route serves at `path` (HEAD, which is implied by GET, left out)."""
+    methods: set[str] = set()
+    for route in _flatten(routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods - {"HEAD"})
+
+
+def _flatten(routes: Iterable[Any]) -> Iterator[Any]:
+    for route in routes:
+        nested = getattr(route, "routes", None) or getattr(
+            getattr(route, "router", None), "routes", None
+        )
+        if nested is not None and getattr(route, "path_regex", None) is None:
+            yield from _flatten(nested)
+        else:
+            yield route
