@@ -157,7 +157,7 @@ ERROR_STATUSES: list[tuple[type[errors.LLMasOSError], ErrorStatus]] = [
     (errors.ModelPinnedError, ErrorStatus(409, "invalid_request_error", "model_pinned", "model")),
     (
         errors.ModelFileError,
-        ErrorStatus(400, "invalid_request_error", "invalid_model_file", "source"),
+        ErrorStatus(422, "invalid_request_error", "invalid_model_file", "source"),
     ),
     (errors.MemoryBudgetError, ErrorStatus(503, "server_error", "memory_budget", "model")),
     (errors.KernelClosedError, ErrorStatus(503, "server_error", "unavailable")),

@@ -30,7 +30,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(*args: str, home: Path | None = None) -> tuple[subprocess.Popen, str]:
+def start_server(
+    *args: str, home: Path | None = None, log: Path | None = None
+) -> tuple[subprocess.Popen, str]:
+    """`llmasos serve` with `args`; its output goes to `log` (a file, for a long run whose
+    output would fill a pipe nobody reads) or to a pipe read when it fails to start."""
     port = free_port()
     command = [
         LLMASOS,
@@ -48,12 +52,13 @@ def start_server(*args: str, home: Path | None = None) -> tuple[subprocess.Popen
     env = {**os.environ, "LLMASOS_API_KEYS": ""}
     if home is not None:
         env["LLMASOS_HOME"] = str(home)
-    server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output = log.open("wb") if log is not None else subprocess.PIPE
+    server = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(server.stdout.read().decode())
+            raise RuntimeError(log.read_text() if log else server.stdout.read().decode())
         try:
             if httpx.get(f"{url}/health", timeout=1).is_success:
                 return server, url

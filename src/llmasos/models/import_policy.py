@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from llmasos.errors import InvalidRequestError, ModelFileError
+from llmasos.errors import ModelFileError, UnprocessableError
 from llmasos.models.download import UrlRules
 
 SERVER_MAX_DOWNLOAD_BYTES = 64 * 1024**3
@@ -53,7 +53,7 @@ class ImportPolicy:
 
     def check_package(self, source: str) -> None:
         if not self.allow_packages:
-            raise InvalidRequestError(
+            raise UnprocessableError(
                 "source",
                 "pypi: sources are not accepted over HTTP (installing a package runs its code); "
                 "import them on the server's machine with `llmasos models import`",

@@ -1,6 +1,7 @@
 """What the OpenAPI document says beyond the request schemas: each route's error responses (the
-error body's shape and when each status comes), streamed content types, path parameters, and
-the methods a path allows (for a 405's Allow header)."""
+error body's shape and when each status comes), streamed content types, path parameters, links
+from a response to the routes its ids lead to, and the methods a path allows (for a 405's
+Allow header)."""
 
 from __future__ import annotations
 
@@ -22,14 +23,14 @@ WHEN = {
     413: "The body is over 8 MiB, or the prompt plus max_tokens exceed the model's context.",
     422: "Well formed, but beyond what this model can take: top_k over its vocabulary, a "
     "constraint it cannot compile, an input longer than it reads, a generation model asked to "
-    "embed or an embedding model asked to generate.",
+    "embed or an embedding model asked to generate, a model source that cannot be imported.",
     429: "A page quota or the limit of live processes; retry later.",
     500: "An internal error; the message names the request id to look up in the server log.",
     503: "The kernel is closed, the engine failed, or there is no room in the memory budget.",
 }
 PROCESS_ERRORS = (400, 401, 404, 409, 413, 422, 429, 500, 503)
 OPENAI_ERRORS = (400, 401, 404, 413, 422, 429, 500, 503)
-ADMIN_ERRORS = (400, 401, 403, 404, 409, 413, 500, 503)
+ADMIN_ERRORS = (400, 401, 403, 404, 409, 413, 422, 500, 503)
 
 ModelNameParameter = Annotated[str, Path(pattern=NAME_PATTERN)]
 Pid = Annotated[int, Path(ge=1, le=2**63 - 1)]
@@ -58,6 +59,34 @@ def streamed(description: str, *, json_too: bool) -> dict[int | str, dict[str, A
     if json_too:
         content["application/json"] = {"schema": {"type": "object"}}
     return {200: {"description": description, "content": content}}
+
+
+def _path_ref(path: str, method: str) -> str:
+    return "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method
+
+
+def links(
+    pointer: str, parameter: str, targets: Iterable[tuple[str, str]]
+) -> dict[str, dict[str, Any]]:
+    """OpenAPI links from a response field (a JSON pointer into the body) to the operations
+    (path, method) that take it as their path `parameter`: a client, or a stateful tester,
+    learns where a pid or a model name leads."""
+    return {
+        f"{method}{path}": {
+            "operationRef": _path_ref(path, method),
+            "parameters": {parameter: f"$response.body#{pointer}"},
+        }
+        for path, method in targets
+    }
+
+
+PROCESS_ROUTES = (
+    ("/v1/processes/{pid}", "get"),
+    ("/v1/processes/{pid}/signal", "post"),
+    ("/v1/processes/{pid}/fork", "post"),
+    ("/v1/processes/{pid}/events", "get"),
+)
+MODEL_ROUTES = (("/v1/models/{name}", "get"), ("/v1/models/{name}/load", "post"))
 
 
 def allowed_methods(routes: Iterable[BaseRoute], path: str) -> list[str]:

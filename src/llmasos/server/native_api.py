@@ -18,7 +18,7 @@ from llmasos.errors import InvalidRequestError, UnknownModelError
 from llmasos.kernel.kernel import Kernel
 from llmasos.kernel.process import ProcessInfo, Signal
 from llmasos.models.repository import Repository
-from llmasos.server.api_docs import ModelNameParameter, Pid, streamed
+from llmasos.server.api_docs import PROCESS_ROUTES, ModelNameParameter, Pid, links, streamed
 from llmasos.server.events import merged_events
 from llmasos.server.metrics import render_metrics
 from llmasos.server.openai_api import chat_prompts, models_of, plain_prompts, spawn_all
@@ -84,7 +84,11 @@ async def list_processes(request: Request) -> dict[str, Any]:
     return {"object": "list", "data": infos}
 
 
-@router.post("/v1/processes", status_code=201)
+@router.post(
+    "/v1/processes",
+    status_code=201,
+    responses={201: {"description": "The process", "links": links("/pid", "pid", PROCESS_ROUTES)}},
+)
 def spawn(body: SpawnRequest, request: Request) -> dict[str, Any]:
     """Runs in a worker thread (a sync route): it may load the model and tokenises."""
     body.sampling_params()
@@ -112,7 +116,13 @@ async def signal(pid: Pid, body: SignalRequest, request: Request) -> dict[str, A
     return info_to_json(ProcessInfo.of(kernel.get(pid)))
 
 
-@router.post("/v1/processes/{pid}/fork", status_code=201)
+@router.post(
+    "/v1/processes/{pid}/fork",
+    status_code=201,
+    responses={
+        201: {"description": "The children", "links": links("/data/0/pid", "pid", PROCESS_ROUTES)}
+    },
+)
 async def fork(pid: Pid, body: ForkRequest, request: Request) -> dict[str, Any]:
     """Children of `pid` that share what it computed so far; see ProcessHandle.fork."""
     kernel = models_of(request).kernel_of(pid)

@@ -23,7 +23,7 @@ from llmasos.kernel.kernel import Kernel
 from llmasos.kernel.limits import SEED_MAX
 from llmasos.kernel.process import Process
 from llmasos.runtime.manager import ModelManager
-from llmasos.server.api_docs import streamed
+from llmasos.server.api_docs import MODEL_ROUTES, links, streamed
 from llmasos.server.openai_format import ChatStyle, CompletionStyle
 from llmasos.server.openai_reply import Reply, kill_quietly
 from llmasos.server.schemas import (
@@ -54,7 +54,12 @@ def models_of(request: Request) -> ModelManager:
     return request.app.state.models
 
 
-@router.get("/v1/models")
+@router.get(
+    "/v1/models",
+    responses={
+        200: {"description": "The models", "links": links("/data/0/id", "name", MODEL_ROUTES)}
+    },
+)
 def list_models(request: Request) -> dict[str, Any]:
     """The repository's models, and any loaded model it does not hold (a GGUF path)."""
     models = models_of(request)

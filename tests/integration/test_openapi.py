@@ -1,0 +1,63 @@
+"""Schemathesis over the whole API: every operation in /openapi.json, with every check it has
+(status codes, response schemas, content types, headers, that what the schema accepts is
+accepted and what it refuses is refused, stateful sequences along the document's links).
+
+The server serves the tiny random-weight model, so thousands of generated requests run in
+well under a minute: this checks the HTTP contract, which does not depend on the weights (the
+default model's behaviour through the same routes is what the other integration tests check).
+The embeddings route runs the real default embedding model. The statuses a schema-valid
+request may still get, and why, are in schemathesis.toml.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from llmasos.models.repository import Repository
+from tests.fixtures.tiny_gguf import write_tiny_gguf
+from tests.integration.test_server import start_server, stop_server
+
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+SCHEMATHESIS = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
+ADMIN_KEY = "schemathesis-admin"
+EXAMPLES_PER_OPERATION = 30
+SEED = 1  # a fixed seed: the same requests every run, so a failure reproduces
+
+
+def test_schemathesis_finds_no_failures_in_any_check(fresh_home, tmp_path):
+    tiny = write_tiny_gguf(tmp_path / "tiny.gguf")
+    Repository(fresh_home / "models").import_file(tiny, "tiny")
+    server, url = start_server(
+        *("--model", "tiny", "--num-slots", "4", "--max-running", "4", "--admin-key", ADMIN_KEY),
+        home=fresh_home,
+        log=tmp_path / "server.log",
+    )
+    try:
+        run = subprocess.run(
+            [
+                *(SCHEMATHESIS, "--no-color", "--config-file", str(CONFIG)),
+                *("run", f"{url}/openapi.json", "--checks", "all"),
+                *("--max-examples", str(EXAMPLES_PER_OPERATION), "--seed", str(SEED)),
+                *("--header", f"Authorization: Bearer {ADMIN_KEY}"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            cwd=tmp_path,
+        )
+    finally:
+        stop_server(server)
+    report = run.stdout + run.stderr
+    assert run.returncode == 0, report[-8000:]
+    selected = re.search(r"Selected: (\d+)/(\d+)", report)
+    tested = re.search(r"Tested: (\d+)", report)
+    assert selected and tested, report[-4000:]
+    assert int(tested.group(1)) == int(selected.group(1)) == int(selected.group(2)) >= 20
+    assert re.search(r"\d+ generated, \d+ passed", report), report[-4000:]
+    assert (
+        server.returncode is not None and "Traceback" not in (tmp_path / "server.log").read_text()
+    )
