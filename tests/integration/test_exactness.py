@@ -119,3 +119,26 @@ def test_greedy_fast_path_picks_what_llama_cpp_greedy_sampler_picks(model_path):
         assert picked == reference
     finally:
         engine.close()
+
+
+def test_an_urgent_prompt_runs_its_steps_alone_and_the_others_go_on_exactly(model_path, solo):
+    """Priority isolation: under load, a higher-priority newcomer runs in the very next step,
+    and the steps that compute its prompt hold nothing else (they are as short as alone)."""
+    others = [*PROMPTS[:3], *PROMPTS[4:7]]
+    with Client(
+        "priority", model=str(model_path), max_running=8, num_slots=8, context_length=1024
+    ) as client:
+        low = [client.spawn(p, max_tokens=40, temperature=0) for p in others]
+        wait_until(lambda: all(h.state is ProcessState.RUNNING for h in low))
+        urgent = client.spawn(PROMPTS[3], priority=5, max_tokens=6, temperature=0)
+        urgent_tokens = urgent.wait().token_ids
+        process = client.kernel.get(urgent.pid)
+        assert process.first_run_tick == process.spawn_tick
+        prompt_steps = [
+            r.batch for r in client.kernel.trace if any(pid == urgent.pid for pid, _ in r.batch)
+        ][:1]
+        assert prompt_steps == [((urgent.pid, len(process.prompt_tokens)),)]
+        low_tokens = [h.wait().token_ids for h in low]
+        assert all(h.wait().preemptions == 0 for h in low)  # held in place, not preempted
+    assert urgent_tokens == solo(PROMPTS[3], 6)
+    assert low_tokens == [solo(p, 40) for p in others]
