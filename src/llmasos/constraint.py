@@ -18,10 +18,11 @@ from llmasos.errors import InvalidRequestError
 
 MAX_CONSTRAINT_BYTES = 64 * 1024
 
-JSON_LAYOUT = {"whitespace_pattern": r"\n? {0,20}"}
-"""Where JSON output may put whitespace: at most one line break and 20 spaces between two
-tokens, so sampling cannot wander into endless blank lines. A schema's own "x-guidance"
-options (llguidance's) replace this."""
+JSON_LAYOUT = {"whitespace_pattern": r"( |\n {0,20})?"}
+"""Where JSON output may put whitespace: between two tokens nothing, one space, or a line break
+and up to 20 spaces of indentation (what llama.cpp's JSON grammars allow), so sampling cannot
+wander into blank lines or runs of spaces. A schema's own "x-guidance" options (llguidance's)
+replace this."""
 
 
 def with_json_layout(schema: dict) -> dict:
@@ -89,6 +90,6 @@ def _schema_text(schema: object) -> str:
     if not isinstance(schema, dict):
         raise InvalidRequestError("json_schema", "must be a JSON object (a JSON Schema)")
     try:
-        return json.dumps(schema, sort_keys=True)
+        return json.dumps(schema)  # key order kept: properties come out in the schema's order
     except (TypeError, ValueError) as error:
         raise InvalidRequestError("json_schema", f"is not serialisable as JSON ({error})") from None
