@@ -7,6 +7,7 @@ import asyncio
 import json
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ class RequestRecord:
     prompt_tokens: int
     cached_tokens: int  # prompt tokens the server reported as reused from its cache
     text: str
+    finish_reason: str | None = None
 
 
 def new_client(url: str) -> httpx.AsyncClient:
@@ -32,12 +34,17 @@ def new_client(url: str) -> httpx.AsyncClient:
 
 
 async def stream_completion(
-    client: httpx.AsyncClient, path: str, body: dict[str, Any]
+    client: httpx.AsyncClient,
+    path: str,
+    body: dict[str, Any],
+    on_text: Callable[[], None] | None = None,
 ) -> RequestRecord:
+    """Send `body` streamed; `on_text` is called for each chunk that carries text."""
     started = time.perf_counter()
     first: float | None = None
     usage: dict[str, Any] | None = None
     pieces: list[str] = []
+    finish_reason: str | None = None
     request = {**body, "stream": True, "stream_options": {"include_usage": True}}
     async with client.stream("POST", path, json=request) as response:
         response.raise_for_status()
@@ -48,9 +55,12 @@ async def stream_completion(
             if chunk.get("usage"):
                 usage = chunk["usage"]
             for choice in chunk.get("choices") or []:
+                finish_reason = choice.get("finish_reason") or finish_reason
                 text = choice.get("text") or (choice.get("delta") or {}).get("content")
                 if text:
                     pieces.append(text)
+                    if on_text is not None:
+                        on_text()
                     if first is None:
                         first = time.perf_counter()
     finished = time.perf_counter()
@@ -64,6 +74,7 @@ async def stream_completion(
         prompt_tokens=usage["prompt_tokens"],
         cached_tokens=cached,
         text="".join(pieces),
+        finish_reason=finish_reason,
     )
 
 
