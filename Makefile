@@ -19,6 +19,7 @@ run: $(STAMP)
 	$(VENV)/bin/llmasos serve --host $${HOST:-127.0.0.1} --port $${PORT:-8000}
 
 test: $(STAMP)
+	scripts/system-packages
 	$(VENV)/bin/python -m ruff check src tests bench
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest

@@ -4,13 +4,24 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from llmasos.agents.agent import AgentInfo, AgentLimits
+from llmasos.agents.handle import AgentHandle
+from llmasos.agents.react import AgentSpec, run_spec
+from llmasos.agents.runtime import AgentRuntime
 from llmasos.engine.base import Engine
-from llmasos.errors import EngineError, IncompleteOutputError, InvalidRequestError, LLMasOSError
+from llmasos.errors import (
+    EngineError,
+    IncompleteOutputError,
+    InvalidRequestError,
+    LLMasOSError,
+    ProcessError,
+)
 from llmasos.handles import Backend, ProcessHandle
 from llmasos.kernel.config import KernelConfig
 from llmasos.kernel.kernel import Kernel
@@ -19,6 +30,8 @@ from llmasos.kernel.stats import KernelStatus, MemoryReport
 from llmasos.local import LocalBackend
 from llmasos.runtime.factory import EngineOptions, load_engine
 from llmasos.sampling import SamplingParams
+from llmasos.tools.builtins import builtin_tools
+from llmasos.tools.registry import ToolRegistry
 
 
 class Client:
@@ -48,6 +61,9 @@ class Client:
         **options: Any,
     ) -> None:
         self._backend: Backend
+        self._agents: AgentRuntime | None = None
+        self.tools = ToolRegistry(builtin_tools())
+        """The tools agents may call: the built-ins, and yours (tools.register_function)."""
         if base_url is not None:
             if policy is not None or engine is not None or options:
                 raise InvalidRequestError(
@@ -74,7 +90,9 @@ class Client:
         if "max_running" not in kernel_options:  # the default fits the engine's slots
             running = min(config.max_running, engine.info.num_slots, engine.info.max_batch_tokens)
             config = dataclasses.replace(config, max_running=running)
-        self._backend = LocalBackend(Kernel(engine, config))
+        pids = itertools.count(1)  # one pid space for processes and agents
+        self._backend = LocalBackend(Kernel(engine, config, pids=pids))
+        self._agents = AgentRuntime(self._backend, self.tools, pids)
 
     @property
     def kernel(self) -> Kernel:
@@ -152,8 +170,72 @@ class Client:
         misses, and swap use."""
         return self._backend.memory()
 
+    def run_agent(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        priority: int = 0,
+        limits: AgentLimits | dict[str, Any] | None = None,
+        name: str | None = None,
+    ) -> AgentHandle:
+        """Run `fn(ctx, *args)` as an agent: a process of its own whose model calls, tools and
+        messages go through the syscalls of `ctx` (see llmasos.agents.context). Returns a
+        handle at once. `limits`: AgentLimits(max_steps, token_budget, wall_time_s)."""
+        agent = self._agent_runtime().start(fn, args, name=name, priority=priority, limits=limits)
+        return AgentHandle(self._agent_runtime(), agent.pid)
+
+    def run_spec(self, spec: AgentSpec | dict[str, Any], task: str) -> AgentHandle:
+        """Run a declarative agent (an AgentSpec, or its fields as from YAML) on `task` with the
+        built-in tool-using loop (llmasos.agents.react); its value is the final answer."""
+        if not isinstance(spec, AgentSpec):
+            spec = AgentSpec.from_dict(spec)
+        if not isinstance(task, str) or not task:
+            raise InvalidRequestError("task", "must be a non-empty string")
+        for name in spec.tools:
+            self.tools.get(name)
+        return self.run_agent(
+            run_spec, spec, task, priority=spec.priority, limits=spec.limits, name=spec.name
+        )
+
+    def agents(self, *, include_ended: bool = False) -> list[AgentInfo]:
+        """The agents, with their live model calls and child agents."""
+        return self._agent_runtime().agents(include_ended=include_ended)
+
+    def agent(self, pid: int) -> AgentHandle:
+        self._agent_runtime().get(pid)
+        return AgentHandle(self._agent_runtime(), pid)
+
+    def pipe(
+        self, source: ProcessHandle, prompt: str | Callable[[str], str], **sampling: Any
+    ) -> ProcessHandle:
+        """Feed `source`'s output into a new process, as a shell pipes programs: its prompt is
+        `prompt` with "{input}" replaced by that output (or prompt(output) for a function).
+        Returns once `source` ended (its output is whole), with the new process's handle."""
+        result = source.wait()
+        if result.finish_reason in (FinishReason.ERROR, FinishReason.KILLED):
+            raise ProcessError(source.pid, f"ended {result.finish_reason.value}; nothing to pipe")
+        if callable(prompt):
+            text = prompt(result.text)
+        elif "{input}" in prompt:
+            text = prompt.replace("{input}", result.text)
+        else:
+            raise InvalidRequestError("prompt", 'must hold "{input}" where the output goes')
+        return self.spawn(text, **sampling)
+
+    def _agent_runtime(self) -> AgentRuntime:
+        if self._agents is None:
+            raise InvalidRequestError(
+                "base_url",
+                "agents run in an in-process Client for now; a server runs them with "
+                "POST /v1/agents",
+            )
+        return self._agents
+
     def close(self) -> None:
-        """In-process: stop the kernel (live processes are killed). Remote: disconnect."""
+        """In-process: stop the agents and the kernel (live processes are killed). Remote:
+        disconnect."""
+        if self._agents is not None:
+            self._agents.close()
         self._backend.close()
 
     def __enter__(self) -> Client:

@@ -21,6 +21,14 @@
     ├── KernelClosedError             the kernel was stopped; nothing new is accepted
     ├── SwapError                     a KV snapshot could not be read back from swap
     ├── IncompleteOutputError         structured output cut by max_tokens before it was complete
+    ├── AgentError                    an agent failed, was killed, or hit a limit
+    │   ├── AgentKilledError          the agent was killed while it ran
+    │   └── AgentLimitError           the agent hit one of its limits (steps, tokens, wall time)
+    ├── MessageError                  a message could not be delivered or received
+    │   ├── MailboxFullError          the receiver's mailbox or the channel is full
+    │   └── ReceiveTimeoutError       nothing arrived within the timeout
+    ├── UnknownToolError              a tool name the registry does not hold
+    ├── SandboxUnavailableError       this machine cannot sandbox tools (no bubblewrap)
     └── EngineError                   the inference engine failed (load, decode, state restore)
 
 Every error names the field (or object) at fault and, where there is one, the limit it broke, so
@@ -183,6 +191,51 @@ class SwapError(LLMasOSError):
 
 class IncompleteOutputError(LLMasOSError):
     """Raised by Client.generate_json when max_tokens ends the output before the JSON value."""
+
+
+class AgentError(LLMasOSError):
+    """Raised when an agent fails; waiting on it raises this with the agent's own error."""
+
+
+class AgentKilledError(AgentError):
+    """Raised inside an agent's syscalls once it was killed, and by waiting on it."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(f"agent {pid}: killed")
+        self.pid = pid
+
+
+class AgentLimitError(AgentError):
+    """Raised when an agent reaches one of its limits; the message names the limit."""
+
+    def __init__(self, limit: str, message: str) -> None:
+        super().__init__(f"limits.{limit}: {message}")
+        self.field = f"limits.{limit}"
+
+
+class MessageError(LLMasOSError):
+    """Base class of IPC failures (a message to a dead or unknown pid is NoSuchProcessError
+    or ProcessTerminatedError, never a silent drop)."""
+
+
+class MailboxFullError(MessageError):
+    """Raised when a send finds the mailbox or channel at its capacity."""
+
+
+class ReceiveTimeoutError(MessageError, TimeoutError):
+    """Raised when recv(timeout=...) finds nothing in time."""
+
+
+class UnknownToolError(LLMasOSError, LookupError):
+    """Raised for a tool name that is not registered."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"tool: unknown tool {name!r}; registered: {', '.join(known) or 'none'}")
+        self.field = "tool"
+
+
+class SandboxUnavailableError(LLMasOSError):
+    """Raised when a tool that runs code cannot be sandboxed on this machine."""
 
 
 class EngineError(LLMasOSError):

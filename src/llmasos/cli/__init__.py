@@ -3,6 +3,7 @@
     serve       cli/serve.py
     run, chat, ps, kill, top      cli/processes.py
     models ...  cli/models.py
+    agents ...  cli/agents.py
 
 Every command has --help.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import typer
 
-from llmasos.cli import models, processes, serve
+from llmasos.cli import agents, models, processes, serve
 
 app = typer.Typer(
     help="LLMasOS: an operating system for LLM work.",
@@ -23,6 +24,7 @@ app.command()(serve.serve)
 for command in (processes.run, processes.chat, processes.ps, processes.kill, processes.top):
     app.command()(command)
 app.add_typer(models.models_app, name="models")
+app.add_typer(agents.agents_app, name="agents")
 
 
 def main() -> None:

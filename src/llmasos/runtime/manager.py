@@ -82,7 +82,7 @@ class ModelManager:
         self._load_embedder = load_embedder
         self._kv_bytes_for = kv_bytes_for
         self._clock = clock
-        self._pids = itertools.count(1)
+        self.pids = itertools.count(1)  # shared by every kernel and the agents
         self._loaded: dict[str, LoadedModel] = {}
         self._loading: dict[str, Loading] = {}
         self._retiring: list[LoadedModel] = []  # being closed; their bytes still count
@@ -204,7 +204,7 @@ class ModelManager:
             return self._load_embedder(path, name, device)
         engine = self._load_engine(path, name, device)
         try:
-            return Kernel(engine, self.kernel_config, pids=self._pids)
+            return Kernel(engine, self.kernel_config, pids=self.pids)
         except BaseException:
             engine.close()
             raise

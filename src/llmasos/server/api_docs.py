@@ -18,12 +18,13 @@ WHEN = {
     400: "A field is missing, of the wrong type or outside its bounds; the message names it.",
     401: "No valid API key: send Authorization: Bearer <key>.",
     403: "The key may not use this route (administrative routes need the admin key).",
-    404: "No such model or process.",
-    409: "The process already ended, the name is taken, or the model is busy or pinned.",
+    404: "No such model, process or agent.",
+    409: "The process or agent already ended, the name is taken, or the model is busy or pinned.",
     413: "The body is over 8 MiB, or the prompt plus max_tokens exceed the model's context.",
     422: "Well formed, but beyond what this model can take: top_k over its vocabulary, a "
     "constraint it cannot compile, an input longer than it reads, a generation model asked to "
-    "embed or an embedding model asked to generate, a model source that cannot be imported.",
+    "embed or an embedding model asked to generate, a model source that cannot be imported, "
+    "a tool this server does not have.",
     429: "A page quota or the limit of live processes; retry later.",
     500: "An internal error; the message names the request id to look up in the server log.",
     503: "The kernel is closed, the engine failed, or there is no room in the memory budget.",
@@ -87,6 +88,12 @@ PROCESS_ROUTES = (
     ("/v1/processes/{pid}/events", "get"),
 )
 MODEL_ROUTES = (("/v1/models/{name}", "get"), ("/v1/models/{name}/load", "post"))
+AGENT_ROUTES = (
+    ("/v1/agents/{pid}", "get"),
+    ("/v1/agents/{pid}", "delete"),
+    ("/v1/agents/{pid}/trace", "get"),
+    ("/v1/agents/{pid}/events", "get"),
+)
 
 
 def allowed_methods(routes: Iterable[BaseRoute], path: str) -> list[str]:

@@ -11,12 +11,16 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
+from llmasos.agents.runtime import AgentRuntime
 from llmasos.models.import_policy import ImportPolicy
 from llmasos.runtime.manager import ModelManager
-from llmasos.server import admin_api, embeddings_api, native_api, openai_api
+from llmasos.runtime.model_calls import ManagerModelCalls
+from llmasos.server import admin_api, agents_api, embeddings_api, native_api, openai_api
 from llmasos.server.api_docs import ADMIN_ERRORS, OPENAI_ERRORS, PROCESS_ERRORS, errors
 from llmasos.server.errors import install_error_handlers
 from llmasos.server.guards import MAX_BODY_BYTES, Access, BodyLimit, RequestIds
+from llmasos.tools.builtins import builtin_tools
+from llmasos.tools.registry import ToolRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +56,7 @@ def create_app(
         reaper = asyncio.create_task(reap())
         yield
         reaper.cancel()
+        await run_in_threadpool(app.state.agents.close)
         await run_in_threadpool(models.close)
 
     async def authenticate(request: Request) -> None:
@@ -64,6 +69,9 @@ def create_app(
     app.state.models = models
     app.state.imports = imports or ImportPolicy.for_server()
     app.state.started_at = int(time.time())
+    app.state.agents = AgentRuntime(
+        ManagerModelCalls(models, "local"), ToolRegistry(builtin_tools()), models.pids
+    )
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(RequestIds)
@@ -74,6 +82,7 @@ def create_app(
         embeddings_api.router, dependencies=protected, responses=errors(OPENAI_ERRORS)
     )
     app.include_router(native_api.router, dependencies=protected, responses=errors(PROCESS_ERRORS))
+    app.include_router(agents_api.router, dependencies=protected, responses=errors(PROCESS_ERRORS))
     app.include_router(admin_api.router, dependencies=admin, responses=errors(ADMIN_ERRORS))
     app.include_router(native_api.open_router, responses=errors([500]))
     return app

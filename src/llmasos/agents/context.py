@@ -1,0 +1,246 @@
+"""The syscalls of an agent: what its function, given this context as its first argument, may
+ask of the OS. Each one is recorded in the agent's trace, checks that the agent was not killed,
+and the model and tool calls count against its limits.
+
+    ctx.pid                          the agent's pid
+    ctx.llm(prompt_or_messages, **sampling)
+                                     a model call, run as a child process with the agent's
+                                     priority: the text, or the parsed object with json_schema=
+    ctx.tool(name, **arguments)      a ToolResult (an error result when the arguments do not
+                                     validate, or the tool fails or hits a limit)
+    ctx.send(to, body)               to a pid's mailbox or a channel name
+    ctx.broadcast(body)              to every other live agent; how many got it
+    ctx.recv(timeout=None, channel=None)
+                                     a Message (.sender, .body), from the mailbox or a channel
+    ctx.spawn(fn, *args, name=None, priority=None, limits=None)
+                                     a child agent's pid (it ends when this agent ends)
+    ctx.wait(pid, timeout=None)      that agent's return value (AgentError if it failed)
+    ctx.sleep(seconds)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from llmasos.agents.agent import Agent, AgentLimits, AgentOutcome, AgentState, TraceEntry
+from llmasos.agents.ipc import POLL_S, Message
+from llmasos.errors import (
+    AgentError,
+    AgentKilledError,
+    AgentLimitError,
+    EngineError,
+    IncompleteOutputError,
+    ReceiveTimeoutError,
+)
+from llmasos.handles import ProcessHandle
+from llmasos.kernel.process import FinishReason, Result
+from llmasos.toolcalls import FunctionTool
+from llmasos.tools.registry import ToolResult
+
+if TYPE_CHECKING:
+    from llmasos.agents.runtime import AgentRuntime
+
+
+class AgentContext:
+    """The syscall surface handed to an agent's function (one per agent, its thread only)."""
+
+    def __init__(self, runtime: AgentRuntime, agent: Agent) -> None:
+        self._runtime = runtime
+        self._agent = agent
+
+    @property
+    def pid(self) -> int:
+        return self._agent.pid
+
+    # -- model and tools --------------------------------------------------------------------
+
+    def llm(self, prompt: str | list[dict[str, Any]], *, model: str | None = None, **sampling: Any):
+        """Generate from `prompt` (a string, or chat messages rendered with the model's chat
+        template). Takes Client.spawn's sampling keywords."""
+        inputs = {"prompt": prompt, **sampling}
+        with self._syscall("llm", inputs, AgentState.BLOCKED) as entry:
+            self._take_step("model_calls")
+            handle = self._start_model_call(prompt, sampling, model)
+            entry.pid = handle.pid
+            result = self._finish_model_call(handle)
+            self._record_model_call(entry, result)
+            if result.finish_reason is FinishReason.KILLED:
+                self._check_alive()
+                raise AgentError(f"llm: the model call (pid {handle.pid}) was killed")
+            if result.finish_reason is FinishReason.ERROR:
+                raise EngineError(result.error or f"llm: the model call (pid {handle.pid}) failed")
+            if sampling.get("json_schema") is None:
+                return result.text
+            if result.finish_reason is not FinishReason.STOP:
+                raise IncompleteOutputError(
+                    f"max_tokens: the JSON value was not complete after "
+                    f"{len(result.token_ids)} tokens; raise max_tokens"
+                )
+            return json.loads(result.text)
+
+    def tool(self, name: str, **arguments: Any) -> ToolResult:
+        with self._syscall("tool", {"name": name, "arguments": arguments}, AgentState.BLOCKED) as e:
+            self._take_step("tool_calls")
+            result = self._runtime.tools.call(name, arguments)
+            self._agent.usage.tool_s += result.duration_s
+            e.output, e.error = result.value, result.error
+            return result
+
+    def tool_specs(self, names: list[str] | None = None) -> list[FunctionTool]:
+        """The registered tools (all, or those named) with their descriptions and schemas."""
+        return self._runtime.tools.specs(names)
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def send(self, to: int | str, body: Any) -> None:
+        with self._syscall("send", {"to": to, "body": body}, AgentState.BLOCKED):
+            self._runtime.post.send(self.pid, to, body)
+
+    def broadcast(self, body: Any) -> int:
+        with self._syscall("broadcast", {"body": body}, AgentState.BLOCKED) as entry:
+            entry.output = self._runtime.post.broadcast(self.pid, body)
+            return entry.output
+
+    def recv(self, timeout: float | None = None, channel: str | None = None) -> Message:
+        inputs = {"timeout": timeout, "channel": channel}
+        with self._syscall("recv", inputs, AgentState.WAITING) as entry:
+            message = self._runtime.post.receive(
+                self.pid, channel=channel, timeout=timeout, interrupt=self._check_alive
+            )
+            entry.output = {"sender": message.sender, "body": message.body}
+            return message
+
+    # -- other agents -----------------------------------------------------------------------
+
+    def spawn(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        name: str | None = None,
+        priority: int | None = None,
+        limits: AgentLimits | None = None,
+    ) -> int:
+        inputs = {"fn": getattr(fn, "__name__", repr(fn)), "args": list(args)}
+        with self._syscall("spawn", inputs, AgentState.BLOCKED) as entry:
+            child = self._runtime.start(
+                fn,
+                args,
+                name=name,
+                priority=self._agent.priority if priority is None else priority,
+                limits=limits,
+                parent=self._agent,
+            )
+            entry.pid = entry.output = child.pid
+            return child.pid
+
+    def wait(self, pid: int, timeout: float | None = None) -> Any:
+        with self._syscall("wait", {"pid": pid, "timeout": timeout}, AgentState.WAITING) as entry:
+            other = self._runtime.get(pid)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not other.done.wait(POLL_S):
+                self._check_alive()
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise ReceiveTimeoutError(f"timeout: agent {pid} still runs after {timeout} s")
+            entry.pid = pid
+            if other.outcome is not AgentOutcome.DONE:
+                raise AgentError(f"agent {pid} ended {other.outcome.value}: {other.error}")
+            entry.output = other.value
+            return other.value
+
+    def sleep(self, seconds: float) -> None:
+        with self._syscall("sleep", {"seconds": seconds}, AgentState.SLEEPING):
+            self._agent.killed.wait(max(0.0, seconds))
+            self._check_alive()
+
+    # -- the machinery ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _syscall(
+        self, name: str, inputs: dict[str, Any], state: AgentState
+    ) -> Iterator[TraceEntry]:
+        agent = self._agent
+        self._check_alive()
+        started = time.monotonic()
+        entry = TraceEntry(name, round(started - agent.started_at, 6), inputs)
+        agent.usage.syscalls += 1
+        agent.state = state
+        try:
+            yield entry
+        except Exception as error:
+            entry.error = str(error)
+            raise
+        finally:
+            entry.duration_s = round(time.monotonic() - started, 6)
+            agent.trace.append(entry)
+            agent.state = AgentState.RUNNING
+
+    def _check_alive(self) -> None:
+        agent = self._agent
+        if agent.killed.is_set():
+            if agent.limit_hit is not None:
+                raise AgentLimitError(agent.limit_hit, "the agent ran out of it and was stopped")
+            raise AgentKilledError(agent.pid)
+
+    def _take_step(self, counter: str) -> None:
+        usage, limits = self._agent.usage, self._agent.limits
+        if limits.max_steps is not None and usage.steps >= limits.max_steps:
+            raise AgentLimitError("max_steps", f"the agent made its {limits.max_steps} steps")
+        budget = limits.token_budget
+        if counter == "model_calls" and budget is not None and usage.computed_tokens >= budget:
+            raise AgentLimitError(
+                "token_budget", f"the agent used {usage.computed_tokens} of {budget} tokens"
+            )
+        setattr(usage, counter, getattr(usage, counter) + 1)
+
+    def _start_model_call(
+        self, prompt: str | list[dict[str, Any]], sampling: dict[str, Any], model: str | None
+    ) -> ProcessHandle:
+        backend, agent = self._agent.calls, self._agent
+        if isinstance(prompt, str):
+            handle = backend.spawn(prompt, sampling, priority=agent.priority, model=model)
+        else:
+            handle = backend.spawn_chat(prompt, sampling, priority=agent.priority, model=model)
+        with agent.lock:
+            agent.processes[handle.pid] = handle
+        if agent.killed.is_set():  # killed while the call was being spawned
+            self._runtime.kill_process(handle)
+        return handle
+
+    def _finish_model_call(self, handle: ProcessHandle) -> Result:
+        try:
+            while True:
+                try:
+                    return handle.wait(timeout=POLL_S)
+                except TimeoutError:
+                    continue
+        finally:
+            with self._agent.lock:
+                self._agent.processes.pop(handle.pid, None)
+
+    def _record_model_call(self, entry: TraceEntry, result: Result) -> None:
+        usage = self._agent.usage
+        usage.prompt_tokens += result.usage.prompt_tokens
+        usage.cached_tokens += result.usage.cached_tokens
+        usage.completion_tokens += result.usage.completion_tokens
+        entry.output = result.text
+        entry.tokens = {
+            "prompt": result.usage.prompt_tokens,
+            "cached": result.usage.cached_tokens,
+            "completion": result.usage.completion_tokens,
+        }
+        if result.logprobs is not None:
+            entry.logprobs = [
+                {
+                    "piece": step.chosen.piece.decode("utf-8", errors="replace"),
+                    "logprob": step.chosen.logprob,
+                    "top": {
+                        alt.piece.decode("utf-8", errors="replace"): alt.logprob
+                        for alt in step.alternatives
+                    },
+                }
+                for step in result.logprobs
+            ]

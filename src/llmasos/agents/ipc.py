@@ -1,0 +1,140 @@
+"""Inter-process communication: a mailbox per live agent and named channels, both bounded.
+
+A message goes to a pid (that agent's mailbox) or to a channel name (a queue any agent may
+receive from; each message reaches one receiver). broadcast() puts one copy in every other live
+agent's mailbox, or in none when any of them is full. Nothing is dropped silently: a message to
+an unknown pid raises NoSuchProcessError, to an ended agent ProcessTerminatedError, to a full
+mailbox or channel MailboxFullError. Receiving blocks (optionally up to a timeout, then
+ReceiveTimeoutError) and can be interrupted by a check the caller passes (an agent being
+killed).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmasos.errors import (
+    InvalidRequestError,
+    MailboxFullError,
+    NoSuchProcessError,
+    ProcessTerminatedError,
+    ReceiveTimeoutError,
+)
+
+MAILBOX_CAPACITY = 256
+CHANNEL_CAPACITY = 1024
+MAX_CHANNELS = 1024
+POLL_S = 0.05  # how often a blocked receiver runs its interruption check
+_CHANNEL_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class Message:
+    sender: int  # the sending agent's pid
+    body: Any
+    channel: str | None = None  # the channel it came through; None for a direct message
+    sent_at: float = field(default_factory=time.time)
+
+
+class PostOffice:
+    """Every mailbox and channel of one agent runtime, under one lock."""
+
+    def __init__(
+        self, mailbox_capacity: int = MAILBOX_CAPACITY, channel_capacity: int = CHANNEL_CAPACITY
+    ) -> None:
+        self._cond = threading.Condition()
+        self._mailboxes: dict[int, deque[Message]] = {}
+        self._closed: set[int] = set()  # pids whose mailbox was closed when they ended
+        self._channels: dict[str, deque[Message]] = {}
+        self._mailbox_capacity = mailbox_capacity
+        self._channel_capacity = channel_capacity
+
+    def open(self, pid: int) -> None:
+        with self._cond:
+            self._mailboxes[pid] = deque()
+
+    def close(self, pid: int) -> None:
+        """The agent ended: later messages to it raise ProcessTerminatedError."""
+        with self._cond:
+            self._mailboxes.pop(pid, None)
+            self._closed.add(pid)
+            self._cond.notify_all()
+
+    def send(self, sender: int, to: int | str, body: Any) -> None:
+        with self._cond:
+            if isinstance(to, str):
+                queue, capacity, name = self._channel(to), self._channel_capacity, f"channel {to}"
+                message = Message(sender, body, channel=to)
+            else:
+                queue, capacity, name = self._mailbox_of(to), self._mailbox_capacity, f"pid {to}"
+                message = Message(sender, body)
+            if len(queue) >= capacity:
+                raise MailboxFullError(f"to: {name} holds {capacity} unread messages (its limit)")
+            queue.append(message)
+            self._cond.notify_all()
+
+    def broadcast(self, sender: int, body: Any) -> int:
+        """One copy to every other open mailbox; how many were sent."""
+        with self._cond:
+            receivers = [pid for pid in self._mailboxes if pid != sender]
+            for pid in receivers:
+                if len(self._mailboxes[pid]) >= self._mailbox_capacity:
+                    raise MailboxFullError(
+                        f"to: pid {pid} holds {self._mailbox_capacity} unread messages; "
+                        "nothing was broadcast"
+                    )
+            for pid in receivers:
+                self._mailboxes[pid].append(Message(sender, body))
+            self._cond.notify_all()
+            return len(receivers)
+
+    def receive(
+        self,
+        pid: int,
+        *,
+        channel: str | None = None,
+        timeout: float | None = None,
+        interrupt: Callable[[], None] = lambda: None,
+    ) -> Message:
+        """The oldest message in `pid`'s mailbox (or in `channel`), waiting for one."""
+        if timeout is not None and timeout < 0:
+            raise InvalidRequestError("timeout", f"must be at least 0, got {timeout}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            queue = self._mailbox_of(pid) if channel is None else self._channel(channel)
+            while not queue:
+                interrupt()
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    where = f"channel {channel}" if channel else "the mailbox"
+                    raise ReceiveTimeoutError(f"timeout: nothing arrived in {where} in {timeout} s")
+                self._cond.wait(POLL_S if left is None else min(POLL_S, left))
+            return queue.popleft()
+
+    def pending(self, pid: int) -> int:
+        with self._cond:
+            return len(self._mailboxes.get(pid, ()))
+
+    def _mailbox_of(self, pid: int) -> deque[Message]:
+        if isinstance(pid, bool) or not isinstance(pid, int):
+            raise InvalidRequestError("to", f"must be a pid or a channel name, got {pid!r}")
+        if pid in self._mailboxes:
+            return self._mailboxes[pid]
+        if pid in self._closed:
+            raise ProcessTerminatedError(pid, "receive a message")
+        raise NoSuchProcessError(pid)
+
+    def _channel(self, name: str) -> deque[Message]:
+        if not _CHANNEL_NAME.match(name):
+            raise InvalidRequestError("channel", "a channel name is 1-64 of A-Z a-z 0-9 _ . : -")
+        if name not in self._channels:
+            if len(self._channels) >= MAX_CHANNELS:
+                raise InvalidRequestError("channel", f"at most {MAX_CHANNELS} channels")
+            self._channels[name] = deque()
+        return self._channels[name]

@@ -1,0 +1,160 @@
+"""Declarative agents: a spec (instructions, tools, output schema, limits) run by the built-in
+tool-using loop, in the ReAct style.
+
+Each step the model writes one JSON object, constrained to be either a call of one of the
+spec's tools with arguments that validate against its parameters, or the final answer (valid
+against the spec's output schema; by default a string short enough to fit a step):
+
+    {instructions}
+
+    Answer step by step. A step is one JSON object: a tool call {"tool": NAME, "arguments":
+    {...}} or the final answer {"answer": ...}. The result of a call follows as an Observation.
+    Tools:
+    - NAME: DESCRIPTION arguments: {JSON Schema}
+    Task: {task}
+    Step: {"tool": ...}
+    Observation: {result}
+    Step: {"answer": ...}
+
+The transcript only grows, so each step's prompt starts with the previous step's prompt and
+output: the prefix cache holds them, and a step computes only its new tokens. The last step the
+spec's max_steps allows may only answer, so the loop always ends with an answer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmasos.agents.agent import AgentLimits
+from llmasos.agents.context import AgentContext
+from llmasos.constraint import with_json_layout
+from llmasos.errors import AgentError, InvalidRequestError
+from llmasos.toolcalls import FunctionTool
+
+MAX_INSTRUCTIONS = 64 * 1024
+LOGPROBS = 5  # alternatives recorded per token of every step, for the trace
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    instructions: str
+    tools: tuple[str, ...] = ()
+    output_schema: dict[str, Any] | None = None
+    model: str | None = None
+    name: str = "agent"
+    priority: int = 0
+    max_steps: int = 8  # model steps; the last may only answer
+    max_tokens_per_step: int = 256
+    temperature: float = 0.0
+    limits: AgentLimits = field(default_factory=AgentLimits)
+
+    def __post_init__(self) -> None:
+        text = self.instructions
+        if not isinstance(text, str) or not 0 < len(text) <= MAX_INSTRUCTIONS:
+            raise InvalidRequestError(
+                "instructions", f"must be a string of 1 to {MAX_INSTRUCTIONS} characters"
+            )
+        if not 1 <= self.max_steps <= 100:
+            raise InvalidRequestError("max_steps", f"must be 1 to 100, got {self.max_steps}")
+        if not 1 <= self.max_tokens_per_step <= 4096:
+            raise InvalidRequestError("max_tokens_per_step", "must be 1 to 4096")
+        if self.output_schema is not None and not isinstance(self.output_schema, dict):
+            raise InvalidRequestError("output_schema", "must be a JSON Schema object")
+
+    @classmethod
+    def from_dict(cls, data: object) -> AgentSpec:
+        """A spec from parsed YAML or JSON; InvalidRequestError naming a bad or unknown field."""
+        if not isinstance(data, dict):
+            raise InvalidRequestError("spec", "must be a mapping of fields")
+        known = set(cls.__dataclass_fields__)
+        for key in data:
+            if key not in known:
+                raise InvalidRequestError(str(key), f"unknown field; known: {sorted(known)}")
+        fields = dict(data)
+        if "tools" in fields:
+            tools = fields["tools"]
+            if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
+                raise InvalidRequestError("tools", "must be a list of tool names")
+            fields["tools"] = tuple(tools)
+        if "limits" in fields:
+            if not isinstance(fields["limits"], dict):
+                raise InvalidRequestError("limits", "must be a mapping")
+            fields["limits"] = AgentLimits(**fields["limits"])
+        try:
+            return cls(**fields)
+        except TypeError as error:
+            raise InvalidRequestError("spec", str(error)) from None
+
+
+def default_answer(max_tokens_per_step: int) -> dict[str, Any]:
+    """A string short enough to always fit a step (a token spells at least one character)."""
+    return {"type": "string", "maxLength": max(1, (max_tokens_per_step - 16) // 2)}
+
+
+def step_schema(tools: list[FunctionTool], answer: dict[str, Any], *, answer_only: bool) -> dict:
+    """What one step may be: a call of one of `tools`, or the answer."""
+    options = [] if answer_only else [_call_schema(tool) for tool in tools]
+    options.append(_closed({"answer": answer}, ["answer"]))
+    return options[0] if len(options) == 1 else {"anyOf": options}
+
+
+def run_spec(ctx: AgentContext, spec: AgentSpec, task: str) -> Any:
+    """The built-in loop: an agent function for `run_agent(run_spec, spec, task)`."""
+    tools = ctx.tool_specs(list(spec.tools))
+    transcript = _header(spec, tools) + f"Task: {task}\nStep: "
+    answer = spec.output_schema or default_answer(spec.max_tokens_per_step)
+    for step_number in range(1, spec.max_steps + 1):
+        schema = step_schema(tools, answer, answer_only=step_number == spec.max_steps)
+        text = ctx.llm(
+            transcript,
+            model=spec.model,
+            grammar=f"start: %json {json.dumps(with_json_layout(schema))}\n",
+            max_tokens=spec.max_tokens_per_step,
+            temperature=spec.temperature,
+            logprobs=LOGPROBS,
+        )
+        try:
+            step = json.loads(text)
+        except ValueError:
+            raise AgentError(
+                f"max_tokens_per_step: step {step_number} was not complete after "
+                f"{spec.max_tokens_per_step} tokens; raise it, or bound the output schema"
+            ) from None
+        if "answer" in step:
+            return step["answer"]
+        result = ctx.tool(step["tool"], **step["arguments"])
+        transcript += f"{text}\nObservation: {result.text()}\nStep: "
+    raise AssertionError("unreachable: the last step may only answer")
+
+
+def _header(spec: AgentSpec, tools: list[FunctionTool]) -> str:
+    lines = [
+        spec.instructions.strip(),
+        "",
+        'Answer step by step. A step is one JSON object: a tool call {"tool": NAME, '
+        '"arguments": {...}} or the final answer {"answer": ...}. The result of a call '
+        "follows as an Observation.",
+    ]
+    if tools:
+        lines.append("Tools:")
+        lines += [
+            f"- {t.name}: {t.description} arguments: {json.dumps(t.parameters)}" for t in tools
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _call_schema(tool: FunctionTool) -> dict[str, Any]:
+    return _closed(
+        {"tool": {"const": tool.name}, "arguments": tool.parameters}, ["tool", "arguments"]
+    )
+
+
+def _closed(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }

@@ -1,0 +1,32 @@
+"""Model calls on a server's models, for its agents: each call is a process on the requested
+model's kernel (loaded if needed), under one owner."""
+
+from __future__ import annotations
+
+from llmasos.chat import chat_spawn_args
+from llmasos.handles import ProcessHandle
+from llmasos.local import LocalProcessHandle
+from llmasos.runtime.manager import ModelManager
+from llmasos.sampling import SamplingParams
+
+
+class ManagerModelCalls:
+    def __init__(self, models: ModelManager, owner: str) -> None:
+        self._models = models
+        self.owner = owner
+
+    def spawn(
+        self, prompt: str, sampling: dict[str, object], *, priority: int, model: str | None
+    ) -> ProcessHandle:
+        params = SamplingParams.build(**sampling)  # type: ignore[arg-type]
+        with self._models.lease(model) as loaded:
+            process = loaded.kernel.spawn(prompt, params, priority=priority, owner=self.owner)
+            return LocalProcessHandle(loaded.kernel, process)
+
+    def spawn_chat(
+        self, messages: object, sampling: dict[str, object], *, priority: int, model: str | None
+    ) -> ProcessHandle:
+        with self._models.lease(model) as loaded:
+            info = loaded.kernel.engine.info
+        prompt, stop = chat_spawn_args(messages, sampling.get("stop"), info)
+        return self.spawn(prompt, {**sampling, "stop": stop}, priority=priority, model=model)

@@ -1,0 +1,116 @@
+"""Agent routes: declarative agents run by the built-in tool-using loop on the server.
+
+POST   /v1/agents                 start one (201, its info)
+GET    /v1/agents                 the live ones (?all=true: ended ones too)
+GET    /v1/agents/{pid}           its info, and its result once it ended
+DELETE /v1/agents/{pid}           kill it (its model calls and child agents too)
+GET    /v1/agents/{pid}/trace     every syscall so far
+GET    /v1/agents/{pid}/events    server-sent events: each syscall as it ends, then the result
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from llmasos.agents.agent import AgentInfo, AgentResult
+from llmasos.agents.react import run_spec
+from llmasos.agents.runtime import AgentRuntime
+from llmasos.agents.serialize import agent_info_to_json, agent_result_to_json, trace_entry_to_json
+from llmasos.runtime.model_calls import ManagerModelCalls
+from llmasos.server.agent_schemas import AgentRequest
+from llmasos.server.api_docs import AGENT_ROUTES, Pid, links, streamed
+from llmasos.server.openai_api import models_of
+
+router = APIRouter()
+
+EVENT_POLL_S = 0.1
+
+
+def agents_of(request: Request) -> AgentRuntime:
+    return request.app.state.agents
+
+
+@router.post(
+    "/v1/agents",
+    status_code=201,
+    responses={201: {"description": "The agent", "links": links("/pid", "pid", AGENT_ROUTES)}},
+)
+async def start_agent(body: AgentRequest, request: Request) -> dict[str, Any]:
+    runtime = agents_of(request)
+    spec = body.spec()
+    for name in spec.tools:
+        runtime.tools.get(name)  # an unknown tool is refused now, not at the agent's first step
+    calls = ManagerModelCalls(models_of(request), request.state.owner)
+    agent = runtime.start(
+        run_spec,
+        (spec, body.task),
+        name=spec.name,
+        priority=spec.priority,
+        limits=spec.limits,
+        owner=request.state.owner,
+        calls=calls,
+    )
+    return agent_info_to_json(AgentInfo.of(agent))
+
+
+@router.get("/v1/agents")
+async def list_agents(request: Request, all: bool = False) -> dict[str, Any]:
+    rows = agents_of(request).agents(include_ended=all)
+    return {"object": "list", "data": [agent_info_to_json(info) for info in rows]}
+
+
+@router.get("/v1/agents/{pid}")
+async def get_agent(pid: Pid, request: Request) -> dict[str, Any]:
+    agent = agents_of(request).get(pid)
+    body = agent_info_to_json(AgentInfo.of(agent))
+    body["result"] = None if agent.alive else agent_result_to_json(AgentResult.of(agent))
+    return body
+
+
+@router.delete("/v1/agents/{pid}")
+async def delete_agent(pid: Pid, request: Request) -> dict[str, Any]:
+    """Kill the agent if it still runs (its model calls and child agents too) and forget it:
+    its info and result as it ended, the last time they are served."""
+    agent = await run_in_threadpool(agents_of(request).remove, pid)
+    body = agent_info_to_json(AgentInfo.of(agent))
+    body["result"] = None if agent.alive else agent_result_to_json(AgentResult.of(agent))
+    return body
+
+
+@router.get("/v1/agents/{pid}/trace")
+async def get_trace(pid: Pid, request: Request) -> dict[str, Any]:
+    trace = list(agents_of(request).get(pid).trace)
+    return {"object": "list", "data": [trace_entry_to_json(entry) for entry in trace]}
+
+
+@router.get(
+    "/v1/agents/{pid}/events",
+    response_class=StreamingResponse,
+    responses=streamed("Each syscall as it ends, then the result.", json_too=False),
+)
+async def agent_events(pid: Pid, request: Request) -> StreamingResponse:
+    agent = agents_of(request).get(pid)
+
+    async def sse() -> AsyncIterator[str]:
+        sent = 0
+        while True:
+            ended = agent.done.is_set()
+            entries = agent.trace[sent:]
+            for entry in entries:
+                yield f"data: {json.dumps({'step': trace_entry_to_json(entry)})}\n\n"
+            sent += len(entries)
+            if ended:
+                result = agent_result_to_json(AgentResult.of(agent), trace=False)
+                yield f"data: {json.dumps({'result': result})}\n\n"
+                yield "data: [DONE]\n\n"
+                return
+            await asyncio.sleep(EVENT_POLL_S)
+
+    return StreamingResponse(sse(), media_type="text/event-stream")
