@@ -3,6 +3,8 @@ the agent's priority, kill, prefix reuse between turns, IPC and pipes."""
 
 from __future__ import annotations
 
+import json
+
 import jsonschema
 import pytest
 
@@ -146,3 +148,30 @@ def test_a_pipe_gives_the_same_text_as_one_process_after_the_other(client):
     source = client.spawn("Once upon a time", max_tokens=12, temperature=0)
     piped = client.pipe(source, "Summary of: {input}\nIn short:", max_tokens=8, temperature=0)
     assert piped.wait().text == expected
+
+
+def test_llm_with_tools_returns_calls_whose_arguments_validate(client):
+    def caller(ctx):
+        forced = ctx.llm(
+            "Weather please.",
+            tools=["lookup"],
+            tool_choice="required",
+            max_tokens=60,
+            temperature=0.9,
+            seed=3,
+        )
+        named = ctx.llm(
+            "Compute.",
+            tools=["lookup", "calculator"],
+            tool_choice="calculator",
+            max_tokens=80,
+            temperature=0.9,
+            seed=4,
+        )
+        return forced, named
+
+    forced, named = client.run_agent(caller).wait(120).value
+    assert forced and all(call.name == "lookup" for call in forced)
+    assert named and all(call.name == "calculator" for call in named)
+    for call in forced + named:
+        jsonschema.validate(json.loads(call.arguments), client.tools.get(call.name).parameters)

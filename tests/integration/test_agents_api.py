@@ -94,5 +94,7 @@ def test_the_cli_runs_a_spec_file_and_shows_ps_and_the_trace(url, tmp_path):
     assert trace.returncode == 0 and " llm " in trace.stdout
     listing = cli("agents", "ps", "--all", url=url)
     assert str(pid) in listing.stdout and "done" in listing.stdout
+    everything = cli("ps", "--all", url=url)
+    assert everything.returncode == 0 and "CHILDREN" in everything.stdout
     missing = cli("agents", "run", str(tmp_path / "none.yaml"), "--task", "x", url=url)
     assert missing.returncode != 0

@@ -34,11 +34,18 @@ from llmasos.errors import (
     AgentLimitError,
     EngineError,
     IncompleteOutputError,
+    InvalidRequestError,
     ReceiveTimeoutError,
 )
 from llmasos.handles import ProcessHandle
 from llmasos.kernel.process import FinishReason, Result
-from llmasos.toolcalls import FunctionTool
+from llmasos.toolcalls import (
+    FunctionTool,
+    check_tool_choice,
+    parse_calls,
+    tool_grammar,
+    tools_prompt,
+)
 from llmasos.tools.registry import ToolResult
 
 if TYPE_CHECKING:
@@ -56,13 +63,34 @@ class AgentContext:
     def pid(self) -> int:
         return self._agent.pid
 
+    @property
+    def trace(self) -> list[TraceEntry]:
+        """This agent's syscalls so far (the last one: the call that just returned)."""
+        return list(self._agent.trace)
+
     # -- model and tools --------------------------------------------------------------------
 
-    def llm(self, prompt: str | list[dict[str, Any]], *, model: str | None = None, **sampling: Any):
+    def llm(
+        self,
+        prompt: str | list[dict[str, Any]],
+        *,
+        model: str | None = None,
+        tools: list[str] | None = None,
+        tool_choice: str = "auto",
+        **sampling: Any,
+    ) -> Any:
         """Generate from `prompt` (a string, or chat messages rendered with the model's chat
-        template). Takes Client.spawn's sampling keywords."""
+        template). Takes Client.spawn's sampling keywords. With `tools` (registered tool
+        names; a string prompt), the prompt describes them in the tool-call format and the
+        output is constrained to it: "auto" lets the model call tools or write text,
+        "required" makes it call one, a tool's name makes it call that one. The calls come
+        back as a list of ToolCall (.name, .arguments as JSON text), or the text if none."""
         inputs = {"prompt": prompt, **sampling}
+        if tools is not None:
+            inputs |= {"tools": tools, "tool_choice": tool_choice}
         with self._syscall("llm", inputs, AgentState.BLOCKED) as entry:
+            if tools is not None:
+                prompt, sampling = self._with_tools(prompt, sampling, tools, tool_choice)
             self._take_step("model_calls")
             handle = self._start_model_call(prompt, sampling, model)
             entry.pid = handle.pid
@@ -73,6 +101,8 @@ class AgentContext:
                 raise AgentError(f"llm: the model call (pid {handle.pid}) was killed")
             if result.finish_reason is FinishReason.ERROR:
                 raise EngineError(result.error or f"llm: the model call (pid {handle.pid}) failed")
+            if tools is not None:
+                return parse_calls(result.text, f"call-{handle.pid}") or result.text
             if sampling.get("json_schema") is None:
                 return result.text
             if result.finish_reason is not FinishReason.STOP:
@@ -93,6 +123,19 @@ class AgentContext:
     def tool_specs(self, names: list[str] | None = None) -> list[FunctionTool]:
         """The registered tools (all, or those named) with their descriptions and schemas."""
         return self._runtime.tools.specs(names)
+
+    def _with_tools(
+        self, prompt: object, sampling: dict[str, Any], names: list[str], choice: str
+    ) -> tuple[str, dict[str, Any]]:
+        if not isinstance(prompt, str):
+            raise InvalidRequestError("tools", "take a string prompt (chat messages: not yet)")
+        if any(sampling.get(k) is not None for k in ("json_schema", "grammar", "regex")):
+            raise InvalidRequestError("tools", "cannot be combined with another constraint")
+        specs = self.tool_specs(list(names))
+        named = {"type": "function", "function": {"name": choice}}
+        mode = check_tool_choice(choice if choice in ("auto", "required") else named, specs)
+        grammar = tool_grammar(specs, mode, parallel=True, text_schema=None)
+        return f"{tools_prompt(specs)}\n\n{prompt}", {**sampling, "grammar": grammar}
 
     # -- messages ---------------------------------------------------------------------------
 

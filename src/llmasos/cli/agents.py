@@ -78,9 +78,13 @@ def agents_ps(
     api_key: ApiKey = None,
 ) -> None:
     """The server's agents, with their live model calls and child agents."""
-    rows = Api(url, api_key).call("GET", "/v1/agents", params={"all": all})["data"]
+    console.print(agent_table(Api(url, api_key).call("GET", "/v1/agents", params={"all": all})))
+
+
+def agent_table(listing: dict[str, Any]) -> Table:
+    """GET /v1/agents as a table: each agent with its live model calls and child agents."""
     table = Table("PID", "NAME", "STATE", "PRI", "STEPS", "TOKENS", "WALL", "CALLS", "CHILDREN")
-    for row in rows:
+    for row in listing["data"]:
         state = row["state"] if row["outcome"] is None else f"{row['state']} ({row['outcome']})"
         table.add_row(
             str(row["pid"]),
@@ -93,7 +97,7 @@ def agents_ps(
             " ".join(map(str, row["processes"])),
             " ".join(map(str, row["child_agents"])),
         )
-    console.print(table)
+    return table
 
 
 @agents_app.command("logs")

@@ -162,13 +162,18 @@ def ps(
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
 ) -> None:
-    """List the server's processes (live ones; --all for ended ones too)."""
+    """List the server's processes and agents (live ones; --all for ended ones too)."""
+    from llmasos.cli.agents import Api, agent_table
+
     try:
         with remote_client(url, api_key) as client:
             rows = [r for r in client.ps() if all_processes or r.state.value != "terminated"]
     except LLMasOSError as error:
         fail(str(error))
     console.print(process_table(rows))
+    agents = Api(url, api_key).call("GET", "/v1/agents", params={"all": all_processes})
+    if agents["data"]:
+        console.print(agent_table(agents))
 
 
 def kill(
