@@ -26,7 +26,7 @@ from llmasos.models.default import default_model_path
 from llmasos.settings import Settings
 from loadgen import RequestRecord, new_client, stream_completion, summarize
 from report import arguments, bar_plot, report_header, write_report
-from servers import llama_server, llmasos_server
+from servers import Q8_0_KV, llama_server, llmasos_server
 
 AGENTS = 16
 TURNS = 3
@@ -117,7 +117,7 @@ def main() -> None:
     args = parser.parse_args()
     model = default_model_path(Settings.from_environment().home)
     sizes = {"slots": AGENTS, "context": CONTEXT, "threads": THREADS}
-    q8 = ("-ctk", "q8_0", "-ctv", "q8_0", "-fa", "on")
+    q8 = Q8_0_KV
     servers = {
         "llmasos": (lambda: llmasos_server(**sizes), "gemma3-270m:q4_k_m"),
         "llama_server_q8_0": (

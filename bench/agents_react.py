@@ -37,7 +37,7 @@ from llmasos.tools.builtins import calculator_tool
 from llmasos.tools.registry import Tool, ToolRegistry
 from loadgen import new_client, percentile
 from report import arguments, bar_plot, report_header, write_report
-from servers import llama_server
+from servers import Q8_0_KV, llama_server
 
 AGENTS, STEPS, MAX_TOKENS = 16, 4, 48
 CONTEXT, THREADS = 2048, 2
@@ -270,7 +270,7 @@ def summary(makespan: float, agents: list[list[Step]], extra: dict) -> dict:
 def main() -> None:
     args = arguments(__doc__, repeats=None).parse_args()
     model = default_model_path(Settings.from_environment().home)
-    flags = ("-kvu", "-ctk", "q8_0", "-ctv", "q8_0", "-fa", "on")
+    flags = ("-kvu", *Q8_0_KV)
     makespan, ours, extra = run_ours(str(model))
     results = {"llmasos": summary(makespan, ours, extra)}
     print("llmasos", results["llmasos"], flush=True)

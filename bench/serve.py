@@ -26,7 +26,7 @@ from llmasos.models.default import default_model_path
 from llmasos.settings import Settings
 from loadgen import closed_loop, summarize
 from report import arguments, bar_plot, report_header, write_report
-from servers import llama_server, llmasos_server
+from servers import Q8_0_KV, llama_server, llmasos_server
 
 CONCURRENCY = (1, 4, 8, 16)
 SLOTS, CONTEXT, THREADS = 16, 1024, 2
@@ -109,7 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     model = default_model_path(Settings.from_environment().home)
     sizes = {"slots": SLOTS, "context": CONTEXT, "threads": THREADS}
-    q8 = ("-ctk", "q8_0", "-ctv", "q8_0", "-fa", "on")
+    q8 = Q8_0_KV
     servers = {
         "llmasos": (lambda: llmasos_server(**sizes), "gemma3-270m:q4_k_m"),
         "llama_server_q8_0": (lambda: llama_server(model, **sizes, extra=q8), model.name),

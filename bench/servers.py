@@ -19,6 +19,7 @@ import httpx
 from report import REPO
 
 BUILD_REFERENCE = REPO.parent / "shared" / "tools" / "build-reference-llama"
+Q8_0_KV = ("-ctk", "q8_0", "-ctv", "q8_0", "-fa", "on")  # llama-server with our K/V settings
 
 
 def free_port() -> int:

@@ -31,7 +31,7 @@ from llmasos.settings import Settings
 from loadgen import RequestRecord, closed_loop, summarize
 from report import arguments, bar_plot, report_header, write_report
 from serve import random_prompts
-from servers import llama_server, llmasos_server
+from servers import Q8_0_KV, llama_server, llmasos_server
 
 CONCURRENCY = (1, 8)
 SLOTS, CONTEXT, THREADS = 8, 1024, 2
@@ -110,7 +110,7 @@ def main() -> None:
     args = parser.parse_args()
     model = default_model_path(Settings.from_environment().home)
     sizes = {"slots": SLOTS, "context": CONTEXT, "threads": THREADS}
-    q8 = ("-ctk", "q8_0", "-ctv", "q8_0", "-fa", "on")
+    q8 = Q8_0_KV
     per_client = args.requests_per_client
     results = {
         "llmasos": measure(

@@ -31,7 +31,7 @@ from llmasos.settings import Settings
 from loadgen import new_client, stream_completion
 from report import arguments, bar_plot, report_header, write_report
 from serve import random_prompts
-from servers import llama_server, llmasos_server
+from servers import Q8_0_KV, llama_server, llmasos_server
 
 SATURATING_CLIENTS = 12
 SLOTS, CONTEXT, THREADS = 16, 1024, 2
@@ -125,7 +125,7 @@ def main() -> None:
     args = parser.parse_args()
     model = default_model_path(Settings.from_environment().home)
     sizes = {"slots": SLOTS, "context": CONTEXT, "threads": THREADS}
-    q8 = ("-ctk", "q8_0", "-ctv", "q8_0", "-fa", "on")
+    q8 = Q8_0_KV
     ours = lambda: llmasos_server(**sizes, extra=("--policy", "priority"))  # noqa: E731
     results = {
         "llmasos": measure(ours, "gemma3-270m:q4_k_m", {"priority": 10}, args.probes),
