@@ -12,7 +12,7 @@ from typing import Any
 
 from llmasos.agents.agent import AgentInfo, AgentLimits
 from llmasos.agents.handle import AgentHandle
-from llmasos.agents.react import AgentSpec, run_spec
+from llmasos.agents.react import AgentSpec, check_spec_tools, run_spec
 from llmasos.agents.runtime import AgentRuntime
 from llmasos.engine.base import Engine
 from llmasos.errors import (
@@ -191,8 +191,7 @@ class Client:
             spec = AgentSpec.from_dict(spec)
         if not isinstance(task, str) or not task:
             raise InvalidRequestError("task", "must be a non-empty string")
-        for name in spec.tools:
-            self.tools.get(name)
+        check_spec_tools(spec, self.tools)
         return self.run_agent(
             run_spec, spec, task, priority=spec.priority, limits=spec.limits, name=spec.name
         )

@@ -10,7 +10,7 @@ import pytest
 
 from llmasos import Client
 from llmasos.agents.agent import AgentOutcome
-from llmasos.agents.react import AgentSpec
+from llmasos.agents.react import AgentSpec, agent_tool
 from llmasos.tools.sandbox import SandboxLimits, sandbox_problem
 from tests.unit.test_kernel import wait_until
 
@@ -175,3 +175,27 @@ def test_llm_with_tools_returns_calls_whose_arguments_validate(client):
     assert named and all(call.name == "calculator" for call in named)
     for call in forced + named:
         jsonschema.validate(json.loads(call.arguments), client.tools.get(call.name).parameters)
+
+
+def test_the_loops_own_send_and_spawn_tools_go_through_the_agents_syscalls(client):
+    spec = AgentSpec(
+        instructions="You answer briefly.",
+        tools=("spawn", "send"),
+        max_steps=1,  # the helper answers at its first step
+        max_tokens_per_step=40,
+    )
+
+    def agent(ctx):
+        answer = agent_tool(ctx, spec, "spawn", {"task": "Say hello."})
+        unknown = agent_tool(ctx, spec, "send", {"to": 10**9, "body": "anyone?"})
+        invalid = agent_tool(ctx, spec, "send", {"to": "no spaces allowed", "body": "x"})
+        return answer, unknown, invalid
+
+    result = client.run_agent(agent).wait(120)
+    answer, unknown, invalid = result.value
+    assert isinstance(json.loads(answer), str)
+    assert unknown == f"error: pid {10**9}: no such process"
+    assert invalid.startswith("error: ") and "does not match" in invalid
+    assert [entry.syscall for entry in result.trace] == ["spawn", "wait", "send"]
+    (helper,) = [a for a in client.agents(include_ended=True) if a.parent == result.pid]
+    assert helper.name == "agent-helper" and helper.steps == 1

@@ -98,3 +98,11 @@ def test_the_cli_runs_a_spec_file_and_shows_ps_and_the_trace(url, tmp_path):
     assert everything.returncode == 0 and "CHILDREN" in everything.stdout
     missing = cli("agents", "run", str(tmp_path / "none.yaml"), "--task", "x", url=url)
     assert missing.returncode != 0
+    long = tmp_path / "essay.yaml"
+    long.write_text("instructions: You write long essays.\nmax_tokens_per_step: 400\n")
+    started = cli("agents", "run", str(long), "--task", "The sea.", "--detach", url=url)
+    pid = int(started.stdout)
+    shown = cli("top", "--iterations", "1", url=url)
+    assert shown.returncode == 0 and "CHILDREN" in shown.stdout and str(pid) in shown.stdout
+    killed = cli("agents", "kill", str(pid), url=url)
+    assert killed.returncode == 0 and "killed" in killed.stdout

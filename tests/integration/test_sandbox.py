@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from llmasos.tools.builtins import python_tool
+from llmasos.tools.builtins import executable_tool, python_tool
 from llmasos.tools.registry import ToolRegistry
 from llmasos.tools.sandbox import SandboxLimits, run_sandboxed, sandbox_problem
 
@@ -62,3 +62,19 @@ def test_processes_the_program_starts_die_with_it():
     assert result.limit == "wall time (1 s)"
     leftover = subprocess.run(["pgrep", "-f", "sleep 600"], capture_output=True, check=False)
     assert leftover.stdout == b""
+
+
+def test_a_program_registered_as_a_tool_reads_its_arguments_and_runs_sandboxed():
+    doubler = "import json, sys; print(json.load(sys.stdin)['x'] * 2)"
+    tools = ToolRegistry(
+        [
+            executable_tool("double", ["python3", "-c", doubler], limits=LIMITS),
+            executable_tool("fails", ["sh", "-c", "echo broken >&2; exit 3"], limits=LIMITS),
+            executable_tool("peek", ["cat", "/proc/net/dev"], limits=LIMITS),
+        ]
+    )
+    assert tools.call("double", {"x": 21}).value == "42\n"
+    failed = tools.call("fails", {})
+    assert not failed.ok and failed.error == "exit code 3: broken"
+    interfaces = tools.call("peek", {}).value
+    assert "lo:" in interfaces and "eth" not in interfaces  # only its own loopback

@@ -24,16 +24,53 @@ spec's max_steps allows may only answer, so the loop always ends with an answer.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+import jsonschema
 
 from llmasos.agents.agent import AgentLimits
 from llmasos.agents.context import AgentContext
 from llmasos.constraint import with_json_layout
-from llmasos.errors import AgentError, InvalidRequestError
+from llmasos.errors import (
+    AgentError,
+    AgentKilledError,
+    AgentLimitError,
+    InvalidRequestError,
+    LLMasOSError,
+    UnknownToolError,
+)
 from llmasos.toolcalls import FunctionTool
+from llmasos.tools.registry import ToolRegistry
 
 MAX_INSTRUCTIONS = 64 * 1024
+CHANNEL = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"}
+AGENT_TOOLS = {  # tools the loop runs with the agent's own syscalls
+    "send": FunctionTool(
+        "send",
+        "Sends a message to an agent (by pid) or to a channel (by name).",
+        {
+            "type": "object",
+            "properties": {
+                "to": {"anyOf": [{"type": "integer", "minimum": 1}, CHANNEL]},
+                "body": {"type": "string", "maxLength": 2000},
+            },
+            "required": ["to", "body"],
+            "additionalProperties": False,
+        },
+    ),
+    "spawn": FunctionTool(
+        "spawn",
+        "Hands a subtask to a helper agent with the same instructions and tools; the result "
+        "is its answer.",
+        {
+            "type": "object",
+            "properties": {"task": {"type": "string", "minLength": 1, "maxLength": 500}},
+            "required": ["task"],
+            "additionalProperties": False,
+        },
+    ),
+}
 LOGPROBS = 5  # alternatives recorded per token of every step, for the trace
 
 
@@ -100,9 +137,16 @@ def step_schema(tools: list[FunctionTool], answer: dict[str, Any], *, answer_onl
     return options[0] if len(options) == 1 else {"anyOf": options}
 
 
+def check_spec_tools(spec: AgentSpec, registry: ToolRegistry) -> None:
+    """UnknownToolError for a tool of `spec` that neither `registry` nor the loop has."""
+    for name in spec.tools:
+        if name not in AGENT_TOOLS and name not in registry.names():
+            raise UnknownToolError(name, sorted([*registry.names(), *AGENT_TOOLS]))
+
+
 def run_spec(ctx: AgentContext, spec: AgentSpec, task: str) -> Any:
     """The built-in loop: an agent function for `run_agent(run_spec, spec, task)`."""
-    tools = ctx.tool_specs(list(spec.tools))
+    tools = [AGENT_TOOLS.get(name) or ctx.tool_specs([name])[0] for name in spec.tools]
     transcript = _header(spec, tools) + f"Task: {task}\nStep: "
     answer = spec.output_schema or default_answer(spec.max_tokens_per_step)
     for step_number in range(1, spec.max_steps + 1):
@@ -124,9 +168,32 @@ def run_spec(ctx: AgentContext, spec: AgentSpec, task: str) -> Any:
             ) from None
         if "answer" in step:
             return step["answer"]
-        result = ctx.tool(step["tool"], **step["arguments"])
-        transcript += f"{text}\nObservation: {result.text()}\nStep: "
+        if step["tool"] in AGENT_TOOLS:
+            observation = agent_tool(ctx, spec, step["tool"], step["arguments"])
+        else:
+            observation = ctx.tool(step["tool"], **step["arguments"]).text()
+        transcript += f"{text}\nObservation: {observation}\nStep: "
     raise AssertionError("unreachable: the last step may only answer")
+
+
+def agent_tool(ctx: AgentContext, spec: AgentSpec, name: str, arguments: dict) -> str:
+    """Run the loop's own tools through the agent's syscalls: `send` a message, or `spawn` a
+    helper (this spec without `spawn`, so helpers do not spawn helpers) and wait for its
+    answer. A failure is the observation, as with any tool."""
+    try:
+        jsonschema.validate(arguments, AGENT_TOOLS[name].parameters)
+        if name == "send":
+            ctx.send(arguments["to"], arguments["body"])
+            return "sent"
+        helper = replace(spec, tools=tuple(t for t in spec.tools if t != "spawn"))
+        pid = ctx.spawn(
+            run_spec, helper, arguments["task"], name=f"{spec.name}-helper", limits=spec.limits
+        )
+        return json.dumps(ctx.wait(pid))
+    except (LLMasOSError, jsonschema.ValidationError) as error:
+        if isinstance(error, (AgentKilledError, AgentLimitError)):
+            raise
+        return f"error: {getattr(error, 'message', error)}"
 
 
 def _header(spec: AgentSpec, tools: list[FunctionTool]) -> str:

@@ -213,7 +213,10 @@ def top(
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
 ) -> None:
-    """A live view of the server: processes, KV memory and tokens/s. Ctrl-C quits."""
+    """A live view of the server: processes, agents, KV memory and tokens/s. Ctrl-C quits."""
+    from llmasos.cli.agents import Api, agent_table
+
+    agents = Api(url, api_key)
     try:
         with (
             remote_client(url, api_key) as client,
@@ -229,7 +232,9 @@ def top(
                 previous = status
                 rows = [r for r in client.ps() if r.state.value != "terminated"]
                 header = top_header(status, client.memory(), rate)
-                live.update(Group(header, process_table(rows)), refresh=True)
+                listing = agents.call("GET", "/v1/agents")
+                tables = [process_table(rows)] + ([agent_table(listing)] if listing["data"] else [])
+                live.update(Group(header, *tables), refresh=True)
                 count += 1
     except KeyboardInterrupt:
         pass

@@ -20,7 +20,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from llmasos.agents.agent import AgentInfo, AgentResult
-from llmasos.agents.react import run_spec
+from llmasos.agents.react import check_spec_tools, run_spec
 from llmasos.agents.runtime import AgentRuntime
 from llmasos.agents.serialize import agent_info_to_json, agent_result_to_json, trace_entry_to_json
 from llmasos.runtime.model_calls import ManagerModelCalls
@@ -45,8 +45,7 @@ def agents_of(request: Request) -> AgentRuntime:
 async def start_agent(body: AgentRequest, request: Request) -> dict[str, Any]:
     runtime = agents_of(request)
     spec = body.spec()
-    for name in spec.tools:
-        runtime.tools.get(name)  # an unknown tool is refused now, not at the agent's first step
+    check_spec_tools(spec, runtime.tools)  # refused now, not at the agent's first step
     calls = ManagerModelCalls(models_of(request), request.state.owner)
     agent = runtime.start(
         run_spec,

@@ -1,15 +1,18 @@
 """The built-in tools: `calculator` (arithmetic, evaluated here without running code) and
-`python` (a program run in the sandbox; its stdout is the result)."""
+`python` (a program run in the sandbox; its stdout is the result), and executable_tool() for
+any program as a tool (run in the sandbox too)."""
 
 from __future__ import annotations
 
 import ast
+import json
 import math
 import operator
 import sys
 from collections.abc import Callable
 from typing import Any
 
+from llmasos.errors import InvalidRequestError
 from llmasos.tools.registry import Tool, ToolFailure
 from llmasos.tools.sandbox import SandboxLimits, run_sandboxed
 
@@ -86,12 +89,7 @@ def python_tool(limits: SandboxLimits | None = None) -> Tool:
     limits = limits or SandboxLimits()
 
     def run_python(code: str) -> str:
-        result = run_sandboxed([sys.executable, "-I", "-"], stdin=code, limits=limits)
-        if result.limit is not None:
-            raise ToolFailure(f"the program hit its {result.limit} limit and was stopped")
-        if result.exit_code != 0:
-            raise ToolFailure(f"exit code {result.exit_code}: {result.stderr.strip()[-2000:]}")
-        return result.stdout
+        return sandboxed_output([sys.executable, "-I", "-"], code, limits)
 
     parameters = {
         "type": "object",
@@ -101,6 +99,39 @@ def python_tool(limits: SandboxLimits | None = None) -> Tool:
     }
     description = "Runs a Python program; the result is what it prints."
     return Tool("python", description, parameters, run_python)
+
+
+def executable_tool(
+    name: str,
+    argv: list[str],
+    *,
+    description: str = "",
+    parameters: dict[str, Any] | None = None,
+    limits: SandboxLimits | None = None,
+) -> Tool:
+    """A program as a tool: it runs in the sandbox with the call's arguments as one JSON object
+    on its stdin, and its stdout is the result (an error result when it exits non-zero or hits
+    a limit)."""
+    if not argv or not all(isinstance(part, str) and part for part in argv):
+        raise InvalidRequestError("argv", "must be a non-empty list of non-empty strings")
+    limits = limits or SandboxLimits()
+
+    def run_program(**arguments: Any) -> str:
+        return sandboxed_output(list(argv), json.dumps(arguments), limits)
+
+    schema = parameters if parameters is not None else {"type": "object"}
+    return Tool(name, description, schema, run_program)
+
+
+def sandboxed_output(argv: list[str], stdin: str, limits: SandboxLimits) -> str:
+    """What `argv` prints, run in the sandbox; ToolFailure naming the limit it hit, or its exit
+    code and the end of its stderr."""
+    result = run_sandboxed(argv, stdin=stdin, limits=limits)
+    if result.limit is not None:
+        raise ToolFailure(f"the program hit its {result.limit} limit and was stopped")
+    if result.exit_code != 0:
+        raise ToolFailure(f"exit code {result.exit_code}: {result.stderr.strip()[-2000:]}")
+    return result.stdout
 
 
 def calculator_tool() -> Tool:
