@@ -104,6 +104,29 @@ def measure(
     return results
 
 
+def rate(results: dict, server: str, key: str, metric: str = "throughput_tokens_per_s") -> float:
+    return results[server][key][metric]
+
+
+def ratios_of(results: dict) -> dict[str, float]:
+    """Constrained over free for each server, and ours over llama-server under the schema, by
+    throughput and by per-stream decode rate."""
+    ratios = {}
+    for metric, label in (
+        ("throughput_tokens_per_s", "throughput"),
+        ("decode_tokens_per_s_per_stream_p50", "decode"),
+    ):
+        for c in CONCURRENCY:
+            for server in results:
+                constrained = rate(results, server, f"json_schema_c{c}", metric)
+                free = rate(results, server, f"free_c{c}", metric)
+                ratios[f"{server}_schema_over_free_{label}_c{c}"] = round(constrained / free, 3)
+            ours = rate(results, "llmasos", f"json_schema_c{c}", metric)
+            theirs = rate(results, "llama_server_q8_0", f"json_schema_c{c}", metric)
+            ratios[f"schema_ours_over_llama_server_{label}_c{c}"] = round(ours / theirs, 3)
+    return ratios
+
+
 def main() -> None:
     parser = arguments(__doc__, repeats=None)
     parser.add_argument("--requests-per-client", type=int, default=2)
@@ -121,23 +144,7 @@ def main() -> None:
         ),
     }
 
-    def rate(server: str, key: str, metric: str = "throughput_tokens_per_s") -> float:
-        return results[server][key][metric]
-
-    ratios = {}
-    for metric, label in (
-        ("throughput_tokens_per_s", "throughput"),
-        ("decode_tokens_per_s_per_stream_p50", "decode"),
-    ):
-        for c in CONCURRENCY:
-            for server in results:
-                ratios[f"{server}_schema_over_free_{label}_c{c}"] = round(
-                    rate(server, f"json_schema_c{c}", metric) / rate(server, f"free_c{c}", metric),
-                    3,
-                )
-            ours = rate("llmasos", f"json_schema_c{c}", metric)
-            theirs = rate("llama_server_q8_0", f"json_schema_c{c}", metric)
-            ratios[f"schema_ours_over_llama_server_{label}_c{c}"] = round(ours / theirs, 3)
+    ratios = ratios_of(results)
     report = {
         **report_header("structured", __doc__.split("\n\n")[0], model),
         "settings": {
@@ -168,7 +175,7 @@ def main() -> None:
         args.out / "structured.png",
         groups=groups,
         series={
-            server: [rate(server, f"{g.split()[0]}_c{g.split('=')[1]}") for g in groups]
+            server: [rate(results, server, f"{g.split()[0]}_c{g.split('=')[1]}") for g in groups]
             for server in results
         },
         title="Output tokens/s, free and under a JSON schema (higher is better)",
