@@ -44,10 +44,11 @@ def test_a_declarative_agent_with_three_tools_runs_to_its_answer(client):
         tools=("calculator", "python", "lookup"),
         output_schema={"type": "string", "maxLength": 80},
         max_steps=4,
-        max_tokens_per_step=120,
+        max_tokens_per_step=80,
         temperature=0.8,
+        seed=11,
     )
-    for task in ("What is 17 * 23?", "Is it sunny in Paris?", "Print the first 5 squares."):
+    for task in ("What is 17 * 23?", "Is it sunny in Paris?"):
         result = client.run_spec(spec, task).wait(300)
         assert result.ok, result.error
         assert isinstance(result.value, str) and len(result.value) <= 80

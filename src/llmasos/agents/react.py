@@ -18,7 +18,9 @@ against the spec's output schema; by default a string short enough to fit a step
 
 The transcript only grows, so each step's prompt starts with the previous step's prompt and
 output: the prefix cache holds them, and a step computes only its new tokens. The last step the
-spec's max_steps allows may only answer, so the loop always ends with an answer.
+spec's max_steps allows may only answer, so the loop ends with an answer, unless that step
+too is cut short by max_tokens_per_step (AgentError); an earlier step cut short is answered with
+an error Observation, and the loop goes on.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ AGENT_TOOLS = {  # tools the loop runs with the agent's own syscalls
     ),
 }
 LOGPROBS = 5  # alternatives recorded per token of every step, for the trace
+SEED_LIMIT = 2**32 - 1
+CUT = "error: the step was cut at {} tokens; write a shorter one"
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,7 @@ class AgentSpec:
     max_steps: int = 8  # model steps; the last may only answer
     max_tokens_per_step: int = 256
     temperature: float = 0.0
+    seed: int | None = None  # step n samples with seed + n: the same run gives the same steps
     limits: AgentLimits = field(default_factory=AgentLimits)
 
     def __post_init__(self) -> None:
@@ -151,29 +156,37 @@ def run_spec(ctx: AgentContext, spec: AgentSpec, task: str) -> Any:
     answer = spec.output_schema or default_answer(spec.max_tokens_per_step)
     for step_number in range(1, spec.max_steps + 1):
         schema = step_schema(tools, answer, answer_only=step_number == spec.max_steps)
+        seed = None if spec.seed is None else (spec.seed + step_number) % SEED_LIMIT
         text = ctx.llm(
             transcript,
             model=spec.model,
             grammar=f"start: %json {json.dumps(with_json_layout(schema))}\n",
             max_tokens=spec.max_tokens_per_step,
             temperature=spec.temperature,
+            seed=seed,
             logprobs=LOGPROBS,
         )
-        try:
-            step = json.loads(text)
-        except ValueError:
-            raise AgentError(
-                f"max_tokens_per_step: step {step_number} was not complete after "
-                f"{spec.max_tokens_per_step} tokens; raise it, or bound the output schema"
-            ) from None
-        if "answer" in step:
+        step = _parsed(text)
+        if step is not None and "answer" in step:
             return step["answer"]
-        if step["tool"] in AGENT_TOOLS:
+        if step is None:  # cut by max_tokens_per_step: the model is told, and tries again
+            observation = CUT.format(spec.max_tokens_per_step)
+        elif step["tool"] in AGENT_TOOLS:
             observation = agent_tool(ctx, spec, step["tool"], step["arguments"])
         else:
             observation = ctx.tool(step["tool"], **step["arguments"]).text()
         transcript += f"{text}\nObservation: {observation}\nStep: "
-    raise AssertionError("unreachable: the last step may only answer")
+    raise AgentError(
+        f"max_tokens_per_step: the answer was not complete after {spec.max_tokens_per_step} "
+        "tokens; raise it, or bound the output schema"
+    )
+
+
+def _parsed(text: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def agent_tool(ctx: AgentContext, spec: AgentSpec, name: str, arguments: dict) -> str:

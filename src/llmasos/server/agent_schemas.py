@@ -34,6 +34,7 @@ class AgentRequest(StrictBody):
     max_steps: bounded(1, 100) = 8
     max_tokens_per_step: bounded(1, 4096) = 256
     temperature: float = Field(0.0, ge=0, le=100)
+    seed: bounded(0, 2**32 - 2) | None = None
     limits: LimitsBody | None = None
 
     def spec(self) -> AgentSpec:
@@ -48,5 +49,6 @@ class AgentRequest(StrictBody):
             max_steps=self.max_steps,
             max_tokens_per_step=self.max_tokens_per_step,
             temperature=self.temperature,
+            seed=self.seed,
             limits=limits,
         )
