@@ -78,3 +78,12 @@ def test_a_program_registered_as_a_tool_reads_its_arguments_and_runs_sandboxed()
     assert not failed.ok and failed.error == "exit code 3: broken"
     interfaces = tools.call("peek", {}).value
     assert "lo:" in interfaces and "eth" not in interfaces  # only its own loopback
+
+
+def test_a_program_that_lives_under_tmp_still_runs(tmp_path):
+    program = tmp_path / "bin" / "hello"
+    program.parent.mkdir()
+    program.write_text("#!/bin/sh\necho hello from $0\n")
+    program.chmod(0o755)
+    result = run_sandboxed([str(program)], limits=LIMITS)
+    assert result.ok and result.stdout == f"hello from {program}\n", result.stderr

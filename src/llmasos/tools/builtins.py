@@ -8,6 +8,7 @@ import ast
 import json
 import math
 import operator
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ from llmasos.tools.sandbox import SandboxLimits, run_sandboxed
 MAX_EXPRESSION = 1000
 MAX_CODE = 64 * 1024
 MAX_INTEGER_BITS = 4096  # larger integers are refused, not computed
+PYTHON = os.path.realpath(sys.executable)  # the interpreter itself, not a venv's link to it
 
 _BINARY: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,
@@ -89,7 +91,7 @@ def python_tool(limits: SandboxLimits | None = None) -> Tool:
     limits = limits or SandboxLimits()
 
     def run_python(code: str) -> str:
-        return sandboxed_output([sys.executable, "-I", "-"], code, limits)
+        return sandboxed_output([PYTHON, "-I", "-"], code, limits, shown=(sys.base_prefix,))
 
     parameters = {
         "type": "object",
@@ -123,10 +125,12 @@ def executable_tool(
     return Tool(name, description, schema, run_program)
 
 
-def sandboxed_output(argv: list[str], stdin: str, limits: SandboxLimits) -> str:
+def sandboxed_output(
+    argv: list[str], stdin: str, limits: SandboxLimits, *, shown: tuple[str, ...] = ()
+) -> str:
     """What `argv` prints, run in the sandbox; ToolFailure naming the limit it hit, or its exit
     code and the end of its stderr."""
-    result = run_sandboxed(argv, stdin=stdin, limits=limits)
+    result = run_sandboxed(argv, stdin=stdin, limits=limits, shown=shown)
     if result.limit is not None:
         raise ToolFailure(f"the program hit its {result.limit} limit and was stopped")
     if result.exit_code != 0:

@@ -4,7 +4,8 @@ directory (a fresh temporary directory, removed afterwards).
 
 Linux only. The jail is Debian's bubblewrap (`bwrap`: new user, network, IPC, PID and UTS
 namespaces, the root file system bound read-only, a private /tmp, the scratch directory bound
-writable as /tmp/scratch, the working directory) and the limits are rlimits set by `prlimit`
+writable as /tmp/scratch, the working directory; a program that itself lives under /tmp is
+bound read-only where it is) and the limits are rlimits set by `prlimit`
 (util-linux) around it, so they hold in every process the command starts. Wall time is kept
 here: past it the whole process group is killed. Without bwrap nothing runs: sandbox_problem()
 says why, and run_sandboxed raises SandboxUnavailableError (`make test` installs bubblewrap).
@@ -70,8 +71,11 @@ def sandbox_problem() -> str | None:
     return None
 
 
-def run_sandboxed(argv: list[str], *, stdin: str = "", limits: SandboxLimits) -> SandboxResult:
-    """Run `argv` in the sandbox with `stdin` as its input; its result, whatever it did."""
+def run_sandboxed(
+    argv: list[str], *, stdin: str = "", limits: SandboxLimits, shown: tuple[str, ...] = ()
+) -> SandboxResult:
+    """Run `argv` in the sandbox with `stdin` as its input; its result, whatever it did.
+    `shown`: folders under /tmp the command needs (an interpreter's prefix), bound read-only."""
     problem = sandbox_problem()
     if problem is not None:
         raise SandboxUnavailableError(problem)
@@ -87,7 +91,7 @@ def run_sandboxed(argv: list[str], *, stdin: str = "", limits: SandboxLimits) ->
             streams[2].open("wb") as err,
         ):
             child = subprocess.Popen(
-                _jail(argv, scratch, limits),
+                _jail(argv, scratch, limits, shown),
                 stdin=fin,
                 stdout=out,
                 stderr=err,
@@ -102,7 +106,9 @@ def run_sandboxed(argv: list[str], *, stdin: str = "", limits: SandboxLimits) ->
     return SandboxResult(child.returncode, stdout, stderr, limit, duration)
 
 
-def _jail(argv: list[str], scratch: Path, limits: SandboxLimits) -> list[str]:
+def _jail(
+    argv: list[str], scratch: Path, limits: SandboxLimits, shown: tuple[str, ...]
+) -> list[str]:
     rlimits = [
         f"--cpu={limits.cpu_s}",
         f"--as={limits.memory_bytes}",
@@ -112,7 +118,11 @@ def _jail(argv: list[str], scratch: Path, limits: SandboxLimits) -> list[str]:
     bwrap = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session"]
     bwrap += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     bwrap += ["--bind", str(scratch), SCRATCH, "--chdir", SCRATCH, "--setenv", "HOME", SCRATCH]
-    return ["prlimit", *rlimits, "--", *bwrap, "--", *argv]
+    program = Path(os.path.realpath(shutil.which(argv[0]) or argv[0]))
+    for folder in {str(program.parent), *shown}:  # under the private /tmp: shown read-only
+        if Path(folder).is_relative_to("/tmp"):
+            bwrap += ["--ro-bind", folder, folder]
+    return ["prlimit", *rlimits, "--", *bwrap, "--", str(program), *argv[1:]]
 
 
 def _wait(child: subprocess.Popen, wall_s: float) -> bool:
