@@ -29,7 +29,7 @@ import llama_cpp
 import numpy as np
 
 from llmasos.engine.base import EmbedderInfo
-from llmasos.engine.llamacpp import model_params
+from llmasos.engine.llamacpp import model_params, tokenize
 from llmasos.errors import EngineError, InvalidRequestError, UnprocessableError
 
 LLAMA_MAX_SEQ = 256  # llama.cpp's limit on sequences in one context
@@ -112,14 +112,7 @@ class LlamaCppEmbedder:
             return self._tokenize(text)
 
     def _tokenize(self, text: str) -> list[int]:
-        data = text.encode("utf-8")
-        size = len(data) + 8
-        while True:
-            out = (llama_cpp.llama_token * size)()
-            n = llama_cpp.llama_tokenize(self._vocab, data, len(data), out, size, True, True)
-            if n >= 0:
-                return list(out[:n])
-            size = -n
+        return tokenize(self._vocab, text)
 
     # -- compute ----------------------------------------------------------------------------
 

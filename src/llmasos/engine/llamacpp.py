@@ -127,6 +127,19 @@ class _Batch:
         return rows
 
 
+def tokenize(vocab: object, text: str) -> list[int]:
+    """`text`'s tokens in `vocab`, with the special tokens the model adds and parsing special
+    tokens written in the text."""
+    data = text.encode("utf-8")
+    size = len(data) + 8
+    while True:
+        out = (llama_cpp.llama_token * size)()
+        n = llama_cpp.llama_tokenize(vocab, data, len(data), out, size, True, True)
+        if n >= 0:
+            return list(out[:n])
+        size = -n
+
+
 def model_params(gpu_index: int | None = None) -> llama_cpp.llama_model_params:
     """Model loading parameters: no weight repacking (see the module docstring); with a GPU
     index, every layer on that GPU."""
@@ -229,14 +242,7 @@ class LlamaCppEngine:
     # -- text -----------------------------------------------------------------------------
 
     def tokenize(self, text: str) -> list[int]:
-        data = text.encode("utf-8")
-        size = len(data) + 8
-        while True:
-            out = (llama_cpp.llama_token * size)()
-            n = llama_cpp.llama_tokenize(self._vocab, data, len(data), out, size, True, True)
-            if n >= 0:
-                return list(out[:n])
-            size = -n
+        return tokenize(self._vocab, text)
 
     def token_bytes(self, token: int) -> bytes:
         piece = self._piece_cache.get(token)
