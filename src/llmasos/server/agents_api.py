@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from llmasos.agents.agent import AgentInfo, AgentResult
+from llmasos.agents.agent import Agent, AgentInfo, AgentResult
 from llmasos.agents.react import check_spec_tools, run_spec
 from llmasos.agents.runtime import AgentRuntime
 from llmasos.agents.serialize import agent_info_to_json, agent_result_to_json, trace_entry_to_json
@@ -67,17 +67,18 @@ async def list_agents(request: Request, all: bool = False) -> dict[str, Any]:
 
 @router.get("/v1/agents/{pid}")
 async def get_agent(pid: Pid, request: Request) -> dict[str, Any]:
-    agent = agents_of(request).get(pid)
-    body = agent_info_to_json(AgentInfo.of(agent))
-    body["result"] = None if agent.alive else agent_result_to_json(AgentResult.of(agent))
-    return body
+    return agent_body(agents_of(request).get(pid))
 
 
 @router.delete("/v1/agents/{pid}")
 async def delete_agent(pid: Pid, request: Request) -> dict[str, Any]:
     """Kill the agent if it still runs (its model calls and child agents too) and forget it:
     its info and result as it ended, the last time they are served."""
-    agent = await run_in_threadpool(agents_of(request).remove, pid)
+    return agent_body(await run_in_threadpool(agents_of(request).remove, pid))
+
+
+def agent_body(agent: Agent) -> dict[str, Any]:
+    """An agent's info, with its result (trace included) once it ended."""
     body = agent_info_to_json(AgentInfo.of(agent))
     body["result"] = None if agent.alive else agent_result_to_json(AgentResult.of(agent))
     return body
