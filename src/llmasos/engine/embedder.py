@@ -29,7 +29,7 @@ import llama_cpp
 import numpy as np
 
 from llmasos.engine.base import EmbedderInfo
-from llmasos.engine.llamacpp import model_params, tokenize
+from llmasos.engine.llamacpp import load_model, tokenize
 from llmasos.errors import EngineError, InvalidRequestError, UnprocessableError
 
 LLAMA_MAX_SEQ = 256  # llama.cpp's limit on sequences in one context
@@ -65,14 +65,7 @@ class LlamaCppEmbedder:
             raise InvalidRequestError(
                 "max_batch_inputs", f"must be between 1 and {LLAMA_MAX_SEQ}, got {max_batch_inputs}"
             )
-        path = Path(model_path)
-        if not path.is_file():
-            raise EngineError(f"model: no GGUF file at {path}")
-        self._model = llama_cpp.llama_model_load_from_file(
-            str(path).encode(), model_params(gpu_index)
-        )
-        if not self._model:
-            raise EngineError(f"model: llama.cpp could not load {path} (not a valid GGUF?)")
+        self._model = load_model(model_path, gpu_index)
         if _model_pooling(self._model) not in _POOLING_NAMES:  # before any context is made
             llama_cpp.llama_model_free(self._model)
             raise EngineError(_no_pooling(model_name))

@@ -140,6 +140,18 @@ def tokenize(vocab: object, text: str) -> list[int]:
         size = -n
 
 
+def load_model(model_path: str | Path, gpu_index: int | None) -> llama_cpp.llama_model_p:
+    """The GGUF at `model_path`, loaded on the CPU or on GPU `gpu_index`; EngineError naming
+    the file when it is missing or llama.cpp refuses it."""
+    path = Path(model_path)
+    if not path.is_file():
+        raise EngineError(f"model: no GGUF file at {path}")
+    model = llama_cpp.llama_model_load_from_file(str(path).encode(), model_params(gpu_index))
+    if not model:
+        raise EngineError(f"model: llama.cpp could not load {path} (not a valid GGUF?)")
+    return model
+
+
 def model_params(gpu_index: int | None = None) -> llama_cpp.llama_model_params:
     """Model loading parameters: no weight repacking (see the module docstring); with a GPU
     index, every layer on that GPU."""
@@ -198,14 +210,7 @@ class LlamaCppEngine:
         prefills faster and gives up exact batching (see the module docstring)."""
         if kv_cache_type not in _GGML_KV_TYPES:
             raise EngineError(f"kv_cache_type: must be one of {sorted(_GGML_KV_TYPES)}")
-        path = Path(model_path)
-        if not path.is_file():
-            raise EngineError(f"model: no GGUF file at {path}")
-        self._model = llama_cpp.llama_model_load_from_file(
-            str(path).encode(), model_params(gpu_index)
-        )
-        if not self._model:
-            raise EngineError(f"model: llama.cpp could not load {path} (not a valid GGUF?)")
+        self._model = load_model(model_path, gpu_index)
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
         params = context_params(
             num_slots, context_length, max_batch_tokens, n_threads, kv_cache_type
