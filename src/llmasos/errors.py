@@ -20,6 +20,11 @@
     ├── QuotaExceededError            the request needs more KV pages than its quota allows
     ├── KernelClosedError             the kernel was stopped; nothing new is accepted
     ├── SwapError                     a KV snapshot could not be read back from swap
+    ├── StorageError                  the file system or agent memory refused an operation
+    │   ├── FileNotFoundInStoreError  no such file (or version) at that path
+    │   ├── ConflictError             a write with a stale expected_version (compare-and-swap)
+    │   ├── StorageQuotaError         a write past the owner's storage quota
+    │   └── IntegrityError            a stored record failed its check (tampered); not returned
     ├── IncompleteOutputError         structured output cut by max_tokens before it was complete
     ├── AgentError                    an agent failed, was killed, or hit a limit
     │   ├── AgentKilledError          the agent was killed while it ran
@@ -187,6 +192,49 @@ class KernelClosedError(LLMasOSError):
 
 class SwapError(LLMasOSError):
     """Raised when a KV snapshot cannot be read back from swap; the snapshot stays there."""
+
+
+class StorageError(LLMasOSError):
+    """Base class of file-system and agent-memory errors."""
+
+
+class FileNotFoundInStoreError(StorageError, LookupError):
+    """Raised when a path (or the asked version of it) does not exist, or was deleted."""
+
+    def __init__(self, path: str, version: int | None = None) -> None:
+        what = f"{path!r} has no version {version}" if version else f"no file at {path!r}"
+        super().__init__(f"path: {what}")
+        self.field = "path"
+
+
+class ConflictError(StorageError):
+    """Raised when a write names an expected_version that is no longer the latest: another
+    writer got there first. Read the file again and retry with its version (HTTP 409)."""
+
+    def __init__(self, path: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"expected_version: {path!r} is at version {actual}, not {expected}; read it again "
+            "and write with that version"
+        )
+        self.field = "expected_version"
+        self.expected = expected
+        self.actual = actual
+
+
+class StorageQuotaError(StorageError):
+    """Raised when a write would take an owner past its storage quota (history counts)."""
+
+    def __init__(self, owner: str, used: int, adding: int, limit: int) -> None:
+        super().__init__(
+            f"data: owner {owner!r} stores {used} bytes; {adding} more would pass its quota of "
+            f"{limit} bytes (old versions count: delete files to free space)"
+        )
+        self.field = "data"
+
+
+class IntegrityError(StorageError):
+    """Raised when a stored record fails its integrity check (a flipped byte, a record moved to
+    another path, or another master key); the record is never returned."""
 
 
 class IncompleteOutputError(LLMasOSError):

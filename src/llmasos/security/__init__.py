@@ -1,0 +1,1 @@
+"""Security services: for now the sealing of data at rest (see crypto)."""
