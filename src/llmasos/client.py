@@ -28,10 +28,19 @@ from llmasos.kernel.kernel import Kernel
 from llmasos.kernel.process import FinishReason, ProcessInfo
 from llmasos.kernel.stats import KernelStatus, MemoryReport
 from llmasos.local import LocalBackend
+from llmasos.remote_storage import RemoteAgentMemory, RemoteFileSystem
+from llmasos.runtime.embedding import LocalEmbed
 from llmasos.runtime.factory import EngineOptions, load_engine
 from llmasos.sampling import SamplingParams
+from llmasos.settings import Settings
+from llmasos.storage.agent_memory import AgentMemory
+from llmasos.storage.fs import FileSystemView
+from llmasos.storage.paths import Principal
+from llmasos.storage.service import Storage
 from llmasos.tools.builtins import builtin_tools
 from llmasos.tools.registry import ToolRegistry
+
+LOCAL_OWNER = "local"  # the owner of an in-process client's processes, files and memory
 
 
 class Client:
@@ -44,7 +53,9 @@ class Client:
       max_pages_per_owner, ...: see llmasos.kernel.config) or EngineOptions fields
       (num_slots, context_length, max_batch_tokens, n_threads, kv_cache_type). max_running
       defaults to at most the engine's slots. `engine` runs the kernel on an engine you built
-      yourself.
+      yourself. `storage` is the file system and agent memory (default: opened from the
+      settings: SQLite under $LLMASOS_HOME/storage, or LLMASOS_DATABASE_URL); the in-process
+      client acts as owner "local".
     Remote:
       base_url     an `llmasos serve` server; the server's own settings apply
       api_key      its API key (default: $LLMASOS_API_KEY)
@@ -58,14 +69,17 @@ class Client:
         api_key: str | None = None,
         model: str | None = None,
         engine: Engine | None = None,
+        storage: Storage | None = None,
         **options: Any,
     ) -> None:
         self._backend: Backend
         self._agents: AgentRuntime | None = None
+        self._storage: Storage | None = None
+        self._embed: LocalEmbed | None = None
         self.tools = ToolRegistry(builtin_tools())
         """The tools agents may call: the built-ins, and yours (tools.register_function)."""
         if base_url is not None:
-            if policy is not None or engine is not None or options:
+            if policy is not None or engine is not None or storage is not None or options:
                 raise InvalidRequestError(
                     "base_url",
                     "the server's settings apply; set policy and engine options "
@@ -75,6 +89,8 @@ class Client:
 
             key = api_key or os.environ.get("LLMASOS_API_KEY")
             self._backend = HttpBackend(base_url, api_key=key)
+            self.fs: FileSystemView | RemoteFileSystem = RemoteFileSystem(self._backend.http)
+            """The file system (see llmasos.storage.fs): write, read, history, rollback, ..."""
             return
         kernel_fields = {f.name for f in dataclasses.fields(KernelConfig)}
         engine_fields = {f.name for f in dataclasses.fields(EngineOptions)}
@@ -92,7 +108,12 @@ class Client:
             config = dataclasses.replace(config, max_running=running)
         pids = itertools.count(1)  # one pid space for processes and agents
         self._backend = LocalBackend(Kernel(engine, config, pids=pids))
-        self._agents = AgentRuntime(self._backend, self.tools, pids)
+        self._storage = storage or Storage.from_settings()
+        self._embed = LocalEmbed(Settings.from_environment().home)
+        self.fs = self._storage.files(Principal(LOCAL_OWNER))
+        self._agents = AgentRuntime(
+            self._backend, self.tools, pids, storage=self._storage, embed=self._embed
+        )
 
     @property
     def kernel(self) -> Kernel:
@@ -221,6 +242,13 @@ class Client:
             raise InvalidRequestError("prompt", 'must hold "{input}" where the output goes')
         return self.spawn(text, **sampling)
 
+    def agent_memory(self, agent: str | None = None) -> AgentMemory | RemoteAgentMemory:
+        """The memory of one of your agents (by name), or your own with agent=None: core
+        blocks, the recall log and archival entries, searched by meaning."""
+        if self._storage is None:
+            return RemoteAgentMemory(self._backend.http, agent)  # type: ignore[attr-defined]
+        return self._storage.memory(Principal(LOCAL_OWNER, agent), self._embed)
+
     def _agent_runtime(self) -> AgentRuntime:
         if self._agents is None:
             raise InvalidRequestError(
@@ -236,6 +264,10 @@ class Client:
         if self._agents is not None:
             self._agents.close()
         self._backend.close()
+        if self._embed is not None:
+            self._embed.close()
+        if self._storage is not None:
+            self._storage.close()
 
     def __enter__(self) -> Client:
         return self

@@ -76,6 +76,11 @@ class HttpBackend(Backend):
         self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
 
     @property
+    def http(self) -> httpx.Client:
+        """The connection to the server (shared by client.fs and client.agent_memory)."""
+        return self._http
+
+    @property
     def model(self) -> str:
         response = self._http.get("/v1/models")
         raise_for_error(response)

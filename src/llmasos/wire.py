@@ -159,6 +159,19 @@ ERROR_STATUSES: list[tuple[type[errors.LLMasOSError], ErrorStatus]] = [
         errors.ModelFileError,
         ErrorStatus(422, "invalid_request_error", "invalid_model_file", "source"),
     ),
+    (
+        errors.FileNotFoundInStoreError,
+        ErrorStatus(404, "invalid_request_error", "file_not_found", "path"),
+    ),
+    (
+        errors.ConflictError,
+        ErrorStatus(409, "invalid_request_error", "conflict", "expected_version"),
+    ),
+    (
+        errors.StorageQuotaError,
+        ErrorStatus(413, "invalid_request_error", "storage_quota_exceeded", "data"),
+    ),
+    (errors.IntegrityError, ErrorStatus(500, "server_error", "integrity_error")),
     (errors.UnknownToolError, ErrorStatus(422, "invalid_request_error", "unknown_tool", "tools")),
     (errors.MailboxFullError, ErrorStatus(429, "rate_limit_error", "mailbox_full", "to")),
     (errors.SandboxUnavailableError, ErrorStatus(503, "server_error", "no_sandbox")),

@@ -16,6 +16,12 @@ and the model and tool calls count against its limits.
                                      a child agent's pid (it ends when this agent ends)
     ctx.wait(pid, timeout=None)      that agent's return value (AgentError if it failed)
     ctx.sleep(seconds)
+    ctx.fs.write/read/stat/list/history/diff/delete/move/rollback/grant/revoke/grants/usage
+                                     the file system as principal OWNER:AGENT-NAME (see
+                                     llmasos.storage.fs): its own namespace, and grants
+    ctx.memory.core/store/search/log/recall/count
+                                     the agent's memory: core blocks, archival entries, the
+                                     recall log, search by meaning (llmasos.storage.agent_memory)
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmasos.agents.agent import Agent, AgentLimits, AgentOutcome, AgentState, TraceEntry
 from llmasos.agents.ipc import POLL_S, Message
+from llmasos.agents.storage_calls import FS_CALLS, MEMORY_CALLS, StorageSyscalls
 from llmasos.errors import (
     AgentError,
     AgentKilledError,
@@ -62,6 +69,18 @@ class AgentContext:
     @property
     def pid(self) -> int:
         return self._agent.pid
+
+    @property
+    def fs(self) -> StorageSyscalls:
+        """The file system, as this agent (OWNER:NAME); each call a syscall."""
+        files, _ = self._runtime.storage_of(self._agent)
+        return StorageSyscalls(self, "fs", files, FS_CALLS)
+
+    @property
+    def memory(self) -> StorageSyscalls:
+        """This agent's memory (core, recall, archival); each call a syscall."""
+        _, memory = self._runtime.storage_of(self._agent)
+        return StorageSyscalls(self, "memory", memory, MEMORY_CALLS)
 
     @property
     def trace(self) -> list[TraceEntry]:

@@ -27,6 +27,7 @@ from llmasos.agents.agent import (
 )
 from llmasos.agents.context import AgentContext
 from llmasos.agents.ipc import PostOffice
+from llmasos.agents.storage_calls import agent_principal
 from llmasos.errors import (
     AgentKilledError,
     AgentLimitError,
@@ -38,6 +39,9 @@ from llmasos.errors import (
 )
 from llmasos.handles import ProcessHandle
 from llmasos.kernel.limits import check_priority
+from llmasos.storage.agent_memory import AgentMemory, Embed
+from llmasos.storage.fs import FileSystemView
+from llmasos.storage.service import Storage
 from llmasos.tools.registry import ToolRegistry
 
 logger = logging.getLogger(__name__)
@@ -67,8 +71,12 @@ class AgentRuntime:
         *,
         owner: str = "local",
         max_live: int = MAX_LIVE_AGENTS,
+        storage: Storage | None = None,
+        embed: Embed | None = None,
     ) -> None:
         self.backend = backend
+        self.storage = storage
+        self.embed = embed
         self.tools = tools
         self.post = PostOffice()
         self.owner = owner
@@ -121,6 +129,13 @@ class AgentRuntime:
         thread.daemon = True
         thread.start()
         return agent
+
+    def storage_of(self, agent: Agent) -> tuple[FileSystemView, AgentMemory]:
+        """The agent's file system view and memory (as principal OWNER:NAME)."""
+        if self.storage is None:
+            raise InvalidRequestError("storage", "this agent runtime was started without storage")
+        principal = agent_principal(agent.owner, agent.name, agent.pid)
+        return self.storage.files(principal), self.storage.memory(principal, self.embed)
 
     def get(self, pid: int) -> Agent:
         with self._lock:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import typer
 
-from llmasos.cli import agents, models, processes, serve
+from llmasos.cli import agents, fs, models, processes, serve
 
 app = typer.Typer(
     help="LLMasOS: an operating system for LLM work.",
@@ -25,6 +25,7 @@ for command in (processes.run, processes.chat, processes.ps, processes.kill, pro
     app.command()(command)
 app.add_typer(models.models_app, name="models")
 app.add_typer(agents.agents_app, name="agents")
+app.add_typer(fs.fs_app, name="fs")
 
 
 def main() -> None:

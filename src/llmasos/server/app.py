@@ -13,12 +13,28 @@ from starlette.concurrency import run_in_threadpool
 
 from llmasos.agents.runtime import AgentRuntime
 from llmasos.models.import_policy import ImportPolicy
+from llmasos.runtime.embedding import manager_embed
 from llmasos.runtime.manager import ModelManager
 from llmasos.runtime.model_calls import ManagerModelCalls
-from llmasos.server import admin_api, agents_api, embeddings_api, native_api, openai_api
-from llmasos.server.api_docs import ADMIN_ERRORS, OPENAI_ERRORS, PROCESS_ERRORS, errors
+from llmasos.server import (
+    admin_api,
+    agents_api,
+    embeddings_api,
+    fs_api,
+    memory_api,
+    native_api,
+    openai_api,
+)
+from llmasos.server.api_docs import (
+    ADMIN_ERRORS,
+    OPENAI_ERRORS,
+    PROCESS_ERRORS,
+    STORAGE_ERRORS,
+    errors,
+)
 from llmasos.server.errors import install_error_handlers
 from llmasos.server.guards import MAX_BODY_BYTES, Access, BodyLimit, RequestIds
+from llmasos.storage.service import Storage
 from llmasos.tools.builtins import builtin_tools
 from llmasos.tools.registry import ToolRegistry
 
@@ -35,12 +51,14 @@ def create_app(
     access: Access | None = None,
     imports: ImportPolicy | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    storage: Storage | None = None,
 ) -> FastAPI:
     """An ASGI app serving the models of `models`. With `access.api_keys`, every route but
     /health needs `Authorization: Bearer <key>`; the administrative routes need
     `access.admin_key` and are off without one. `imports` says what an HTTP import may read
-    (default: https from public addresses, no local paths, no packages). The models are
-    unloaded when the app shuts down."""
+    (default: https from public addresses, no local paths, no packages). `storage` holds the
+    file system and agent memory (default: opened from the settings). The models are unloaded
+    and the storage closed when the app shuts down."""
     access = access or Access()
 
     @asynccontextmanager
@@ -58,6 +76,7 @@ def create_app(
         reaper.cancel()
         await run_in_threadpool(app.state.agents.close)
         await run_in_threadpool(models.close)
+        await run_in_threadpool(app.state.storage.close)
 
     async def authenticate(request: Request) -> None:
         access.authenticate(request)
@@ -69,9 +88,16 @@ def create_app(
     app.state.models = models
     app.state.imports = imports or ImportPolicy.for_server()
     app.state.started_at = int(time.time())
+    app.state.storage = storage or Storage.from_settings()
+    embed = manager_embed(models)
     app.state.agents = AgentRuntime(
-        ManagerModelCalls(models, "local"), ToolRegistry(builtin_tools()), models.pids
+        ManagerModelCalls(models, "local"),
+        ToolRegistry(builtin_tools()),
+        models.pids,
+        storage=app.state.storage,
+        embed=embed,
     )
+    app.state.memory_of = lambda principal: app.state.storage.memory(principal, embed)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(RequestIds)
@@ -83,6 +109,10 @@ def create_app(
     )
     app.include_router(native_api.router, dependencies=protected, responses=errors(PROCESS_ERRORS))
     app.include_router(agents_api.router, dependencies=protected, responses=errors(PROCESS_ERRORS))
+    app.include_router(fs_api.router, dependencies=protected, responses=errors(STORAGE_ERRORS))
+    app.include_router(
+        memory_api.router, dependencies=protected, responses=errors(STORAGE_ERRORS)
+    )
     app.include_router(admin_api.router, dependencies=admin, responses=errors(ADMIN_ERRORS))
     app.include_router(native_api.open_router, responses=errors([500]))
     return app

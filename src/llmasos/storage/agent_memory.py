@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from llmasos.errors import InvalidRequestError
@@ -41,6 +41,13 @@ class MemoryItem:
     text: str
     created_at: float
     distance: float | None = None  # cosine distance to the query, for search hits
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MemoryItem:
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
 
 
 def _check_text(field: str, text: object, limit: int = MAX_TEXT_CHARS) -> str:

@@ -49,6 +49,10 @@ class FileInfo:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FileInfo:
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+
 
 class FileSystem:
     """The service: one store, optional sealing, a quota per owner (bytes, history counts)."""
@@ -150,8 +154,13 @@ class FileSystemView:
     def read(self, path: str, version: int | None = None) -> bytes:
         """The latest content (or that version's); FileNotFoundInStoreError when there is none
         or it was deleted."""
+        return self.read_with_info(path, version)[0]
+
+    def read_with_info(self, path: str, version: int | None = None) -> tuple[bytes, FileInfo]:
+        """read()'s content with the version's metadata."""
         loc = self._locate(path, GrantMode.READ)
-        return self._open(loc, self._stored(loc, version))
+        stored = self._stored(loc, version)
+        return self._open(loc, stored), self._info(loc, stored.info)
 
     def _stored(self, loc: Location, version: int | None) -> StoredVersion:
         if version is not None and (not isinstance(version, int) or version < 1):

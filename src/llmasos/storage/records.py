@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 
 class GrantMode(enum.Enum):
@@ -54,6 +55,19 @@ class Grant:
     grantee: str
     mode: GrantMode
     created_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace, "prefix": self.prefix, "to": self.grantee,
+            "mode": self.mode.value, "created_at": self.created_at,
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Grant:
+        return cls(
+            data["namespace"], data["prefix"], data["to"], GrantMode(data["mode"]),
+            data["created_at"],
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

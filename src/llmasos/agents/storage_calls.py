@@ -1,0 +1,71 @@
+"""ctx.fs and ctx.memory: the file system and agent memory as syscalls. Each method call is
+recorded in the agent's trace (contents shown by size, not copied) and first checks that the
+agent was not killed. An agent acts as principal OWNER:NAME: its own namespace and memory, and
+what others granted it."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from llmasos.agents.agent import AgentState
+from llmasos.storage.paths import Principal
+
+if TYPE_CHECKING:
+    from llmasos.agents.context import AgentContext
+
+FS_CALLS = frozenset(
+    {"write", "read", "stat", "list", "history", "diff", "delete", "move", "rollback", "grant",
+     "revoke", "grants", "usage"}
+)  # fmt: skip
+MEMORY_CALLS = frozenset({"core", "store", "search", "log", "recall", "count"})
+_INVALID = re.compile(r"[^A-Za-z0-9_.@-]")
+
+
+def agent_principal(owner: str, name: str, pid: int) -> Principal:
+    """The principal an agent acts as: its name made a valid namespace (else agent-PID)."""
+    cleaned = _INVALID.sub("-", name).strip("-.")[:128]
+    return Principal(owner, cleaned if cleaned and cleaned[0].isalnum() else f"agent-{pid}")
+
+
+def shown(value: Any) -> Any:
+    """A trace-sized picture of an argument or result."""
+    if isinstance(value, bytes | bytearray):
+        return {"bytes": len(value)}
+    if isinstance(value, str) and len(value) > 200:
+        return value[:200] + f"... ({len(value)} characters)"
+    if isinstance(value, list):
+        return [shown(item) for item in value[:20]]
+    if hasattr(value, "to_json"):
+        return shown(value.to_json())
+    if isinstance(value, dict):
+        return {key: shown(item) for key, item in value.items()}
+    return value
+
+
+class StorageSyscalls:
+    """A traced view on a FileSystemView (kind "fs") or an AgentMemory (kind "memory")."""
+
+    def __init__(self, ctx: AgentContext, kind: str, target: Any, calls: frozenset[str]) -> None:
+        self._ctx = ctx
+        self._kind = kind
+        self._target = target
+        self._calls = calls
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in self._calls:
+            raise AttributeError(f"ctx.{self._kind} has no {name!r}; it has {sorted(self._calls)}")
+        method = getattr(self._target, name)
+
+        def syscall(*args: Any, **kwargs: Any) -> Any:
+            inputs = {"args": shown(list(args)), **shown(kwargs)}
+            with self._ctx._syscall(f"{self._kind}.{name}", inputs, AgentState.BLOCKED) as entry:
+                result = method(*args, **kwargs)
+                entry.output = shown(result)
+                return result
+
+        syscall.__doc__ = method.__doc__
+        return syscall
+
+    def __dir__(self) -> list[str]:
+        return sorted(self._calls)

@@ -1,0 +1,88 @@
+"""Embedding functions for agent memory: the default embedding model (all-MiniLM-L6-v2), from a
+server's model manager or loaded once in-process.
+
+A text longer than the model reads is embedded whole, never cut: it is split into pieces the
+model can read, and its vector is the normalised mean of theirs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from llmasos.engine.base import Embedder
+from llmasos.models.default import DEFAULT_EMBEDDING_MODEL, ensure_default_embedding_model
+from llmasos.models.repository import Repository
+from llmasos.runtime.manager import ModelManager
+
+Embed = Callable[[Sequence[str]], list[np.ndarray]]
+
+
+def _pieces(embedder: Embedder, text: str) -> list[str]:
+    """`text` split (at spaces where possible) into pieces the model reads whole."""
+    limit = embedder.info.max_input_tokens
+    if len(embedder.tokenize(text)) <= limit:
+        return [text]
+    words, pieces, current = text.split(" "), [], ""
+    for word in words:
+        candidate = f"{current} {word}" if current else word
+        if current and len(embedder.tokenize(candidate)) > limit:
+            pieces.append(current)
+            candidate = word
+        while len(embedder.tokenize(candidate)) > limit:  # one very long "word"
+            cut = max(1, len(candidate) // 2)
+            pieces += _pieces(embedder, candidate[:cut])
+            candidate = candidate[cut:]
+        current = candidate
+    return [*pieces, current] if current else pieces
+
+
+def embed_whole(embedder: Embedder, texts: Sequence[str]) -> list[np.ndarray]:
+    """One normalised vector per text, whatever its length (one batch for all pieces)."""
+    split = [_pieces(embedder, text) for text in texts]
+    flat = embedder.embed([piece for pieces in split for piece in pieces])
+    vectors, start = [], 0
+    for pieces in split:
+        mean = np.mean(np.stack(flat[start : start + len(pieces)]), axis=0)
+        vectors.append(mean / (np.linalg.norm(mean) or 1.0))
+        start += len(pieces)
+    return vectors
+
+
+def manager_embed(models: ModelManager) -> Embed:
+    """Embeddings from the server's default embedding model (loaded on first use)."""
+
+    def embed(texts: Sequence[str]) -> list[np.ndarray]:
+        with models.lease(DEFAULT_EMBEDDING_MODEL) as loaded:
+            return embed_whole(loaded.embedder, texts)
+
+    return embed
+
+
+class LocalEmbed:
+    """The default embedding model in this process, imported and loaded on the first call."""
+
+    def __init__(self, home: Path) -> None:
+        self._home = home
+        self._embedder: Embedder | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, texts: Sequence[str]) -> list[np.ndarray]:
+        with self._lock:
+            if self._embedder is None:
+                from llmasos.engine.embedder import LlamaCppEmbedder
+
+                repository = Repository(self._home / "models")
+                ensure_default_embedding_model(repository)
+                path = repository.blob_path(repository.show(DEFAULT_EMBEDDING_MODEL))
+                self._embedder = LlamaCppEmbedder(path, model_name=DEFAULT_EMBEDDING_MODEL)
+        return embed_whole(self._embedder, texts)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._embedder is not None:
+                self._embedder.close()  # type: ignore[attr-defined]
+                self._embedder = None

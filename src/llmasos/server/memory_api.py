@@ -1,0 +1,97 @@
+"""/v1/agent-memory: the agent memory of the key's owner (?agent=NAME for one of its agents'):
+core blocks, the recall log, archival entries, and search by meaning."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import Field
+from starlette.concurrency import run_in_threadpool
+
+from llmasos.server.fs_api import Strict
+from llmasos.storage.agent_memory import (
+    MAX_CORE_CHARS,
+    MAX_SEARCH_K,
+    MAX_TEXT_CHARS,
+    ROLES,
+    AgentMemory,
+)
+from llmasos.storage.paths import Principal
+
+router = APIRouter(prefix="/v1/agent-memory", tags=["agent memory"])
+
+AgentName = Annotated[
+    str | None,
+    Query(max_length=128, description="One of the owner's agents (default: the owner's own)"),
+]
+Label = Annotated[str, Field(min_length=1, max_length=128)]
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+
+
+class CoreBody(Strict):
+    text: Annotated[str, Field(max_length=MAX_CORE_CHARS)]
+
+
+class TextBody(Strict):
+    text: Text
+
+
+class LogBody(Strict):
+    role: Annotated[str, Field(pattern="^(" + "|".join(ROLES) + ")$")]
+    text: Text
+
+
+class SearchBody(Strict):
+    query: Text
+    k: Annotated[int, Field(ge=1, le=MAX_SEARCH_K)] = 5
+    tier: Annotated[str, Field(pattern="^(archival|recall)$")] = "archival"
+
+
+def memory_of(request: Request, agent: str | None) -> AgentMemory:
+    return request.app.state.memory_of(Principal(request.state.owner, agent))
+
+
+async def call(request: Request, agent: str | None, method: str, *args: Any, **kw: Any) -> Any:
+    memory = await run_in_threadpool(memory_of, request, agent)
+    return await run_in_threadpool(getattr(memory, method), *args, **kw)
+
+
+@router.get("/core")
+async def core(request: Request, agent: AgentName = None) -> dict[str, Any]:
+    return {"core": await call(request, agent, "core")}
+
+
+@router.put("/core/{label}")
+async def set_core(
+    label: str, body: CoreBody, request: Request, agent: AgentName = None
+) -> dict[str, Any]:
+    """Set a core block (an empty text removes it)."""
+    return {"core": await call(request, agent, "core", label, body.text)}
+
+
+@router.post("/archival")
+async def store(body: TextBody, request: Request, agent: AgentName = None) -> dict[str, Any]:
+    return (await call(request, agent, "store", body.text)).to_json()
+
+
+@router.post("/recall")
+async def log(body: LogBody, request: Request, agent: AgentName = None) -> dict[str, Any]:
+    return (await call(request, agent, "log", body.role, body.text)).to_json()
+
+
+@router.get("/recall")
+async def recall(
+    request: Request,
+    agent: AgentName = None,
+    first_seq: Annotated[int, Query(ge=1, le=2**62)] = 1,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> dict[str, Any]:
+    items = await call(request, agent, "recall", first_seq, limit)
+    return {"object": "list", "data": [item.to_json() for item in items]}
+
+
+@router.post("/search")
+async def search(body: SearchBody, request: Request, agent: AgentName = None) -> dict[str, Any]:
+    items = await call(request, agent, "search", body.query, body.k, tier=body.tier)
+    return {"object": "list", "data": [item.to_json() for item in items]}
