@@ -42,6 +42,12 @@ def test_schemathesis_finds_no_failures_in_any_check(fresh_home, tmp_path):
                 *(SCHEMATHESIS, "--no-color", "--config-file", str(CONFIG)),
                 *("run", f"{url}/openapi.json", "--checks", "all"),
                 *("--max-examples", str(EXAMPLES_PER_OPERATION), "--seed", str(SEED)),
+                # agent memory embeds each text on the real embedding model, one at a time:
+                # a burst of long texts queues past the default 10 s
+                *("--request-timeout", "60"),
+                # file paths have a documented pattern (no '.' or '..' segments) that
+                # hypothesis often has to retry; the paths it does make are all tested
+                *("--suppress-health-check", "filter_too_much"),
                 *("--header", f"Authorization: Bearer {ADMIN_KEY}"),
             ],
             capture_output=True,

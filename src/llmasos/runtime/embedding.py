@@ -22,22 +22,21 @@ Embed = Callable[[Sequence[str]], list[np.ndarray]]
 
 
 def _pieces(embedder: Embedder, text: str) -> list[str]:
-    """`text` split (at spaces where possible) into pieces the model reads whole."""
+    """`text` split (at spaces where it can be) into pieces the model reads whole."""
     limit = embedder.info.max_input_tokens
-    if len(embedder.tokenize(text)) <= limit:
+    tokens = len(embedder.tokenize(text))
+    if tokens <= limit:
         return [text]
-    words, pieces, current = text.split(" "), [], ""
-    for word in words:
-        candidate = f"{current} {word}" if current else word
-        if current and len(embedder.tokenize(candidate)) > limit:
-            pieces.append(current)
-            candidate = word
-        while len(embedder.tokenize(candidate)) > limit:  # one very long "word"
-            cut = max(1, len(candidate) // 2)
-            pieces += _pieces(embedder, candidate[:cut])
-            candidate = candidate[cut:]
-        current = candidate
-    return [*pieces, current] if current else pieces
+    count = -(-tokens // max(1, int(limit * 0.8)))  # pieces of about 80% of the limit
+    size = -(-len(text) // count)
+    pieces, start = [], 0
+    while start < len(text):
+        end = min(len(text), start + size)
+        space = text.rfind(" ", start + size // 2, end) if end < len(text) else -1
+        end = space + 1 if space > start else end
+        pieces += _pieces(embedder, text[start:end]) if end - start < len(text) else [text]
+        start = end
+    return pieces
 
 
 def embed_whole(embedder: Embedder, texts: Sequence[str]) -> list[np.ndarray]:

@@ -15,18 +15,28 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi import Path as PathParameter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from llmasos.errors import InvalidRequestError
 from llmasos.storage.fs import MAX_FILE_BYTES, FileSystemView
-from llmasos.storage.paths import MAX_PATH_CHARS, Principal
+from llmasos.storage.paths import (
+    MAX_PATH_CHARS,
+    NAMESPACE_REGEX,
+    PATH_REGEX,
+    PREFIX_REGEX,
+    Principal,
+)
 
 router = APIRouter(prefix="/v1/fs", tags=["files"])
 
-PathText = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS + 130)]
-Version = Annotated[int, Field(ge=1, le=2**62)]
-OptionalVersion = Annotated[int | None, Query(ge=0, le=2**62)]
+MAX_VERSION = 10**15
+PathText = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS, pattern=PATH_REGEX)]
+FilePath = Annotated[str, PathParameter(max_length=MAX_PATH_CHARS, pattern=PATH_REGEX)]
+Prefix = Annotated[str, Query(max_length=MAX_PATH_CHARS, pattern=PREFIX_REGEX)]
+Version = Annotated[int, Field(ge=1, le=MAX_VERSION)]
+OptionalVersion = Annotated[int | None, Query(ge=0, le=MAX_VERSION)]
 CONTENT = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 
 
@@ -44,8 +54,8 @@ class MoveBody(Strict):
 
 
 class GrantBody(Strict):
-    prefix: Annotated[str, Field(max_length=MAX_PATH_CHARS + 130)] = ""
-    to: Annotated[str, Field(min_length=1, max_length=257)]
+    prefix: Annotated[str, Field(max_length=MAX_PATH_CHARS, pattern=PREFIX_REGEX)] = ""
+    to: Annotated[str, Field(max_length=257, pattern=f"^{NAMESPACE_REGEX}$")]
     mode: Annotated[str, Field(pattern="^(read|write)$")] = "read"
 
 
@@ -60,10 +70,10 @@ async def call(request: Request, method: str, *args: Any, **kwargs: Any) -> Any:
 
 @router.put(
     "/files/{path:path}",
-    openapi_extra={"requestBody": {"required": True, "content": CONTENT}},
+    openapi_extra={"requestBody": {"required": False, "content": CONTENT}},
 )
 async def write_file(
-    path: str, request: Request, expected_version: OptionalVersion = None
+    path: FilePath, request: Request, expected_version: OptionalVersion = None
 ) -> dict[str, Any]:
     """Store the body as the path's next version (409 when expected_version is stale)."""
     data = await request.body()
@@ -75,7 +85,9 @@ async def write_file(
 
 @router.get("/files/{path:path}", responses={200: {"content": CONTENT}})
 async def read_file(
-    path: str, request: Request, version: Annotated[int | None, Query(ge=1, le=2**62)] = None
+    path: FilePath,
+    request: Request,
+    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
 ) -> Response:
     data, info = await call(request, "read_with_info", path, version=version)
     headers = {"X-LLMasOS-Version": str(info.version)}
@@ -84,7 +96,7 @@ async def read_file(
 
 @router.delete("/files/{path:path}")
 async def delete_file(
-    path: str,
+    path: FilePath,
     request: Request,
     expected_version: OptionalVersion = None,
     purge: bool = False,
@@ -98,27 +110,27 @@ async def delete_file(
 
 
 @router.get("/stat/{path:path}")
-async def stat_file(path: str, request: Request) -> dict[str, Any]:
+async def stat_file(path: FilePath, request: Request) -> dict[str, Any]:
     return (await call(request, "stat", path)).to_json()
 
 
 @router.get("/history/{path:path}")
-async def file_history(path: str, request: Request) -> dict[str, Any]:
+async def file_history(path: FilePath, request: Request) -> dict[str, Any]:
     return {"object": "list", "data": [v.to_json() for v in await call(request, "history", path)]}
 
 
 @router.get("/diff/{path:path}")
 async def file_diff(
-    path: str,
+    path: FilePath,
     request: Request,
-    from_version: Annotated[int, Query(ge=1, le=2**62)],
-    to_version: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+    from_version: Annotated[int, Query(ge=1, le=MAX_VERSION)],
+    to_version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
 ) -> dict[str, Any]:
     return {"diff": await call(request, "diff", path, from_version, to_version)}
 
 
 @router.post("/rollback/{path:path}")
-async def rollback_file(path: str, body: RollbackBody, request: Request) -> dict[str, Any]:
+async def rollback_file(path: FilePath, body: RollbackBody, request: Request) -> dict[str, Any]:
     return {"path": path, "version": await call(request, "rollback", path, body.version)}
 
 
@@ -130,7 +142,7 @@ async def move_file(body: MoveBody, request: Request) -> dict[str, Any]:
 
 @router.get("/list")
 async def list_files(
-    request: Request, prefix: Annotated[str, Query(max_length=MAX_PATH_CHARS + 130)] = ""
+    request: Request, prefix: Prefix = ""
 ) -> dict[str, Any]:
     return {"object": "list", "data": [f.to_json() for f in await call(request, "list", prefix)]}
 
@@ -144,7 +156,7 @@ async def usage(request: Request) -> dict[str, Any]:
 
 @router.get("/grants")
 async def list_grants(
-    request: Request, prefix: Annotated[str, Query(max_length=MAX_PATH_CHARS + 130)] = ""
+    request: Request, prefix: Prefix = ""
 ) -> dict[str, Any]:
     return {"object": "list", "data": [g.to_json() for g in await call(request, "grants", prefix)]}
 
@@ -157,7 +169,7 @@ async def grant(body: GrantBody, request: Request) -> dict[str, Any]:
 @router.delete("/grants")
 async def revoke(
     request: Request,
-    to: Annotated[str, Query(min_length=1, max_length=257)],
-    prefix: Annotated[str, Query(max_length=MAX_PATH_CHARS + 130)] = "",
+    to: Annotated[str, Query(max_length=257, pattern=f"^{NAMESPACE_REGEX}$")],
+    prefix: Prefix = "",
 ) -> dict[str, Any]:
     return {"revoked": await call(request, "revoke", prefix, to)}

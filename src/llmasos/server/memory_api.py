@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParameter
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
@@ -17,15 +18,18 @@ from llmasos.storage.agent_memory import (
     ROLES,
     AgentMemory,
 )
-from llmasos.storage.paths import Principal
+from llmasos.storage.paths import NAME_REGEX, Principal
 
 router = APIRouter(prefix="/v1/agent-memory", tags=["agent memory"])
 
 AgentName = Annotated[
     str | None,
-    Query(max_length=128, description="One of the owner's agents (default: the owner's own)"),
+    Query(
+        pattern=f"^{NAME_REGEX}$",
+        description="One of the owner's agents (default: the owner's own memory)",
+    ),
 ]
-Label = Annotated[str, Field(min_length=1, max_length=128)]
+Label = Annotated[str, PathParameter(pattern=f"^{NAME_REGEX}$")]
 Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
 
 
@@ -64,7 +68,7 @@ async def core(request: Request, agent: AgentName = None) -> dict[str, Any]:
 
 @router.put("/core/{label}")
 async def set_core(
-    label: str, body: CoreBody, request: Request, agent: AgentName = None
+    label: Label, body: CoreBody, request: Request, agent: AgentName = None
 ) -> dict[str, Any]:
     """Set a core block (an empty text removes it)."""
     return {"core": await call(request, agent, "core", label, body.text)}
@@ -84,7 +88,7 @@ async def log(body: LogBody, request: Request, agent: AgentName = None) -> dict[
 async def recall(
     request: Request,
     agent: AgentName = None,
-    first_seq: Annotated[int, Query(ge=1, le=2**62)] = 1,
+    first_seq: Annotated[int, Query(ge=1, le=10**15)] = 1,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> dict[str, Any]:
     items = await call(request, agent, "recall", first_seq, limit)

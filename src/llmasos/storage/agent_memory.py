@@ -25,7 +25,7 @@ from llmasos.storage.sharding import ShardedStore
 
 Embed = Callable[[Sequence[str]], Sequence[Any]]  # texts -> one vector each
 
-MAX_TEXT_CHARS = 32_000
+MAX_TEXT_CHARS = 4_000  # an entry; store a long document as several
 MAX_CORE_CHARS = 8_000  # per block: core memory is paid for in every prompt
 MAX_SEARCH_K = 100
 RECALL, ARCHIVAL = "recall", "archival"

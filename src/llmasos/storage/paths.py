@@ -15,9 +15,27 @@ from dataclasses import dataclass
 
 from llmasos.errors import InvalidRequestError
 
-MAX_PATH_CHARS = 1024
+MAX_PATH_CHARS = 1024  # a path as given, ~namespace/ included
 MAX_SEGMENT_CHARS = 255
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
+
+# What the checks below accept, as regular expressions (the HTTP API's documented patterns)
+NAME_REGEX = r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}"
+NAMESPACE_REGEX = rf"{NAME_REGEX}(?::{NAME_REGEX})?"
+_CHAR = r"[^\x00-\x1f\x7f/]"
+
+
+def _segment(first: str) -> str:
+    """A segment: not "." or "..", and not starting with any of `first`."""
+    head = rf"[^\x00-\x1f\x7f/.{first}]"
+    return rf"(?:{head}{_CHAR}{{0,254}}|\.[^\x00-\x1f\x7f/.]{_CHAR}{{0,253}}|\.\.{_CHAR}{{1,253}})"
+
+
+_SEGMENT, _PLAIN_FIRST = _segment(""), _segment("~")  # a bare "~name" is a namespace
+_TAIL = rf"(?:/{_SEGMENT})*/*"
+_RELATIVE = rf"(?:/+{_SEGMENT}{_TAIL}|{_PLAIN_FIRST}{_TAIL})"
+PATH_REGEX = rf"^(?:~{NAMESPACE_REGEX}//*{_SEGMENT}{_TAIL}|{_RELATIVE})$"
+PREFIX_REGEX = rf"^(?:~{NAMESPACE_REGEX}(?:/*|//*{_SEGMENT}{_TAIL})|/*|{_RELATIVE})$"
+_NAME = re.compile(rf"^{NAME_REGEX}$")
 
 
 def check_name(field: str, name: str) -> str:
@@ -93,6 +111,8 @@ def locate(
     caller: Principal, path: str, field: str = "path", *, allow_root: bool = False
 ) -> Location:
     """Where `path` (as the caller wrote it) points."""
+    if isinstance(path, str) and len(path) > MAX_PATH_CHARS:
+        raise InvalidRequestError(field, f"must be at most {MAX_PATH_CHARS} characters")
     if isinstance(path, str) and path.startswith("~"):
         namespace, _, rest = path[1:].partition("/")
         owner = Principal.parse(namespace, field).owner
