@@ -32,6 +32,7 @@ from llmasos.remote_storage import RemoteAgentMemory, RemoteFileSystem
 from llmasos.runtime.embedding import LocalEmbed
 from llmasos.runtime.factory import EngineOptions, load_engine
 from llmasos.sampling import SamplingParams
+from llmasos.security.crypto import parse_master_key
 from llmasos.settings import Settings
 from llmasos.storage.agent_memory import AgentMemory
 from llmasos.storage.fs import FileSystemView
@@ -98,6 +99,9 @@ class Client:
             raise InvalidRequestError(name, "unknown option; see KernelConfig and EngineOptions")
         kernel_options = {k: v for k, v in options.items() if k in kernel_fields}
         engine_options = {k: v for k, v in options.items() if k in engine_fields}
+        settings = Settings.from_environment()
+        if settings.master_key and "swap_key" not in kernel_options:  # seal swap files too
+            kernel_options["swap_key"] = parse_master_key(settings.master_key)
         config = KernelConfig(policy=policy or "fcfs", **kernel_options)  # checked before a load
         if engine is None:
             engine = load_engine(model, EngineOptions(**engine_options))
@@ -109,7 +113,7 @@ class Client:
         pids = itertools.count(1)  # one pid space for processes and agents
         self._backend = LocalBackend(Kernel(engine, config, pids=pids))
         self._storage = storage or Storage.from_settings()
-        self._embed = LocalEmbed(Settings.from_environment().home)
+        self._embed = LocalEmbed(settings.home)
         self.fs = self._storage.files(Principal(LOCAL_OWNER))
         self._agents = AgentRuntime(
             self._backend, self.tools, pids, storage=self._storage, embed=self._embed

@@ -99,16 +99,20 @@ def serve(
     from llmasos.models.default import DEFAULT_MODEL
     from llmasos.models.placement import FitPolicy
     from llmasos.runtime.factory import EngineOptions, model_manager
+    from llmasos.security.crypto import parse_master_key
     from llmasos.settings import Settings
 
-    home = Settings.from_environment().home
+    settings = Settings.from_environment()
+    home = settings.home
     try:
+        master_key = parse_master_key(settings.master_key) if settings.master_key else None
         config = KernelConfig(
             policy=policy,
             max_running=max_running or min(16, num_slots, max_batch_tokens),
             page_size=page_size,
             swap_bytes=swap_bytes,
             swap_directory=home / "swap",
+            swap_key=master_key,
             max_pages_per_process=max_pages_per_process,
             max_pages_per_owner=max_pages_per_owner,
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmasos.engine.base import EngineInfo
@@ -24,6 +24,8 @@ class KernelConfig:
     min_prefix_tokens   the shortest cached prefix worth reusing instead of recomputing
     swap_bytes          host RAM for swapped-out KV state; beyond it, snapshots go to disk
     swap_directory      where snapshots spill (default: a folder in the system temp dir)
+    swap_key            32 bytes: seal snapshots spilled to disk with AES-GCM (Client and
+                        `llmasos serve` derive it from LLMASOS_MASTER_KEY when that is set)
     max_pages_per_process, max_pages_per_owner   KV page quotas (None: unlimited)
     """
 
@@ -37,6 +39,7 @@ class KernelConfig:
     min_prefix_tokens: int = 8
     swap_bytes: int = 2 * 1024**3
     swap_directory: Path | None = None
+    swap_key: bytes | None = field(default=None, repr=False)
     max_pages_per_process: int | None = None
     max_pages_per_owner: int | None = None
 
@@ -59,6 +62,10 @@ class KernelConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidRequestError(name, f"must be an integer >= 1, got {value!r}")
 
+        if self.swap_key is not None and (
+            not isinstance(self.swap_key, bytes) or len(self.swap_key) != 32
+        ):
+            raise InvalidRequestError("swap_key", "must be 32 bytes")
         for name in ("max_pages_per_process", "max_pages_per_owner"):
             value = getattr(self, name)
             if value is not None and (

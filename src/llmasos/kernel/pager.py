@@ -31,6 +31,7 @@ from llmasos.kernel.prefix_cache import PrefixCache, PrefixMatch, RadixPrefixCac
 from llmasos.kernel.process import Process
 from llmasos.kernel.stats import MemoryReport, ProcessMemory
 from llmasos.kernel.swap import SwapSpace
+from llmasos.security.crypto import Sealer
 
 
 @dataclass
@@ -55,7 +56,11 @@ class Pager:
             engine,
             MemoryManager(info.num_slots, info.context_length, config.page_size),
             RadixPrefixCache(),
-            SwapSpace(config.swap_bytes, directory),
+            SwapSpace(
+                config.swap_bytes,
+                directory,
+                sealer=Sealer(config.swap_key) if config.swap_key else None,
+            ),
             min_prefix_tokens=config.min_prefix_tokens,
         )
 

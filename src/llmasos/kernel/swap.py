@@ -5,13 +5,15 @@ again. When RAM is over budget, the least recently stored snapshots spill to dis
 ever dropped on an I/O error: a spill that cannot be written keeps the snapshot in RAM (over
 budget, logged), and a snapshot that cannot be read back stays where it is and raises
 SwapError. The kernel's tick thread changes it; monitoring threads read its usage, so every
-method takes the space's lock.
+method takes the space's lock. With a sealer, files on disk are sealed with AES-GCM, bound to
+the pid and that spill's random id, so an altered or swapped file is refused (SwapError).
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -19,7 +21,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmasos.errors import SwapError
+from llmasos.errors import IntegrityError, SwapError
+from llmasos.security.crypto import Sealer
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +44,15 @@ class SwapUsage:
 class SwapSpace:
     """Snapshots keyed by pid."""
 
-    def __init__(self, ram_limit_bytes: int, directory: Path) -> None:
+    def __init__(
+        self, ram_limit_bytes: int, directory: Path, *, sealer: Sealer | None = None
+    ) -> None:
         self.ram_limit_bytes = ram_limit_bytes
+        self._sealer = sealer
         self._parent = directory
         self._directory: Path | None = None  # created on first spill
         self._ram: OrderedDict[int, bytes] = OrderedDict()  # oldest first
-        self._disk: dict[int, tuple[Path, int]] = {}
+        self._disk: dict[int, tuple[Path, int]] = {}  # pid -> (file, bytes on disk)
         self._ram_bytes = 0
         self._spills = 0
         self._lock = threading.RLock()
@@ -81,6 +87,11 @@ class SwapSpace:
                 raise SwapError(
                     f"pid {pid}: its KV snapshot on disk has {len(state)} of {size} bytes"
                 )
+            if self._sealer is not None:
+                try:
+                    state = self._sealer.open(SWAP_OWNER, _bound(pid, path), state)
+                except IntegrityError as error:
+                    raise SwapError(f"pid {pid}: {error}") from error
             del self._disk[pid]
             path.unlink(missing_ok=True)
             return state
@@ -134,13 +145,23 @@ class SwapSpace:
             if self._directory is None:
                 self._parent.mkdir(parents=True, exist_ok=True)
                 self._directory = Path(tempfile.mkdtemp(prefix="swap-", dir=self._parent))
-            path = self._directory / f"{pid}.kv"
-            path.write_bytes(state)
+            path = self._directory / f"{pid}-{os.urandom(8).hex()}.kv"
+            stored = state
+            if self._sealer is not None:
+                stored = self._sealer.seal(SWAP_OWNER, _bound(pid, path), state)
+            path.write_bytes(stored)
         except OSError as error:
             logger.warning("swap: pid %d stays in RAM over budget; disk refused it: %s", pid, error)
             return False
         del self._ram[pid]
         self._ram_bytes -= len(state)
-        self._disk[pid] = (path, len(state))
+        self._disk[pid] = (path, len(stored))
         self._spills += 1
         return True
+
+
+SWAP_OWNER = "kernel-swap"  # the key swap files are sealed with
+
+
+def _bound(pid: int, path: Path) -> bytes:
+    return f"swap\x00{pid}\x00{path.name}".encode()
