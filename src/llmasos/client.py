@@ -38,6 +38,7 @@ from llmasos.storage.agent_memory import AgentMemory
 from llmasos.storage.fs import FileSystemView
 from llmasos.storage.paths import Principal
 from llmasos.storage.service import Storage
+from llmasos.storage.virtual_context import Conversation, VirtualContext
 from llmasos.tools.builtins import builtin_tools
 from llmasos.tools.registry import ToolRegistry
 
@@ -252,6 +253,30 @@ class Client:
         if self._storage is None:
             return RemoteAgentMemory(self._backend.http, agent)  # type: ignore[attr-defined]
         return self._storage.memory(Principal(LOCAL_OWNER, agent), self._embed)
+
+    def conversation(
+        self, agent: str | None = None, *, window_tokens: int | None = None, **sampling: Any
+    ) -> Conversation:
+        """A chat whose history may outgrow the context window: turns go to the recall memory
+        of `agent` (your own memory with None), the oldest are paged out past 75% of
+        `window_tokens` (default: the engine's context less max_tokens), and the ones related
+        to each new message are recalled (llmasos.storage.virtual_context). In-process only
+        for now. `sampling`: spawn()'s keywords for the answers (default max_tokens 128)."""
+        if self._storage is None:
+            raise InvalidRequestError("base_url", "conversations run in an in-process Client")
+        sampling = {"max_tokens": 128, **sampling}
+        SamplingParams.build(**sampling)
+        window = window_tokens or self.kernel.engine.info.context_length - sampling["max_tokens"]
+        memory = self.agent_memory(agent)
+
+        def count(text: str) -> int:
+            return len(self.kernel.tokenize(text))
+
+        def answer(prompt: str) -> str:
+            return str(self.generate_text(prompt, **sampling))
+
+        context = VirtualContext(memory, count, window)  # type: ignore[arg-type]
+        return Conversation(context, answer)
 
     def _agent_runtime(self) -> AgentRuntime:
         if self._agents is None:

@@ -9,6 +9,7 @@ within the budget. A VirtualContext rebuilt on the same memory picks up where it
     vc = VirtualContext(memory, count_tokens, window_tokens=2048)
     vc.add("user", "The vault code is 4172.")   ... many turns later ...
     prompt = vc.prompt("What is the vault code?")   # recalled turn, window, question
+    vc.reply("What is the vault code?", generate)   # logs both turns; the model's answer
 """
 
 from __future__ import annotations
@@ -128,3 +129,30 @@ class VirtualContext:
         )
         lines = "".join(f"{t.line()}\n" for t in window)
         return f"{head}{recall_text}Conversation:\n{lines}{tail}"
+
+    def reply(
+        self,
+        message: str,
+        generate: Callable[[str], str],
+        role: str = "user",
+        answer_role: str = "assistant",
+    ) -> str:
+        """Answer `message` with `generate(prompt)`, logging the message and the answer."""
+        prompt = self.prompt(message, role, answer_role)
+        self.add(role, message)
+        answer = generate(prompt).strip()
+        if answer:
+            self.add(answer_role, answer)
+        return answer
+
+
+@dataclass
+class Conversation:
+    """A VirtualContext with the model that answers in it (Client.conversation)."""
+
+    context: VirtualContext
+    generate: Callable[[str], str]
+
+    def say(self, message: str) -> str:
+        """The model's answer to `message`; both are logged to recall memory."""
+        return self.context.reply(message, self.generate)
