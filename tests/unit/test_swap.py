@@ -77,7 +77,7 @@ def test_a_tampered_sealed_spill_is_refused_and_stays(tmp_path):
     flipped = bytearray(original)
     flipped[-1] ^= 1
     five.write_bytes(bytes(flipped))
-    with pytest.raises(SwapError, match="pid 5: .*integrity check"):
+    with pytest.raises(SwapError, match=r"pid 5: .*integrity check"):
         swap.take(5)
     assert swap.location(5) is SwapLocation.DISK
     five.write_bytes(six.read_bytes())  # another process's snapshot in its place

@@ -152,8 +152,11 @@ class AgentMemory:
             entries = shard.memory.entries(self.scope, RECALL, first_seq=first_seq, limit=limit)
         return self._items(RECALL, [(e, None) for e in entries])
 
-    def search(self, query: str, k: int = 5, *, tier: str = ARCHIVAL) -> list[MemoryItem]:
-        """The k entries of `tier` (archival or recall) nearest in meaning to `query`."""
+    def search(
+        self, query: str, k: int = 5, *, tier: str = ARCHIVAL, max_seq: int | None = None
+    ) -> list[MemoryItem]:
+        """The k entries of `tier` (archival or recall) nearest in meaning to `query` (only
+        those up to seq `max_seq`: e.g. the turns paged out of a conversation)."""
         _check_text("query", query)
         if tier not in (RECALL, ARCHIVAL):
             raise InvalidRequestError("tier", "must be 'recall' or 'archival'")
@@ -163,7 +166,7 @@ class AgentMemory:
             raise InvalidRequestError("query", "search needs an embedding model; none is set")
         vector = self._embed([query])[0]
         with self._store.routed(self.principal.owner) as shard:
-            hits = shard.memory.search(self.scope, tier, vector, k)
+            hits = shard.memory.search(self.scope, tier, vector, k, max_seq)
         return self._items(tier, hits)
 
     def count(self, tier: str = ARCHIVAL) -> int:

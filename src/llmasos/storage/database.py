@@ -8,9 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 Row = tuple[Any, ...]
+VECTOR_TABLE_PREFIX = "memory_vec_"
+
+
+class VectorRow(NamedTuple):
+    """An embedding of a memory entry: its key, search partition and seq number."""
+
+    key: int
+    scope: str
+    seq: int
+    vector: Any  # float32 array
+
+
+def vector_table(dimensions: int) -> str:
+    """The vector table of embeddings of this size."""
+    return f"{VECTOR_TABLE_PREFIX}{dimensions}"
 
 
 class DuplicateKey(Exception):
@@ -39,22 +54,19 @@ class Database(Protocol):
         """Create (once) the vector table for embeddings of this many dimensions; its name."""
         ...
 
-    def add_vectors(
-        self, tx: Transaction, table: str, rows: Sequence[tuple[int, str, Any]]
-    ) -> None:
-        """Insert (entry key, scope, embedding as float32 array) rows."""
-        ...
+    def add_vectors(self, tx: Transaction, table: str, rows: Sequence[VectorRow]) -> None: ...
 
-    def search_vectors(self, table: str, scope: str, query: Any, k: int) -> list[tuple[int, float]]:
-        """The k nearest (entry key, cosine distance) in `scope`, nearest first."""
+    def search_vectors(
+        self, table: str, scope: str, query: Any, k: int, max_seq: int | None = None
+    ) -> list[tuple[int, float]]:
+        """The k nearest (entry key, cosine distance) in `scope` (with seq <= max_seq),
+        nearest first."""
         ...
 
     def delete_vectors(self, tx: Transaction, table: str, keys: Sequence[int]) -> None: ...
 
-    def read_vectors(
-        self, tx: Transaction, table: str, keys: Sequence[int]
-    ) -> list[tuple[int, str, Any]]:
-        """The (entry key, scope, embedding) rows of these keys, for moving them."""
+    def read_vectors(self, tx: Transaction, table: str, keys: Sequence[int]) -> list[VectorRow]:
+        """The rows of these keys, for moving them."""
         ...
 
     def vector_tables(self) -> list[tuple[str, int]]:

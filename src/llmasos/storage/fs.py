@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import itertools
+import random
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -31,7 +33,6 @@ from llmasos.storage.records import Grant, GrantMode, NewVersion, StoredVersion,
 from llmasos.storage.sharding import ShardedStore
 
 MAX_FILE_BYTES = 32 * 1024 * 1024
-WRITE_RETRIES = 8
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,9 @@ class FileSystemView:
     def _commit_one(
         self, loc: Location, data: bytes, expected: int | None, *, deleted: bool
     ) -> int:
-        for _ in range(WRITE_RETRIES):
+        """Commit against the head just read. Without `expected`, a writer that lost the race
+        reads the new head and tries again (each loss means another write committed)."""
+        for attempt in itertools.count():
             with self._fs.store.routed(loc.owner) as shard:
                 head = shard.files.head(loc.namespace, loc.path)
                 base = head.version if head else 0
@@ -137,7 +140,8 @@ class FileSystemView:
                 except ConflictError:
                     if expected is not None:
                         raise
-        raise ConflictError(loc.path, base, base + 1)  # lost the race WRITE_RETRIES times
+            time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))  # back off, jittered
+        raise AssertionError("unreachable")
 
     def _new_version(self, loc: Location, data: bytes, base: int, *, deleted: bool) -> NewVersion:
         sealer = self._fs.sealer

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from llmasos.storage.database import Database, chunks, placeholders
+from llmasos.storage.database import Database, Transaction, VectorRow, chunks, placeholders
 from llmasos.storage.records import MemoryEntry
 
 _ENTRY = "key, owner, scope, kind, seq, role, text, created_at"
@@ -63,18 +63,7 @@ class MemoryStore:
         per entry), index them for search. The seq numbers given."""
         table = self._vector_table(len(embeddings[0])) if embeddings else None
         with self.db.transaction() as tx:
-            numbers, next_seq = [], {}
-            for entry in entries:
-                group = (entry.scope, entry.kind)
-                if group not in next_seq:
-                    rows = tx.execute(
-                        "SELECT coalesce(max(seq), 0) FROM memory_entries WHERE scope = ? "
-                        "AND kind = ?",
-                        group,
-                    )
-                    next_seq[group] = int(rows[0][0]) + 1
-                numbers.append(next_seq[group])
-                next_seq[group] += 1
+            numbers = self._next_seqs(tx, entries)
             tx.execute_many(
                 "INSERT INTO memory_entries (key, owner, scope, kind, seq, role, text, "
                 "created_at, vector_table) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -82,9 +71,29 @@ class MemoryStore:
                  for e, seq in zip(entries, numbers, strict=True)],
             )  # fmt: skip
             if table is not None and embeddings is not None:
-                rows = [(e.key, vector_scope(e.scope, e.kind), vector)
-                        for e, vector in zip(entries, embeddings, strict=True)]  # fmt: skip
+                rows = [
+                    VectorRow(e.key, vector_scope(e.scope, e.kind), seq, vector)
+                    for e, seq, vector in zip(entries, numbers, embeddings, strict=True)
+                ]
                 self.db.add_vectors(tx, table, rows)
+        return numbers
+
+    def _next_seqs(self, tx: Transaction, entries: Sequence[MemoryEntry]) -> list[int]:
+        """Seq numbers for the entries, after each scope's last (PostgreSQL runs READ
+        COMMITTED: an advisory lock makes appenders to one scope take turns)."""
+        numbers, next_seq = [], {}
+        for entry in entries:
+            group = (entry.scope, entry.kind)
+            if group not in next_seq:
+                if self.db.dialect == "postgres":
+                    tx.execute("SELECT pg_advisory_xact_lock(hashtext(?))", ["\x1f".join(group)])
+                rows = tx.execute(
+                    "SELECT coalesce(max(seq), 0) FROM memory_entries WHERE scope = ? AND kind = ?",
+                    group,
+                )
+                next_seq[group] = int(rows[0][0]) + 1
+            numbers.append(next_seq[group])
+            next_seq[group] += 1
         return numbers
 
     def entries(
@@ -106,10 +115,13 @@ class MemoryStore:
             )
         return int(rows[0][0])
 
-    def search(self, scope: str, kind: str, query: Any, k: int) -> list[tuple[MemoryEntry, float]]:
-        """The k entries nearest to `query` (cosine distance), nearest first."""
+    def search(
+        self, scope: str, kind: str, query: Any, k: int, max_seq: int | None = None
+    ) -> list[tuple[MemoryEntry, float]]:
+        """The k entries (with seq <= max_seq) nearest to `query` (cosine distance), nearest
+        first."""
         table = self._vector_table(len(query))
-        hits = self.db.search_vectors(table, vector_scope(scope, kind), query, k)
+        hits = self.db.search_vectors(table, vector_scope(scope, kind), query, k, max_seq)
         if not hits:
             return []
         distance = dict(hits)

@@ -115,8 +115,10 @@ def locate(
         raise InvalidRequestError(field, f"must be at most {MAX_PATH_CHARS} characters")
     if isinstance(path, str) and path.startswith("~"):
         namespace, _, rest = path[1:].partition("/")
-        owner = Principal.parse(namespace, field).owner
-        return Location(namespace, owner, clean_path(rest, field, allow_root=allow_root))
+        principal = Principal.parse(namespace, field)
+        if principal.name != namespace:  # "~alice:/x": not a namespace of its own
+            raise InvalidRequestError(field, f"~{namespace} is not a namespace name")
+        return Location(namespace, principal.owner, clean_path(rest, field, allow_root=allow_root))
     return Location(caller.name, caller.owner, clean_path(path, field, allow_root=allow_root))
 
 

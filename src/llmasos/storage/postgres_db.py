@@ -11,11 +11,18 @@ from typing import Any
 
 import numpy as np
 import psycopg
+from pgvector import Vector
 from pgvector.psycopg import register_vector
 from psycopg import sql as pgsql
 from psycopg_pool import ConnectionPool
 
-from llmasos.storage.database import DuplicateKey, Row
+from llmasos.storage.database import (
+    VECTOR_TABLE_PREFIX,
+    DuplicateKey,
+    Row,
+    VectorRow,
+    vector_table,
+)
 
 POOL_MAX = 8
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -80,12 +87,12 @@ class PostgresDatabase:
             yield _PostgresTransaction(cursor)
 
     def ensure_vectors(self, dimensions: int) -> str:
-        table = f"memory_vectors_{dimensions}"
+        table = vector_table(dimensions)
         with self.transaction() as tx:
             tx.execute("SELECT pg_advisory_xact_lock(7347)")
             tx.execute(
                 f"CREATE TABLE IF NOT EXISTS {table} (key BIGINT PRIMARY KEY, scope TEXT NOT "
-                f"NULL, embedding vector({dimensions}) NOT NULL)"
+                f"NULL, seq BIGINT NOT NULL, embedding vector({dimensions}) NOT NULL)"
             )
             tx.execute(
                 f"CREATE INDEX IF NOT EXISTS {table}_hnsw ON {table} USING hnsw "
@@ -94,39 +101,42 @@ class PostgresDatabase:
             tx.execute(f"CREATE INDEX IF NOT EXISTS {table}_scope ON {table} (scope)")
         return table
 
-    def add_vectors(self, tx: Any, table: str, rows: Sequence[tuple[int, str, Any]]) -> None:
+    def add_vectors(self, tx: Any, table: str, rows: Sequence[VectorRow]) -> None:
         tx.execute_many(
-            f"INSERT INTO {table} (key, scope, embedding) VALUES (?, ?, ?)",
-            [(key, scope, _float32(vector)) for key, scope, vector in rows],
+            f"INSERT INTO {table} (key, scope, seq, embedding) VALUES (?, ?, ?, ?)",
+            [(r.key, r.scope, r.seq, _float32(r.vector)) for r in rows],
         )
 
-    def search_vectors(self, table: str, scope: str, query: Any, k: int) -> list[tuple[int, float]]:
+    def search_vectors(
+        self, table: str, scope: str, query: Any, k: int, max_seq: int | None = None
+    ) -> list[tuple[int, float]]:
         with self.transaction(write=False) as tx:
             # the index filters by scope after its walk; iterative scans keep walking until k
             # rows of this scope are found (pgvector >= 0.8)
             tx.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             rows = tx.execute(
                 f"SELECT key, embedding <=> ? AS distance FROM {table} WHERE scope = ? "
-                "ORDER BY embedding <=> ? LIMIT ?",
-                (_float32(query), scope, _float32(query), k),
+                "AND seq <= ? ORDER BY embedding <=> ? LIMIT ?",
+                (_float32(query), scope, 2**62 if max_seq is None else max_seq,
+                 _float32(query), k),
             )
         return sorted(((int(key), float(distance)) for key, distance in rows), key=lambda r: r[1])
 
     def delete_vectors(self, tx: Any, table: str, keys: Sequence[int]) -> None:
         tx.execute(f"DELETE FROM {table} WHERE key = ANY(?)", (list(keys),))
 
-    def read_vectors(self, tx: Any, table: str, keys: Sequence[int]) -> list[tuple[int, str, Any]]:
+    def read_vectors(self, tx: Any, table: str, keys: Sequence[int]) -> list[VectorRow]:
         rows = tx.execute(
-            f"SELECT key, scope, embedding FROM {table} WHERE key = ANY(?)", (list(keys),)
+            f"SELECT key, scope, seq, embedding FROM {table} WHERE key = ANY(?)", (list(keys),)
         )
-        return [(int(key), scope, np.asarray(vector)) for key, scope, vector in rows]
+        return [VectorRow(int(k), scope, int(seq), _float32(v)) for k, scope, seq, v in rows]
 
     def vector_tables(self) -> list[tuple[str, int]]:
         with self.transaction(write=False) as tx:
             rows = tx.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
-                "AND table_name LIKE 'memory\\_vectors\\_%'",
-                (self.schema,),
+                "AND starts_with(table_name, ?)",
+                (self.schema, VECTOR_TABLE_PREFIX),
             )
         return [(name, int(name.rsplit("_", 1)[1])) for (name,) in rows]
 
@@ -140,4 +150,7 @@ def _register_vector(connection: psycopg.Connection) -> None:
 
 
 def _float32(vector: Any) -> np.ndarray:
+    """A float32 array of a list, an array, or pgvector's Vector (as the adapter reads it)."""
+    if isinstance(vector, Vector):
+        vector = vector.to_numpy()
     return np.asarray(vector, dtype=np.float32)

@@ -54,6 +54,12 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 created_at {REAL} NOT NULL)""",
         ],
     ),
+    (
+        2,
+        [  # a scope's turns are numbered once each (appenders take turns)
+            "CREATE UNIQUE INDEX memory_entries_seq ON memory_entries (scope, kind, seq)",
+        ],
+    ),
 ]
 
 # The tables that hold an owner's rows, and the columns of each, for moving them between shards.

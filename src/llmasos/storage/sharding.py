@@ -161,7 +161,7 @@ def move_owner(owner: str, source: Database, target: Database) -> int:
         dimensions = int(table.rsplit("_", 1)[1])
         target.ensure_vectors(dimensions)
         with target.transaction() as tx:
-            target.delete_vectors(tx, table, [key for key, _, _ in found])
+            target.delete_vectors(tx, table, [row.key for row in found])
             target.add_vectors(tx, table, found)
     with source.transaction() as tx:
         for table, keys in keys_by_table.items():

@@ -17,7 +17,15 @@ import numpy as np
 import sqlean
 import sqlite_vec
 
-from llmasos.storage.database import DuplicateKey, Row, chunks, placeholders
+from llmasos.storage.database import (
+    VECTOR_TABLE_PREFIX,
+    DuplicateKey,
+    Row,
+    VectorRow,
+    chunks,
+    placeholders,
+    vector_table,
+)
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -83,26 +91,28 @@ class SqliteDatabase:
         connection.execute("COMMIT")
 
     def ensure_vectors(self, dimensions: int) -> str:
-        table = f"memory_vectors_{dimensions}"
+        table = vector_table(dimensions)
         with self.transaction() as tx:
             tx.execute(
                 f"CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING vec0(scope TEXT partition "
-                f"key, embedding float[{dimensions}] distance_metric=cosine)"
+                f"key, seq INTEGER, embedding float[{dimensions}] distance_metric=cosine)"
             )
         return table
 
-    def add_vectors(self, tx: Any, table: str, rows: Sequence[tuple[int, str, Any]]) -> None:
+    def add_vectors(self, tx: Any, table: str, rows: Sequence[VectorRow]) -> None:
         tx.execute_many(
-            f"INSERT INTO {table} (rowid, scope, embedding) VALUES (?, ?, ?)",
-            [(key, scope, _float32(vector).tobytes()) for key, scope, vector in rows],
+            f"INSERT INTO {table} (rowid, scope, seq, embedding) VALUES (?, ?, ?, ?)",
+            [(r.key, r.scope, r.seq, _float32(r.vector).tobytes()) for r in rows],
         )
 
-    def search_vectors(self, table: str, scope: str, query: Any, k: int) -> list[tuple[int, float]]:
+    def search_vectors(
+        self, table: str, scope: str, query: Any, k: int, max_seq: int | None = None
+    ) -> list[tuple[int, float]]:
         with self.transaction(write=False) as tx:
             rows = tx.execute(
                 f"SELECT rowid, distance FROM {table} WHERE embedding MATCH ? AND k = ? "
-                "AND scope = ? ORDER BY distance",
-                (_float32(query).tobytes(), k, scope),
+                "AND scope = ? AND seq <= ? ORDER BY distance",
+                (_float32(query).tobytes(), k, scope, 2**62 if max_seq is None else max_seq),
             )
         return [(int(key), float(distance)) for key, distance in rows]
 
@@ -110,22 +120,25 @@ class SqliteDatabase:
         for part in chunks(list(keys)):
             tx.execute(f"DELETE FROM {table} WHERE rowid IN ({placeholders(len(part))})", part)
 
-    def read_vectors(self, tx: Any, table: str, keys: Sequence[int]) -> list[tuple[int, str, Any]]:
-        rows: list[tuple[int, str, Any]] = []
+    def read_vectors(self, tx: Any, table: str, keys: Sequence[int]) -> list[VectorRow]:
+        rows: list[VectorRow] = []
         for part in chunks(list(keys)):
             found = tx.execute(
-                f"SELECT rowid, scope, embedding FROM {table} WHERE rowid IN "
+                f"SELECT rowid, scope, seq, embedding FROM {table} WHERE rowid IN "
                 f"({placeholders(len(part))})",
                 part,
             )
-            rows += [(k, scope, np.frombuffer(blob, dtype=np.float32)) for k, scope, blob in found]
+            rows += [
+                VectorRow(k, scope, seq, np.frombuffer(blob, dtype=np.float32))
+                for k, scope, seq, blob in found
+            ]
         return rows
 
     def vector_tables(self) -> list[tuple[str, int]]:
         with self.transaction(write=False) as tx:
             rows = tx.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE "
-                "'memory_vectors_%' AND sql LIKE 'CREATE VIRTUAL TABLE%'"
+                f"'{VECTOR_TABLE_PREFIX}%' AND sql LIKE 'CREATE VIRTUAL TABLE%'"
             )
         return [(name, int(name.rsplit("_", 1)[1])) for (name,) in rows]
 

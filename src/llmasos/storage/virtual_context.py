@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from llmasos.errors import InvalidRequestError
-from llmasos.storage.agent_memory import RECALL, AgentMemory, MemoryItem
+from llmasos.storage.agent_memory import MAX_SEARCH_K, RECALL, AgentMemory, MemoryItem
 
 PAGED_BLOCK = "paged"
 ANSWER_RESERVE_TOKENS = 64
@@ -98,11 +98,10 @@ class VirtualContext:
         """Paged-out turns nearest to `query`, in conversation order, within the budget."""
         if not self.paged_through:
             return []
-        hits = self.memory.search(query, k=self.recall_k + len(self.window), tier=RECALL)
+        k = min(MAX_SEARCH_K, 2 * self.recall_k)  # some may not fit the budget
+        hits = self.memory.search(query, k=k, tier=RECALL, max_seq=self.paged_through)
         chosen, used = [], 0
         for item in hits:
-            if item.seq > self.paged_through:
-                continue  # still in the window
             turn = self._turn(item)
             if used + turn.tokens <= budget_tokens and len(chosen) < self.recall_k:
                 chosen.append(turn)

@@ -5,6 +5,8 @@ server (pg_local.TemporaryPostgres, one per session) with a fresh database per t
                   and reaches the shards' databases directly (to inspect or tamper with rows)
     storage       a Storage on that backend, with the default configuration
     embed         the real default embedding model (all-MiniLM-L6-v2), loaded once per session
+    memo          the same model, run once per distinct text of the session (for tests that
+                  embed hundreds of texts: one batch instead of a call per text)
 
 Storage needs no language model, so the parent conftest's seeding of the home is turned off.
 """
@@ -19,6 +21,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psycopg
 import pytest
 import sqlean
@@ -70,6 +73,7 @@ class Backend:
         self._opened: list[Storage] = []
 
     def config(self, **options: Any) -> StorageConfig:
+        """A StorageConfig for this test's data, with `options` (shards, master_key, ...)."""
         return StorageConfig(self.data_dir, database_url=self.url, **options)
 
     def open(self, **options: Any) -> Storage:
@@ -79,6 +83,7 @@ class Backend:
         return storage
 
     def close_all(self) -> None:
+        """Close every Storage opened here (closing twice is harmless)."""
         for storage in self._opened:
             storage.close()
         self._opened.clear()
@@ -156,3 +161,23 @@ def embed(session_home: Path) -> Iterator[LocalEmbed]:
     model = LocalEmbed(session_home)
     yield model
     model.close()
+
+
+class Memo:
+    """The real embedding model, run once per distinct text (its output is deterministic)."""
+
+    def __init__(self, embed: LocalEmbed) -> None:
+        self._embed = embed
+        self._vectors: dict[str, np.ndarray] = {}
+
+    def __call__(self, texts: Sequence[str]) -> list[np.ndarray]:
+        missing = [text for text in dict.fromkeys(texts) if text not in self._vectors]
+        if missing:
+            self._vectors.update(zip(missing, self._embed(missing), strict=True))
+        return [self._vectors[text] for text in texts]
+
+
+@pytest.fixture(scope="session")
+def memo(embed: LocalEmbed) -> Memo:
+    """The session's embedding model behind one Memo."""
+    return Memo(embed)

@@ -61,9 +61,9 @@ def test_expected_version_must_be_a_non_negative_integer(storage: Storage) -> No
 def race(storage: Storage, path: str, writers: int) -> tuple[int, list[object]]:
     """`writers` threads each read the path's version, wait for all to have read it, then write
     from it; the base version and what each write returned (a version or the error)."""
-    barrier = threading.Barrier(writers)
+    barrier = threading.Barrier(writers, timeout=60)  # a guard against a hang
 
-    def write(index: int) -> object:
+    def write(index: int) -> tuple[int, int | ConflictError]:
         view = storage.files(ALICE)
         base = view.stat(path).version
         barrier.wait()
@@ -97,8 +97,10 @@ def test_of_writers_racing_from_one_version_exactly_one_wins(
 
 
 def test_concurrent_unconditional_writes_lose_no_update(storage: Storage) -> None:
+    """Writes without expected_version from several threads all land, each as its own version
+    (none is lost, and none fails with ConflictError: the caller asked for no check)."""
     threads, writes = 6, 20
-    barrier = threading.Barrier(threads)
+    barrier = threading.Barrier(threads, timeout=60)
 
     def write(index: int) -> list[int]:
         view = storage.files(ALICE)

@@ -10,10 +10,9 @@ import secrets
 import pytest
 
 from llmasos.errors import IntegrityError
-from llmasos.runtime.embedding import LocalEmbed
 from llmasos.storage.paths import Principal
 from llmasos.storage.service import Storage
-from tests.integration.storage.conftest import Backend
+from tests.integration.storage.conftest import Backend, Memo
 
 ALICE, BOT = Principal("alice"), Principal("alice", "bot")
 SEALED = [True, False]
@@ -49,7 +48,7 @@ def flipped(data: bytes, at: int) -> bytes:
 
 @pytest.mark.parametrize("sealed", SEALED, ids=SEALED_IDS)
 def test_sealed_content_never_reaches_the_database_in_the_clear(
-    backend: Backend, embed: LocalEmbed, sealed: bool
+    backend: Backend, memo: Memo, sealed: bool
 ) -> None:
     wal_from = backend.wal_position()
     storage = open_storage(backend, sealed)
@@ -62,7 +61,7 @@ def test_sealed_content_never_reaches_the_database_in_the_clear(
     view.write("vault/code.txt", f"The launch code is still {secret_file}.")
     view.rollback("vault/code.txt", 1)
     view.move("vault/code.txt", "vault/moved.txt")
-    memory = storage.memory(BOT, embed)
+    memory = storage.memory(BOT, memo)
     memory.core("persona", f"I keep the token {secret_core} safe.")
     memory.store(f"The archived token is {secret_fact}.")
     memory.log("user", f"Please remember {secret_turn} for me.")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from llmasos.errors import InvalidRequestError
-from llmasos.storage.paths import MAX_PATH_CHARS, MAX_SEGMENT_CHARS, Principal
+from llmasos.storage.paths import MAX_PATH_CHARS, MAX_SEGMENT_CHARS, PATH_REGEX, Principal
 from llmasos.storage.service import Storage
 
 ALICE = Principal("alice")
@@ -58,6 +60,22 @@ def test_a_bad_prefix_is_refused_naming_the_field(storage: Storage) -> None:
                 call()
             assert error.value.field == "prefix", repr(bad)
     assert view.grants() == []
+
+
+def test_a_namespace_with_an_empty_agent_name_is_not_a_namespace_of_its_own(
+    storage: Storage,
+) -> None:
+    """"~alice:/x.txt" names no principal (PATH_REGEX, the API's pattern, refuses it): it must be
+    refused, or be alice's own namespace; never a third namespace "alice:"."""
+    view = storage.files(ALICE)
+    assert re.match(PATH_REGEX, "~alice:/x.txt") is None
+    try:
+        view.write("~alice:/x.txt", "where does this go?")
+    except InvalidRequestError as error:
+        assert error.field == "path"
+        assert view.list("") == []
+    else:
+        assert view.read("x.txt") == b"where does this go?"
 
 
 def test_the_longest_allowed_path_is_stored(storage: Storage) -> None:

@@ -4,20 +4,18 @@ when run again."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
 from typing import Any
 
-import numpy as np
 import pytest
 
 from llmasos.errors import InvalidRequestError
-from llmasos.runtime.embedding import LocalEmbed
 from llmasos.storage import sharding
-from llmasos.storage.database import Database
+from llmasos.storage.database import VECTOR_TABLE_PREFIX, Database, vector_table
 from llmasos.storage.paths import Principal
 from llmasos.storage.schema import OWNER_TABLES
 from llmasos.storage.service import Storage
-from tests.integration.storage.conftest import Backend
+from tests.integration.storage.conftest import Backend, Memo
 
 TOPICS = ["sailing", "chess", "baking bread", "astronomy", "jazz piano", "mountain hiking"]
 
@@ -26,41 +24,18 @@ def owner_names(count: int) -> list[str]:
     return [f"owner-{i:02d}" for i in range(count)]
 
 
-class Memo:
-    """The real embedding model, run once per distinct text (the model is deterministic)."""
-
-    def __init__(self, embed: LocalEmbed) -> None:
-        self._embed = embed
-        self._vectors: dict[str, np.ndarray] = {}
-
-    def __call__(self, texts: Sequence[str]) -> list[np.ndarray]:
-        missing = [text for text in dict.fromkeys(texts) if text not in self._vectors]
-        if missing:
-            self._vectors.update(zip(missing, self._embed(missing), strict=True))
-        return [self._vectors[text] for text in texts]
+GREETING, QUESTION = "Hello, I am the owner of this agent.", "What does my owner enjoy?"
 
 
-def facts(i: int, owner: str) -> list[str]:
-    return [f"{owner} enjoys {TOPICS[(i + k) % len(TOPICS)]}" for k in range(3)]
-
-
-def greeting(owner: str) -> str:
-    return f"Hello, I am {owner}."
-
-
-def question(owner: str) -> str:
-    return f"What does {owner} enjoy?"
-
-
-@pytest.fixture
-def memo(embed: LocalEmbed) -> Memo:
-    return Memo(embed)
+def facts(i: int) -> list[str]:
+    """Three of six texts (few distinct texts: the model embeds each once)."""
+    return [f"My owner enjoys {TOPICS[(i + k) % len(TOPICS)]}." for k in range(3)]
 
 
 def populate(storage: Storage, embed: Memo, owners: list[str]) -> None:
     """Each owner: a file of three versions, a deleted file, its agent's file, a grant to the
     next owner, and the agent's core, archival (embedded) and recall memory."""
-    embed([text for i, o in enumerate(owners) for text in (*facts(i, o), greeting(o), question(o))])
+    embed([*facts(0), *facts(3), GREETING, QUESTION])  # one batch
     for i, owner in enumerate(owners):
         view = storage.files(Principal(owner))
         for n in range(1, 4):
@@ -71,8 +46,8 @@ def populate(storage: Storage, embed: Memo, owners: list[str]) -> None:
         view.grant("docs", owners[(i + 1) % len(owners)], "read")
         memory = storage.memory(Principal(owner, "bot"), embed)
         memory.core("persona", f"the assistant of {owner}")
-        memory.store_many(facts(i, owner))
-        memory.log("user", greeting(owner))
+        memory.store_many(facts(i))
+        memory.log("user", GREETING)
 
 
 def snapshot(storage: Storage, embed: Memo, owners: list[str]) -> dict[str, Any]:
@@ -91,7 +66,7 @@ def snapshot(storage: Storage, embed: Memo, owners: list[str]) -> dict[str, Any]
         }
         grantee = storage.files(Principal(owners[(i + 1) % len(owners)]))
         memory = storage.memory(Principal(owner, "bot"), embed)
-        hits = memory.search(question(owner), k=5)
+        hits = memory.search(QUESTION, k=5)
         state[owner] = {
             "files": files,
             "histories": histories,
@@ -135,7 +110,7 @@ def assert_each_owner_in_its_shard_only(storage: Storage, owners: list[str]) -> 
             embedded = tx.execute(
                 "SELECT count(*) FROM memory_entries WHERE vector_table IS NOT NULL"
             )[0][0]
-        vectors = sum(n for table, n in rows.items() if table.startswith("memory_vectors_"))
+        vectors = sum(n for table, n in rows.items() if table.startswith(VECTOR_TABLE_PREFIX))
         assert vectors == embedded, shard.db.name
 
 
@@ -146,7 +121,7 @@ def test_adding_shards_moves_owners_and_keeps_every_row_once(
     storage = backend.open()
     populate(storage, memo, owners)
     before, rows_before = snapshot(storage, memo, owners), totals(storage)
-    assert rows_before["memory_vectors_384"] == 4 * len(owners)
+    assert rows_before[vector_table(384)] == 4 * len(owners)
 
     first, second = storage.add_shard(), storage.add_shard()
     assert (first.shards, second.shards) == (2, 3)
@@ -165,25 +140,25 @@ def test_adding_shards_moves_owners_and_keeps_every_row_once(
 def test_the_catalog_survives_a_restart_and_shards_are_never_removed(
     backend: Backend, memo: Memo
 ) -> None:
-    owners = owner_names(12)
-    storage = backend.open(shards=3)
+    owners, key = owner_names(12), os.urandom(32)  # sealed records move like any others
+    storage = backend.open(shards=3, master_key=key)
     assert storage.store.shard_names() == ["shard-0", "shard-1", "shard-2"]
     populate(storage, memo, owners)
     assert_each_owner_in_its_shard_only(storage, owners)
     before = snapshot(storage, memo, owners)
     storage.close()
 
-    reopened = backend.open(shards=3)
+    reopened = backend.open(shards=3, master_key=key)
     assert reopened.store.shard_names() == ["shard-0", "shard-1", "shard-2"]
     assert_each_owner_in_its_shard_only(reopened, owners)
     assert snapshot(reopened, memo, owners) == before
     reopened.close()
     for fewer in (1, 2):
         with pytest.raises(InvalidRequestError) as error:
-            backend.open(shards=fewer)
+            backend.open(shards=fewer, master_key=key)
         assert error.value.field == "LLMASOS_STORAGE_SHARDS"
 
-    grown = backend.open(shards=4)  # more shards than saved: added on open, owners moved
+    grown = backend.open(shards=4, master_key=key)  # more than saved: added on open, owners moved
     assert grown.store.shard_names() == ["shard-0", "shard-1", "shard-2", "shard-3"]
     assert sharding.owners_in(grown.store.shards[3].db)
     assert_each_owner_in_its_shard_only(grown, owners)
