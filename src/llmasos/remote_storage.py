@@ -10,6 +10,7 @@ import httpx
 
 from llmasos.remote import raise_for_error
 from llmasos.storage.agent_memory import MemoryItem
+from llmasos.storage.documents import IndexReport
 from llmasos.storage.fs import FileInfo
 from llmasos.storage.records import Grant
 
@@ -115,6 +116,10 @@ class RemoteAgentMemory:
     def store(self, text: str) -> MemoryItem:
         reply = self._json("POST", "/v1/agent-memory/archival", json={"text": text})
         return MemoryItem.from_json(reply)
+
+    def index(self, path: str) -> IndexReport:
+        reply = self._json("POST", "/v1/agent-memory/index", json={"path": path})
+        return IndexReport(**reply)
 
     def log(self, role: str, text: str) -> MemoryItem:
         body = {"role": role, "text": text}

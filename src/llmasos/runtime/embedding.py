@@ -58,11 +58,14 @@ def manager_embed(models: ModelManager) -> Embed:
         with models.lease(DEFAULT_EMBEDDING_MODEL) as loaded:
             return embed_whole(loaded.embedder, texts)
 
+    embed.model_name = DEFAULT_EMBEDDING_MODEL  # type: ignore[attr-defined]  # caches key on it
     return embed
 
 
 class LocalEmbed:
     """The default embedding model in this process, imported and loaded on the first call."""
+
+    model_name = DEFAULT_EMBEDDING_MODEL
 
     def __init__(self, home: Path) -> None:
         self._home = home

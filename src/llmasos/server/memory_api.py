@@ -18,7 +18,7 @@ from llmasos.storage.agent_memory import (
     ROLES,
     AgentMemory,
 )
-from llmasos.storage.paths import NAME_REGEX, Principal
+from llmasos.storage.paths import MAX_PATH_CHARS, NAME_REGEX, PATH_REGEX, Principal
 
 router = APIRouter(prefix="/v1/agent-memory", tags=["agent memory"])
 
@@ -44,6 +44,10 @@ class TextBody(Strict):
 class LogBody(Strict):
     role: Annotated[str, Field(pattern="^(" + "|".join(ROLES) + ")$")]
     text: Text
+
+
+class IndexBody(Strict):
+    path: Annotated[str, Field(max_length=MAX_PATH_CHARS, pattern=PATH_REGEX)]
 
 
 class SearchBody(Strict):
@@ -99,3 +103,9 @@ async def recall(
 async def search(body: SearchBody, request: Request, agent: AgentName = None) -> dict[str, Any]:
     items = await call(request, agent, "search", body.query, body.k, tier=body.tier)
     return {"object": "list", "data": [item.to_json() for item in items]}
+
+
+@router.post("/index")
+async def index(body: IndexBody, request: Request, agent: AgentName = None) -> dict[str, Any]:
+    """Chunk a text file (as the caller reads it) into archival entries, once per version."""
+    return (await call(request, agent, "index", body.path)).to_json()

@@ -73,6 +73,14 @@ class AgentMemory:
         self._embed = embed
         self._sealer = sealer
         self.scope = principal.name
+        self.indexer: Callable[[str], Any] | None = None  # set by Storage.memory
+
+    def index(self, path: str) -> Any:
+        """Chunk the file at `path` (UTF-8 text, as this principal reads it) into archival
+        entries; an IndexReport. A version already indexed here is not added twice."""
+        if self.indexer is None:
+            raise InvalidRequestError("path", "this memory has no file system to index from")
+        return self.indexer(path)
 
     def _seal(self, bound: str, text: str) -> bytes:
         data = text.encode()

@@ -17,6 +17,8 @@ from llmasos.security.crypto import Sealer, parse_master_key
 from llmasos.settings import Settings
 from llmasos.storage.agent_memory import AgentMemory, Embed
 from llmasos.storage.database import Database
+from llmasos.storage.derived import DerivedCache
+from llmasos.storage.documents import index_file
 from llmasos.storage.fs import FileSystem, FileSystemView
 from llmasos.storage.paths import Principal
 from llmasos.storage.sharding import RebalanceReport, ShardedStore
@@ -80,6 +82,7 @@ class Storage:
             logger.info("added storage shard %d: moved %d owners", index, report.owners_moved)
         self.sealer = Sealer(config.master_key) if config.master_key else None
         self.fs = FileSystem(store, sealer=self.sealer, quota_bytes=config.quota_bytes)
+        self.derived = DerivedCache(store, self.sealer)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Storage:
@@ -94,8 +97,14 @@ class Storage:
         return self.fs.view(principal)
 
     def memory(self, principal: Principal, embed: Embed | None) -> AgentMemory:
-        """The principal's agent memory; `embed` turns texts into vectors for search."""
-        return AgentMemory(self.store, principal, embed, self.sealer)
+        """The principal's agent memory; `embed` turns texts into vectors for search (each
+        text once: the vectors are cached by content). Its index(path) chunks a file of the
+        principal's view into archival entries."""
+        cached = self.derived.embedding(embed) if embed is not None else None
+        memory = AgentMemory(self.store, principal, cached, self.sealer)
+        files = self.files(principal)
+        memory.indexer = lambda path: index_file(files, memory, self.derived, path)
+        return memory
 
     def close(self) -> None:
         self.store.close()
