@@ -33,6 +33,7 @@ import jsonschema
 
 from llmasos.agents.agent import AgentLimits
 from llmasos.agents.context import AgentContext
+from llmasos.agents.storage_tools import STORAGE_TOOLS, storage_tool
 from llmasos.constraint import with_json_layout
 from llmasos.errors import (
     AgentError,
@@ -72,6 +73,7 @@ AGENT_TOOLS = {  # tools the loop runs with the agent's own syscalls
             "additionalProperties": False,
         },
     ),
+    **STORAGE_TOOLS,
 }
 LOGPROBS = 5  # alternatives recorded per token of every step, for the trace
 SEED_LIMIT = 2**32 - 1
@@ -190,11 +192,14 @@ def _parsed(text: str) -> dict[str, Any] | None:
 
 
 def agent_tool(ctx: AgentContext, spec: AgentSpec, name: str, arguments: dict) -> str:
-    """Run the loop's own tools through the agent's syscalls: `send` a message, or `spawn` a
+    """Run the loop's own tools through the agent's syscalls: `send` a message, `spawn` a
     helper (this spec without `spawn`, so helpers do not spawn helpers) and wait for its
-    answer. A failure is the observation, as with any tool."""
+    answer, or a storage tool (agents.storage_tools). A failure is the observation, as with
+    any tool."""
     try:
         jsonschema.validate(arguments, AGENT_TOOLS[name].parameters)
+        if name in STORAGE_TOOLS:
+            return storage_tool(ctx, name, arguments)
         if name == "send":
             ctx.send(arguments["to"], arguments["body"])
             return "sent"
