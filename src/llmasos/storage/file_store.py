@@ -82,20 +82,21 @@ class FileStore:
 
     def read(self, namespace: str, path: str, version: int | None = None) -> StoredVersion | None:
         """That version (default: the head, deleted or not), or None."""
+        columns = ", ".join(f"v.{name.strip()}" for name in _INFO.split(","))
         with self.db.transaction(write=False) as tx:
-            if version is None:
-                head = tx.execute(
-                    "SELECT version FROM file_heads WHERE namespace = ? AND path = ?",
+            if version is None:  # one statement: the head's version row
+                rows = tx.execute(
+                    f"SELECT {columns}, v.data FROM file_heads h JOIN file_versions v ON "
+                    "v.namespace = h.namespace AND v.path = h.path AND v.version = h.version "
+                    "WHERE h.namespace = ? AND h.path = ?",
                     (namespace, path),
                 )
-                if not head:
-                    return None
-                version = int(head[0][0])
-            rows = tx.execute(
-                f"SELECT {_INFO}, data FROM file_versions WHERE namespace = ? AND path = ? "
-                "AND version = ?",
-                (namespace, path, version),
-            )
+            else:
+                rows = tx.execute(
+                    f"SELECT {_INFO}, data FROM file_versions WHERE namespace = ? AND path = ? "
+                    "AND version = ?",
+                    (namespace, path, version),
+                )
         return StoredVersion(_info(rows[0][:-1]), bytes(rows[0][-1])) if rows else None
 
     def head(self, namespace: str, path: str) -> VersionInfo | None:

@@ -130,10 +130,11 @@ class FileSystemView:
         reads the new head and tries again (each loss means another write committed)."""
         for attempt in itertools.count():
             with self._fs.store.routed(loc.owner) as shard:
-                head = shard.files.head(loc.namespace, loc.path)
-                base = head.version if head else 0
-                if expected is not None and expected != base:
-                    raise ConflictError(loc.path, expected, base)
+                if expected is None and self._fs.sealer is not None:
+                    head = shard.files.head(loc.namespace, loc.path)  # sealing binds the version
+                    base: int | None = head.version if head else 0
+                else:  # the commit checks `expected` (or takes the head) in its transaction
+                    base = expected
                 new = self._new_version(loc, data, base, deleted=deleted)
                 try:
                     return shard.files.commit([new], self._fs.quota_bytes)[0]
@@ -143,11 +144,16 @@ class FileSystemView:
             time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))  # back off, jittered
         raise AssertionError("unreachable")
 
-    def _new_version(self, loc: Location, data: bytes, base: int, *, deleted: bool) -> NewVersion:
+    def _new_version(
+        self, loc: Location, data: bytes, base: int | None, *, deleted: bool
+    ) -> NewVersion:
+        """The version after `base` (None: after whatever the head is at commit time, which
+        only an unsealed write may leave open)."""
         sealer = self._fs.sealer
         if sealer is None:
             stored, digest = data, hashlib.sha256(data).hexdigest()
         else:
+            assert base is not None
             stored = sealer.seal(loc.owner, _bound(loc, base + 1), data)
             digest = sealer.digest(loc.owner, data)
         return NewVersion(

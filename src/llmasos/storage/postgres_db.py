@@ -72,19 +72,21 @@ class PostgresDatabase:
             url,
             min_size=1,
             max_size=POOL_MAX,
-            kwargs={"options": f"-c search_path={schema},public"},
+            kwargs={"options": f"-c search_path={schema},public", "autocommit": True},
             configure=_register_vector,
             open=True,
         )
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[_PostgresTransaction]:
-        with (
-            self._pool.connection() as connection,
-            connection.transaction(),
-            connection.cursor() as cursor,
-        ):
-            yield _PostgresTransaction(cursor)
+        """Connections are in autocommit: a read runs each statement on its own (one round
+        trip), a write in BEGIN ... COMMIT."""
+        with self._pool.connection() as connection, connection.cursor() as cursor:
+            if not write:
+                yield _PostgresTransaction(cursor)
+                return
+            with connection.transaction():
+                yield _PostgresTransaction(cursor)
 
     def ensure_vectors(self, dimensions: int) -> str:
         table = vector_table(dimensions)
@@ -111,9 +113,6 @@ class PostgresDatabase:
         self, table: str, scope: str, query: Any, k: int, max_seq: int | None = None
     ) -> list[tuple[int, float]]:
         with self.transaction(write=False) as tx:
-            # the index filters by scope after its walk; iterative scans keep walking until k
-            # rows of this scope are found (pgvector >= 0.8)
-            tx.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             rows = tx.execute(
                 f"SELECT key, embedding <=> ? AS distance FROM {table} WHERE scope = ? "
                 "AND seq <= ? ORDER BY embedding <=> ? LIMIT ?",
@@ -146,7 +145,9 @@ class PostgresDatabase:
 
 def _register_vector(connection: psycopg.Connection) -> None:
     register_vector(connection)
-    connection.commit()
+    # the HNSW index filters by scope after its walk; iterative scans keep walking until k
+    # rows of the scope are found (pgvector >= 0.8)
+    connection.execute("SET hnsw.iterative_scan = relaxed_order")
 
 
 def _float32(vector: Any) -> np.ndarray:

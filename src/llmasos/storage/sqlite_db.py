@@ -81,8 +81,13 @@ class SqliteDatabase:
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[_SqliteTransaction]:
+        """A write transaction takes the write lock at once (BEGIN IMMEDIATE); reads run each
+        statement in its own snapshot (autocommit), which is all one-statement reads need."""
         connection = self._connection()
-        connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        if not write:
+            yield _SqliteTransaction(connection)
+            return
+        connection.execute("BEGIN IMMEDIATE")
         try:
             yield _SqliteTransaction(connection)
         except BaseException:
