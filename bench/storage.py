@@ -26,6 +26,7 @@ Writes bench/results/storage.json and .png.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import statistics
@@ -33,6 +34,7 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -266,16 +268,38 @@ def latency(times: list[float]) -> dict[str, float]:
     }
 
 
+def one_blas_thread() -> AbstractContextManager[object]:
+    """BLAS on one thread, as sqlite-vec and a PostgreSQL backend search on one (threadpoolctl
+    where installed; otherwise BLAS keeps its default threads)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def numpy_baseline(matrix: np.ndarray, queries: np.ndarray, truth: list[np.ndarray]) -> dict:
-    for q in queries[:5]:
-        numpy_search(matrix, q, K)
-    times, hits = [], 0
-    for q, exact in zip(queries, truth, strict=True):
-        started = time.perf_counter()
-        found = numpy_search(matrix, q, K)
-        times.append(time.perf_counter() - started)
-        hits += len(set(found.tolist()) & set(exact.tolist()))
+    with one_blas_thread():
+        for q in queries[:5]:
+            numpy_search(matrix, q, K)
+        times, hits = [], 0
+        for q, exact in zip(queries, truth, strict=True):
+            started = time.perf_counter()
+            found = numpy_search(matrix, q, K)
+            times.append(time.perf_counter() - started)
+            hits += len(set(found.tolist()) & set(exact.tolist()))
     return {**latency(times), "recall_at_10": round(hits / (K * len(queries)), 4)}
+
+
+def blas_threads() -> str:
+    """The BLAS threads numpy_baseline searches with."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "the BLAS default (threadpoolctl is not installed)"
+    with one_blas_thread():
+        pools = [p for p in threadpool_info() if p["user_api"] == "blas"]
+    return ", ".join(f"{p['num_threads']} ({p['internal_api']})" for p in pools) or "unknown"
 
 
 class Archive:
@@ -382,6 +406,20 @@ def backend(name: str, config: StorageConfig, plain: Execute, args: Any, search:
     return result
 
 
+def filesystem(path: Path | None) -> str:
+    """The mount `path` is on and its type (tmpfs would make fsync free)."""
+    if path is None:
+        return "unknown"
+    mounts = [line.split()[1:3] for line in Path("/proc/mounts").read_text().splitlines()]
+    resolved = str(path.resolve())
+    point, kind = max(
+        ((m, t) for m, t in mounts if resolved == m or resolved.startswith(m.rstrip("/") + "/")),
+        key=lambda mount: len(mount[0]),
+        default=("?", "unknown"),
+    )
+    return f"{resolved} on {point} ({kind})"
+
+
 def versions(pg_url: str | None) -> dict[str, str]:
     found = {
         "sqlite": sqlean.sqlite_version,
@@ -412,7 +450,7 @@ def main() -> None:
     parser.add_argument("--total", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=100)
     args = parser.parse_args()
-    run_started = time.perf_counter()
+    run_started, wall_started, load_start = time.perf_counter(), time.time(), os.getloadavg()
     home = Settings.from_environment().home
     gguf = default_embedding_model_path(home)
     notes: list[str] = []
@@ -437,11 +475,14 @@ def main() -> None:
     search = (archive, queries32, sizes, truth)
 
     results: dict[str, Any] = {}
+    disks = {}
     with tempfile.TemporaryDirectory(prefix="llmasos-bench-storage-") as folder:
+        disks["sqlite"] = filesystem(Path(folder))
         plain = plain_sqlite(Path(folder) / "plain.sqlite3")
         results["sqlite"] = backend("sqlite", StorageConfig(Path(folder)), plain, args, search)
         try:
             with TemporaryPostgres() as pg:
+                disks["postgres"] = filesystem(pg.directory)
                 plain = plain_postgres(pg.create_database("plain_sql"))
                 config = StorageConfig(Path(folder), database_url=pg.url)
                 results["postgres"] = backend("postgres", config, plain, args, search)
@@ -477,7 +518,9 @@ def main() -> None:
         f"NOT real embeddings: each is a real vector plus Gaussian noise (sigma {NOISE_SIGMA} "
         f"per component), renormalised (mean cosine to its source "
         f"{archive.source_cosine:.3f}); each real vector has {args.total // args.real - 1} such "
-        "copies. Embedding 90k more real texts would take ~13 minutes here. Recall and latency "
+        f"copies. Embedding {args.total - args.real} more real texts would take "
+        f"~{(args.total - args.real) * embed_s / len(texts) / 60:.0f} minutes at that rate. "
+        "Recall and latency "
         "on real 100k-entry memories may differ.",
         f"Queries: {args.queries} held-out sentences from the same generator, embedded, never "
         "inserted. Recall@10 is against exact cosine kNN in numpy float64 over the same float32 "
@@ -486,8 +529,9 @@ def main() -> None:
         "across all scopes (search filters by scope with iterative scans); with many agents "
         "sharing a shard, latency and recall there may differ from this single-scope case.",
         "numpy baseline: float32 matrix-vector product plus argpartition per query, the matrix "
-        "already in memory, BLAS with its default threads (up to all cores); ours pays SQL, "
-        "per-query transactions and fetching the entries' rows.",
+        f"already in memory, BLAS threads: {blas_threads()} (a search in sqlite-vec or in a "
+        "PostgreSQL backend runs on one core too); ours pays SQL, per-query transactions and "
+        "fetching the entries' rows.",
         "The PostgreSQL search plan (EXPLAIN of MemoryStore.search's statement, after the "
         "loading, no ANALYZE run by the benchmark) is recorded per size.",
     ]
@@ -497,6 +541,12 @@ def main() -> None:
                 f"At {size} entries PostgreSQL's planner did not use the HNSW index (plan: "
                 f"{row['plan'][:160]}...): that search was exact, its recall is not HNSW's."
             )
+    run_s, wall_s = time.perf_counter() - run_started, time.time() - wall_started
+    if abs(wall_s - run_s) > 0.05 * run_s:
+        notes.append(
+            f"The run took {run_s:.0f} s by the monotonic clock every figure is timed with, but "
+            f"{wall_s:.0f} s by the wall clock: the machine (a VM) was probably paused meanwhile."
+        )
     report = {
         **report_header("storage", __doc__.split("\n\n")[0], gguf),
         "settings": {
@@ -524,7 +574,13 @@ def main() -> None:
         },
         "numpy_brute_force": numpy_rows,
         "search_ms_ours_over_numpy": search_ratio,
-        "run_s": round(time.perf_counter() - run_started, 1),
+        "run_s": round(run_s, 1),
+        "run_wall_clock_s": round(wall_s, 1),
+        "data_filesystems": disks,
+        "load_average_1_5_15_min": {
+            "start": [round(x, 2) for x in load_start],
+            "end": [round(x, 2) for x in os.getloadavg()],
+        },
         "notes": notes,
     }
     write_report(args.out / "storage.json", report)
@@ -572,9 +628,9 @@ def plot(path: Path, results: dict, numpy_rows: dict) -> None:
     series["numpy brute force"] = [numpy_rows[s]["ms_per_query_median"] for s in sizes]
     title = "Archival search, ms per query, median (log scale; lower is better)"
     grouped(axes[1], shown, series, title, labels="%.3g")
+    axes[1].set_yscale("log")
     axes[1].set_ylim(top=4 * max(max(values) for values in series.values()))
     axes[1].legend(fontsize=8, loc="upper left", ncols=3)
-    axes[1].set_yscale("log")
     series = {
         labels[name]: [r["archival_search"][s]["recall_at_10"] for s in sizes]
         for name, r in results.items()
