@@ -23,6 +23,7 @@
     ├── StorageError                  the file system or agent memory refused an operation
     │   ├── FileNotFoundInStoreError  no such file (or version) at that path
     │   ├── ConflictError             a write with a stale expected_version (compare-and-swap)
+    │   ├── PathExistsError           a move onto a path that holds a live file
     │   ├── StorageQuotaError         a write past the owner's storage quota
     │   └── IntegrityError            a stored record failed its check (tampered); not returned
     ├── IncompleteOutputError         structured output cut by max_tokens before it was complete
@@ -219,6 +220,16 @@ class ConflictError(StorageError):
         self.field = "expected_version"
         self.expected = expected
         self.actual = actual
+
+
+class PathExistsError(StorageError):
+    """Raised when a move's destination holds a live file (HTTP 409); delete it first."""
+
+    def __init__(self, field: str, path: str, version: int) -> None:
+        super().__init__(
+            f"{field}: {path!r} exists (version {version}); delete it first or pick another name"
+        )
+        self.field = field
 
 
 class StorageQuotaError(StorageError):

@@ -12,11 +12,22 @@ from llmasos.remote import raise_for_error
 from llmasos.storage.agent_memory import MemoryItem
 from llmasos.storage.documents import IndexReport
 from llmasos.storage.fs import FileInfo
+from llmasos.storage.paths import Principal, locate
 from llmasos.storage.records import Grant
 
+_ANYONE = Principal("client")  # paths are checked as the server will, before they travel
 
-def _path(path: str) -> str:
+
+def _path(path: str, field: str = "path") -> str:
+    """`path` for a URL, refused here as the server would refuse it: an HTTP client would
+    otherwise resolve '..' segments on the way and reach another file."""
+    locate(_ANYONE, path, field)
     return quote(path.lstrip("/"), safe="/~:@")
+
+
+def _prefix(prefix: str) -> str:
+    locate(_ANYONE, prefix, "prefix", allow_root=True)
+    return prefix
 
 
 def _params(**values: Any) -> dict[str, Any]:
@@ -53,7 +64,7 @@ class RemoteFileSystem:
         return [FileInfo.from_json(row) for row in rows]
 
     def list(self, prefix: str = "") -> list[FileInfo]:
-        rows = self._json("GET", "/v1/fs/list", params={"prefix": prefix})["data"]
+        rows = self._json("GET", "/v1/fs/list", params={"prefix": _prefix(prefix)})["data"]
         return [FileInfo.from_json(row) for row in rows]
 
     def diff(self, path: str, from_version: int, to_version: int | None = None) -> str:
@@ -69,6 +80,7 @@ class RemoteFileSystem:
         return int(reply["freed_bytes"])
 
     def move(self, source: str, destination: str) -> int:
+        _path(source, "source"), _path(destination, "destination")
         body = {"source": source, "destination": destination}
         return int(self._json("POST", "/v1/fs/move", json=body)["version"])
 
@@ -77,16 +89,18 @@ class RemoteFileSystem:
         return int(self._json("POST", url, json={"version": version})["version"])
 
     def grant(self, prefix: str, to: str, mode: str = "read") -> Grant:
-        body = {"prefix": prefix, "to": to, "mode": mode}
+        body = {"prefix": _prefix(prefix), "to": to, "mode": mode}
         return Grant.from_json(self._json("POST", "/v1/fs/grants", json=body))
 
     def revoke(self, prefix: str, to: str) -> bool:
         return bool(
-            self._json("DELETE", "/v1/fs/grants", params={"prefix": prefix, "to": to})["revoked"]
+            self._json("DELETE", "/v1/fs/grants", params={"prefix": _prefix(prefix), "to": to})[
+                "revoked"
+            ]
         )
 
     def grants(self, prefix: str = "") -> list[Grant]:
-        rows = self._json("GET", "/v1/fs/grants", params={"prefix": prefix})["data"]
+        rows = self._json("GET", "/v1/fs/grants", params={"prefix": _prefix(prefix)})["data"]
         return [Grant.from_json(row) for row in rows]
 
     def usage(self) -> int:
@@ -116,6 +130,10 @@ class RemoteAgentMemory:
     def store(self, text: str) -> MemoryItem:
         reply = self._json("POST", "/v1/agent-memory/archival", json={"text": text})
         return MemoryItem.from_json(reply)
+
+    def forget(self, keys: list[int], *, tier: str = "archival") -> int:
+        body = {"keys": list(keys), "tier": tier}
+        return int(self._json("POST", "/v1/agent-memory/forget", json=body)["forgotten"])
 
     def index(self, path: str) -> IndexReport:
         reply = self._json("POST", "/v1/agent-memory/index", json={"path": path})

@@ -164,6 +164,10 @@ ERROR_STATUSES: list[tuple[type[errors.LLMasOSError], ErrorStatus]] = [
         ErrorStatus(404, "invalid_request_error", "file_not_found", "path"),
     ),
     (
+        errors.PathExistsError,
+        ErrorStatus(409, "invalid_request_error", "path_exists", "destination"),
+    ),
+    (
         errors.ConflictError,
         ErrorStatus(409, "invalid_request_error", "conflict", "expected_version"),
     ),

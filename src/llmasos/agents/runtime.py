@@ -134,7 +134,7 @@ class AgentRuntime:
         """The agent's file system view and memory (as principal OWNER:NAME)."""
         if self.storage is None:
             raise InvalidRequestError("storage", "this agent runtime was started without storage")
-        principal = agent_principal(agent.owner, agent.name, agent.pid)
+        principal = agent_principal(agent.owner, agent.name)
         return self.storage.files(principal), self.storage.memory(principal, self.embed)
 
     def get(self, pid: int) -> Agent:

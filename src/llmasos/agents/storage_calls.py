@@ -5,6 +5,7 @@ what others granted it."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -18,14 +19,21 @@ FS_CALLS = frozenset(
     {"write", "read", "stat", "list", "history", "diff", "delete", "move", "rollback", "grant",
      "revoke", "grants", "usage"}
 )  # fmt: skip
-MEMORY_CALLS = frozenset({"core", "store", "search", "log", "recall", "count", "index"})
+MEMORY_CALLS = frozenset(
+    {"core", "store", "search", "log", "recall", "count", "index", "forget"}
+)
 _INVALID = re.compile(r"[^A-Za-z0-9_.@-]")
 
 
-def agent_principal(owner: str, name: str, pid: int) -> Principal:
-    """The principal an agent acts as: its name made a valid namespace (else agent-PID)."""
-    cleaned = _INVALID.sub("-", name).strip("-.")[:128]
-    return Principal(owner, cleaned if cleaned and cleaned[0].isalnum() else f"agent-{pid}")
+def agent_principal(owner: str, name: str) -> Principal:
+    """The principal an agent acts as: OWNER:NAME. A name that is not a valid namespace name
+    is made one, with a digest of the original so that two names never share a namespace
+    (report/v1 and report-v1 differ)."""
+    cleaned = _INVALID.sub("-", name).strip("-.")[:100]
+    if cleaned == name and cleaned[:1].isalnum():
+        return Principal(owner, name)
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return Principal(owner, f"{cleaned}-{digest}" if cleaned[:1].isalnum() else f"agent-{digest}")
 
 
 def shown(value: Any) -> Any:

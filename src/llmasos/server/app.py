@@ -88,31 +88,38 @@ def create_app(
     app.state.models = models
     app.state.imports = imports or ImportPolicy.for_server()
     app.state.started_at = int(time.time())
-    app.state.storage = storage or Storage.from_settings()
+    _add_services(app, models, storage or Storage.from_settings())
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(RequestIds)
+    _add_routes(app, [Depends(authenticate)], [Depends(authenticate), Depends(require_admin)])
+    return app
+
+
+def _add_services(app: FastAPI, models: ModelManager, storage: Storage) -> None:
+    """The services the routes reach through app.state: storage, agents, agent memory."""
+    app.state.storage = storage
     embed = manager_embed(models)
     app.state.agents = AgentRuntime(
         ManagerModelCalls(models, "local"),
         ToolRegistry(builtin_tools()),
         models.pids,
-        storage=app.state.storage,
+        storage=storage,
         embed=embed,
     )
-    app.state.memory_of = lambda principal: app.state.storage.memory(principal, embed)
-    install_error_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
-    app.add_middleware(RequestIds)
-    protected = [Depends(authenticate)]
-    admin = [*protected, Depends(require_admin)]
-    app.include_router(openai_api.router, dependencies=protected, responses=errors(OPENAI_ERRORS))
-    app.include_router(
-        embeddings_api.router, dependencies=protected, responses=errors(OPENAI_ERRORS)
-    )
-    app.include_router(native_api.router, dependencies=protected, responses=errors(PROCESS_ERRORS))
-    app.include_router(agents_api.router, dependencies=protected, responses=errors(PROCESS_ERRORS))
-    app.include_router(fs_api.router, dependencies=protected, responses=errors(STORAGE_ERRORS))
-    app.include_router(
-        memory_api.router, dependencies=protected, responses=errors(STORAGE_ERRORS)
-    )
-    app.include_router(admin_api.router, dependencies=admin, responses=errors(ADMIN_ERRORS))
+    app.state.memory_of = lambda principal: storage.memory(principal, embed)
+
+
+def _add_routes(app: FastAPI, protected: list, admin: list) -> None:
+    """Every router, behind its guards, with its documented error responses."""
+    for router, guards, codes in (
+        (openai_api.router, protected, OPENAI_ERRORS),
+        (embeddings_api.router, protected, OPENAI_ERRORS),
+        (native_api.router, protected, PROCESS_ERRORS),
+        (agents_api.router, protected, PROCESS_ERRORS),
+        (fs_api.router, protected, STORAGE_ERRORS),
+        (memory_api.router, protected, STORAGE_ERRORS),
+        (admin_api.router, admin, ADMIN_ERRORS),
+    ):
+        app.include_router(router, dependencies=guards, responses=errors(codes))
     app.include_router(native_api.open_router, responses=errors([500]))
-    return app

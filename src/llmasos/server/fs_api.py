@@ -104,6 +104,10 @@ async def delete_file(
     """Delete as a new version (rollback restores it), or with purge=true remove the path and
     its whole history (the owner only)."""
     if purge:
+        if expected_version is not None:
+            raise InvalidRequestError(
+                "expected_version", "purge drops every version; it takes no expected_version"
+            )
         return {"path": path, "freed_bytes": await call(request, "purge", path)}
     version = await call(request, "delete", path, expected_version=expected_version)
     return {"path": path, "version": version}

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from llmasos.server.fs_api import Strict
 from llmasos.storage.agent_memory import (
     MAX_CORE_CHARS,
+    MAX_ENTRY_KEY,
     MAX_SEARCH_K,
     MAX_TEXT_CHARS,
     ROLES,
@@ -29,6 +30,7 @@ AgentName = Annotated[
         description="One of the owner's agents (default: the owner's own memory)",
     ),
 ]
+EntryKey = Annotated[int, Field(ge=1, le=MAX_ENTRY_KEY)]
 Label = Annotated[str, PathParameter(pattern=f"^{NAME_REGEX}$")]
 Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
 
@@ -48,6 +50,11 @@ class LogBody(Strict):
 
 class IndexBody(Strict):
     path: Annotated[str, Field(max_length=MAX_PATH_CHARS, pattern=PATH_REGEX)]
+
+
+class ForgetBody(Strict):
+    keys: Annotated[list[EntryKey], Field(min_length=1, max_length=1000)]
+    tier: Annotated[str, Field(pattern="^(archival|recall)$")] = "archival"
 
 
 class SearchBody(Strict):
@@ -109,3 +116,9 @@ async def search(body: SearchBody, request: Request, agent: AgentName = None) ->
 async def index(body: IndexBody, request: Request, agent: AgentName = None) -> dict[str, Any]:
     """Chunk a text file (as the caller reads it) into archival entries, once per version."""
     return (await call(request, agent, "index", body.path)).to_json()
+
+
+@router.post("/forget")
+async def forget(body: ForgetBody, request: Request, agent: AgentName = None) -> dict[str, Any]:
+    """Delete entries by key (freeing their quota); how many there were."""
+    return {"forgotten": await call(request, agent, "forget", body.keys, tier=body.tier)}

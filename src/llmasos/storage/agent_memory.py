@@ -28,6 +28,7 @@ Embed = Callable[[Sequence[str]], Sequence[Any]]  # texts -> one vector each
 MAX_TEXT_CHARS = 4_000  # an entry; store a long document as several
 MAX_CORE_CHARS = 8_000  # per block: core memory is paid for in every prompt
 MAX_SEARCH_K = 100
+MAX_ENTRY_KEY = 2**52
 RECALL, ARCHIVAL = "recall", "archival"
 ROLES = ("system", "user", "assistant", "tool", "note")
 
@@ -67,11 +68,13 @@ class AgentMemory:
         principal: Principal,
         embed: Embed | None,
         sealer: Sealer | None = None,
+        quota_bytes: int | None = None,
     ) -> None:
         self._store = store
         self.principal = principal
         self._embed = embed
         self._sealer = sealer
+        self._quota = quota_bytes  # the owner's storage quota: memory counts with its files
         self.scope = principal.name
         self.indexer: Callable[[str], Any] | None = None  # set by Storage.memory
 
@@ -103,11 +106,13 @@ class AgentMemory:
                 raise InvalidRequestError("text", "give the block's text (or '' to remove it)")
             with self._store.routed(self.principal.owner) as shard:
                 if text == "":
-                    shard.memory.delete_core(self.scope, label)
+                    shard.memory.delete_core(self.principal.owner, self.scope, label)
                 else:
                     _check_text("text", text, MAX_CORE_CHARS)
                     sealed = self._seal(f"core\x00{self.scope}\x00{label}", text)
-                    shard.memory.set_core(self.principal.owner, self.scope, label, sealed)
+                    shard.memory.set_core(
+                        self.principal.owner, self.scope, label, sealed, self._quota
+                    )
         with self._store.routed(self.principal.owner) as shard:
             blocks = shard.memory.core(self.scope)
         return {k: self._open(f"core\x00{self.scope}\x00{k}", v) for k, v in blocks.items()}
@@ -118,14 +123,14 @@ class AgentMemory:
         now = time.time()
         entries = []
         for role, text in items:
-            key = secrets.randbits(62) + 1
+            key = secrets.randbits(52) + 1  # exact in JSON doubles
             sealed = self._seal(f"memory\x00{self.scope}\x00{tier}\x00{key}", text)
             entries.append(
                 MemoryEntry(key, self.principal.owner, self.scope, tier, 0, role, sealed, now)
             )
         vectors = self._embed([text for _, text in items]) if self._embed else None
         with self._store.routed(self.principal.owner) as shard:
-            seqs = shard.memory.add_entries(entries, vectors)
+            seqs = shard.memory.add_entries(entries, vectors, self._quota)
         return [
             MemoryItem(e.key, tier, seq, role, text, now)
             for e, seq, (role, text) in zip(entries, seqs, items, strict=True)
@@ -176,6 +181,15 @@ class AgentMemory:
         with self._store.routed(self.principal.owner) as shard:
             hits = shard.memory.search(self.scope, tier, vector, k, max_seq)
         return self._items(tier, hits)
+
+    def forget(self, keys: Sequence[int], *, tier: str = ARCHIVAL) -> int:
+        """Delete entries of `tier` by key (freeing their quota); how many there were."""
+        if tier not in (RECALL, ARCHIVAL):
+            raise InvalidRequestError("tier", "must be 'recall' or 'archival'")
+        if not isinstance(keys, Sequence) or not all(isinstance(k, int) for k in keys):
+            raise InvalidRequestError("keys", "must be a list of entry keys (integers)")
+        with self._store.routed(self.principal.owner) as shard:
+            return shard.memory.forget(self.principal.owner, self.scope, tier, keys)
 
     def count(self, tier: str = ARCHIVAL) -> int:
         with self._store.routed(self.principal.owner) as shard:

@@ -22,12 +22,13 @@ from llmasos.storage.sharding import ShardedStore
 DERIVED_OWNER = "derived"  # the key sealed values use
 
 
-def derived_key(kind: str, *parts: str | bytes) -> str:
-    digest = hashlib.sha256(kind.encode())
-    for part in parts:
+def _framed(kind: str, parts: Sequence[str | bytes]) -> bytes:
+    """kind and parts, each length-prefixed, so no two inputs frame the same."""
+    out = bytearray()
+    for part in (kind, *parts):
         data = part.encode() if isinstance(part, str) else part
-        digest.update(len(data).to_bytes(8, "big") + data)
-    return f"{kind}:{digest.hexdigest()}"
+        out += len(data).to_bytes(8, "big") + data
+    return bytes(out)
 
 
 class DerivedCache:
@@ -39,6 +40,14 @@ class DerivedCache:
         self.hits = 0
         self.misses = 0
         self._lock = threading.Lock()
+
+    def key(self, kind: str, *parts: str | bytes) -> str:
+        """The key of what `parts` derive: their SHA-256, or with encryption on a keyed HMAC
+        (a plain hash of a text would let anyone holding the database confirm a guess)."""
+        framed = _framed(kind, parts)
+        if self._sealer is not None:
+            return f"{kind}:{self._sealer.digest(DERIVED_OWNER, framed)}"
+        return f"{kind}:{hashlib.sha256(framed).hexdigest()}"
 
     def get(self, key: str, *, sealed: bool = False) -> bytes | None:
         value = self._store.catalog.memory.derived(key)
@@ -64,7 +73,7 @@ class DerivedCache:
             return lambda texts: [np.asarray(v, dtype=np.float32) for v in embed(texts)]
 
         def cached(texts: Sequence[str]) -> list[np.ndarray]:
-            keys = [derived_key("embedding", model, text) for text in texts]
+            keys = [self.key("embedding", model, text) for text in texts]
             found = [self.get(key) for key in keys]
             missing = [i for i, value in enumerate(found) if value is None]
             vectors = embed([texts[i] for i in missing]) if missing else []

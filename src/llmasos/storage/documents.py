@@ -14,10 +14,11 @@ from typing import Any
 
 from llmasos.errors import InvalidRequestError
 from llmasos.storage.agent_memory import AgentMemory
-from llmasos.storage.derived import DerivedCache, derived_key
+from llmasos.storage.derived import DerivedCache
 from llmasos.storage.fs import FileSystemView
 
 CHUNK_CHARS = 1200
+MAX_INDEX_BYTES = 1024 * 1024  # about 900 chunks, each embedded
 CHUNKER = "paragraphs-v1"  # change when chunk_text changes: cached chunks are keyed by it
 
 
@@ -59,8 +60,13 @@ def index_file(
 ) -> IndexReport:
     """Chunk the file's latest version (UTF-8 text) into `memory`'s archival entries."""
     data, info = files.read_with_info(path)
-    marker = derived_key("indexed", memory.scope, info.path, info.digest, CHUNKER)
-    chunks_key = derived_key("chunks", info.digest, CHUNKER)
+    if len(data) > MAX_INDEX_BYTES:
+        raise InvalidRequestError(
+            "path", f"{info.path} has {len(data)} bytes; at most {MAX_INDEX_BYTES} are indexed "
+            "at once (split the document into files)",
+        )  # fmt: skip
+    marker = derived.key("indexed", memory.scope, info.path, info.digest, CHUNKER)
+    chunks_key = derived.key("chunks", info.digest, CHUNKER)
     if derived.get(marker) is not None:
         count = json.loads(derived.get(chunks_key, sealed=True) or b"[]")
         return IndexReport(info.path, info.version, len(count), already_indexed=True)

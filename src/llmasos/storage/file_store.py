@@ -28,6 +28,26 @@ def _info(row: Sequence[object]) -> VersionInfo:
     )  # fmt: skip
 
 
+VERSION_OVERHEAD_BYTES = 256  # what a version costs beyond its content (path, metadata, index)
+
+
+def charged(size: int) -> int:
+    """The bytes a version of `size` content bytes counts against its owner's quota."""
+    return size + VERSION_OVERHEAD_BYTES
+
+
+def charge(tx: Transaction, owner: str, size: int, quota_bytes: int | None) -> None:
+    """Add `size` bytes to the owner's usage; StorageQuotaError (the transaction rolls back)
+    past the quota. A refund (negative size) always passes."""
+    (used,) = tx.execute(
+        "INSERT INTO owner_usage (owner, bytes) VALUES (?, ?) ON CONFLICT (owner) "
+        "DO UPDATE SET bytes = owner_usage.bytes + excluded.bytes RETURNING bytes",
+        (owner, size),
+    )[0]
+    if quota_bytes is not None and size > 0 and used > quota_bytes:
+        raise StorageQuotaError(owner, used - size, size, quota_bytes)
+
+
 class FileStore:
     """The file tables of one database."""
 
@@ -40,15 +60,9 @@ class FileStore:
             numbers = [self._append(tx, version) for version in versions]
             added: dict[str, int] = {}
             for version in versions:
-                added[version.owner] = added.get(version.owner, 0) + version.size
+                added[version.owner] = added.get(version.owner, 0) + charged(version.size)
             for owner, size in added.items():
-                (used,) = tx.execute(
-                    "INSERT INTO owner_usage (owner, bytes) VALUES (?, ?) ON CONFLICT (owner) "
-                    "DO UPDATE SET bytes = owner_usage.bytes + excluded.bytes RETURNING bytes",
-                    (owner, size),
-                )[0]
-                if quota_bytes is not None and size > 0 and used > quota_bytes:
-                    raise StorageQuotaError(owner, used - size, size, quota_bytes)
+                charge(tx, owner, size, quota_bytes)
         return numbers
 
     def _append(self, tx: Transaction, new: NewVersion) -> int:
@@ -128,17 +142,20 @@ class FileStore:
         return [_info(row) for row in rows]
 
     def purge(self, owner: str, namespace: str, path: str) -> int:
-        """Remove the path and its whole history; the bytes freed."""
+        """Remove the path's whole history; the bytes freed. The head stays, marked deleted,
+        so version numbers never repeat (a sealed record of a purged version can never pass
+        for a new one). The head is locked first: a writer racing the purge either commits
+        before it (and is purged) or after it (and is the path's one version)."""
         with self.db.transaction() as tx:
-            rows = tx.execute(
-                "SELECT coalesce(sum(size), 0) FROM file_versions WHERE namespace = ? AND path = ?",
+            tx.execute(
+                "UPDATE file_heads SET deleted = 1, size = 0 WHERE namespace = ? AND path = ?",
                 (namespace, path),
             )
-            freed = int(rows[0][0])
-            tx.execute(
-                "DELETE FROM file_versions WHERE namespace = ? AND path = ?", (namespace, path)
+            sizes = tx.execute(
+                "DELETE FROM file_versions WHERE namespace = ? AND path = ? RETURNING size",
+                (namespace, path),
             )
-            tx.execute("DELETE FROM file_heads WHERE namespace = ? AND path = ?", (namespace, path))
+            freed = sum(charged(int(size)) for (size,) in sizes)
             tx.execute("UPDATE owner_usage SET bytes = bytes - ? WHERE owner = ?", (freed, owner))
         return freed
 

@@ -25,14 +25,16 @@ from llmasos.errors import (
     FileNotFoundInStoreError,
     IntegrityError,
     InvalidRequestError,
+    PathExistsError,
     PermissionDeniedError,
 )
 from llmasos.security.crypto import Sealer
-from llmasos.storage.paths import Location, Principal, clean_path, is_under, locate
+from llmasos.storage.paths import Location, Principal, is_under, locate
 from llmasos.storage.records import Grant, GrantMode, NewVersion, StoredVersion, VersionInfo
 from llmasos.storage.sharding import ShardedStore
 
 MAX_FILE_BYTES = 32 * 1024 * 1024
+MAX_DIFF_BYTES = 1024 * 1024  # difflib's time grows with the product of the line counts
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ class FileSystemView:
         me = self.principal
         return loc.namespace == me.name or (me.agent is None and loc.owner == me.owner)
 
-    def _check(self, loc: Location, mode: GrantMode) -> None:
+    def _check(self, loc: Location, mode: GrantMode, field: str = "path") -> None:
         if self._owns(loc):
             return
         with self._fs.store.routed(loc.owner) as shard:
@@ -97,12 +99,13 @@ class FileSystemView:
             if grant.grantee in names and is_under(loc.path, grant.prefix) and allows:
                 return
         raise PermissionDeniedError(
-            f"path: {self.principal.name} has no {mode.value} grant on ~{loc.namespace}/{loc.path}"
+            f"{field}: {self.principal.name} has no {mode.value} grant on "
+            f"~{loc.namespace}/{loc.path}"
         )
 
     def _locate(self, path: str, mode: GrantMode, field: str = "path") -> Location:
         loc = locate(self.principal, path, field)
-        self._check(loc, mode)
+        self._check(loc, mode, field)
         return loc
 
     # -- contents ------------------------------------------------------------------------
@@ -217,7 +220,7 @@ class FileSystemView:
         with self._fs.store.routed(src.owner) as shard:
             head = shard.files.head(dst.namespace, dst.path)
             if head is not None and not head.deleted:
-                raise ConflictError(dst.shown(self.principal), 0, head.version)
+                raise PathExistsError("destination", dst.shown(self.principal), head.version)
             target = self._new_version(dst, data, head.version if head else 0, deleted=False)
             tomb = self._new_version(src, b"", stored.info.version, deleted=True)
             return shard.files.commit([target, tomb], self._fs.quota_bytes)[0]
@@ -275,9 +278,14 @@ class FileSystemView:
     def diff(self, path: str, from_version: int, to_version: int | None = None) -> str:
         """A unified diff between two versions (to_version: the latest)."""
         loc = self._locate(path, GrantMode.READ)
-        old = self._open(loc, self._stored(loc, from_version))
-        new_stored = self._stored(loc, to_version)
-        new = self._open(loc, new_stored)
+        old_stored, new_stored = self._stored(loc, from_version), self._stored(loc, to_version)
+        for stored in (old_stored, new_stored):
+            if stored.info.size > MAX_DIFF_BYTES:
+                raise InvalidRequestError(
+                    "path", f"version {stored.info.version} has {stored.info.size} bytes; "
+                    f"diff compares versions of at most {MAX_DIFF_BYTES} bytes",
+                )  # fmt: skip
+        old, new = self._open(loc, old_stored), self._open(loc, new_stored)
         name = loc.shown(self.principal)
         try:
             a, b = old.decode(), new.decode()
@@ -331,4 +339,4 @@ class FileSystemView:
         return [g for g in found if is_under(g.prefix, loc.path)]
 
 
-__all__ = ["MAX_FILE_BYTES", "FileInfo", "FileSystem", "FileSystemView", "clean_path"]
+__all__ = ["MAX_FILE_BYTES", "FileInfo", "FileSystem", "FileSystemView"]

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from llmasos.storage.database import Database, Transaction, VectorRow, chunks, placeholders
+from llmasos.storage.file_store import VERSION_OVERHEAD_BYTES as OVERHEAD
+from llmasos.storage.file_store import charge
 from llmasos.storage.records import MemoryEntry
 
 _ENTRY = "key, owner, scope, kind, seq, role, text, created_at"
@@ -32,8 +34,15 @@ class MemoryStore:
         self.db = db
         self._vector_tables: dict[int, str] = {}
 
-    def set_core(self, owner: str, scope: str, label: str, value: bytes) -> None:
+    def set_core(
+        self, owner: str, scope: str, label: str, value: bytes, quota_bytes: int | None = None
+    ) -> None:
         with self.db.transaction() as tx:
+            old = tx.execute(
+                "SELECT length(value) FROM memory_core WHERE scope = ? AND label = ?",
+                (scope, label),
+            )
+            charge(tx, owner, len(value) - (int(old[0][0]) if old else -OVERHEAD), quota_bytes)
             tx.execute(
                 "INSERT INTO memory_core (owner, scope, label, value, updated_at) VALUES "
                 "(?, ?, ?, ?, ?) ON CONFLICT (scope, label) DO UPDATE SET value = "
@@ -41,12 +50,14 @@ class MemoryStore:
                 (owner, scope, label, value, time.time()),
             )
 
-    def delete_core(self, scope: str, label: str) -> bool:
+    def delete_core(self, owner: str, scope: str, label: str) -> bool:
         with self.db.transaction() as tx:
             rows = tx.execute(
-                "DELETE FROM memory_core WHERE scope = ? AND label = ? RETURNING label",
+                "DELETE FROM memory_core WHERE scope = ? AND label = ? RETURNING length(value)",
                 (scope, label),
             )
+            if rows:
+                charge(tx, owner, -(int(rows[0][0]) + OVERHEAD), None)
         return bool(rows)
 
     def core(self, scope: str) -> dict[str, bytes]:
@@ -57,12 +68,19 @@ class MemoryStore:
         return {label: bytes(value) for label, value in rows}
 
     def add_entries(
-        self, entries: Sequence[MemoryEntry], embeddings: Sequence[Any] | None = None
+        self,
+        entries: Sequence[MemoryEntry],
+        embeddings: Sequence[Any] | None = None,
+        quota_bytes: int | None = None,
     ) -> list[int]:
         """Store entries (their seq numbers follow the scope's last one); with embeddings (one
-        per entry), index them for search. The seq numbers given."""
+        per entry), index them for search. They count against their owner's quota. The seq
+        numbers given."""
         table = self._vector_table(len(embeddings[0])) if embeddings else None
         with self.db.transaction() as tx:
+            for owner in {e.owner for e in entries}:
+                size = sum(len(e.text) + OVERHEAD for e in entries if e.owner == owner)
+                charge(tx, owner, size, quota_bytes)
             numbers = self._next_seqs(tx, entries)
             tx.execute_many(
                 "INSERT INTO memory_entries (key, owner, scope, kind, seq, role, text, "
@@ -133,19 +151,22 @@ class MemoryStore:
         found = [_entry(row) for row in rows]
         return sorted(((e, distance[e.key]) for e in found), key=lambda pair: pair[1])
 
-    def forget(self, scope: str, kind: str, keys: Sequence[int]) -> int:
-        """Delete these entries of the scope (and their vectors); how many there were."""
+    def forget(self, owner: str, scope: str, kind: str, keys: Sequence[int]) -> int:
+        """Delete these entries of the scope (and their vectors), refunding their bytes; how
+        many there were."""
         with self.db.transaction() as tx:
-            gone = 0
+            gone = freed = 0
             for part in chunks(list(keys)):
                 rows = tx.execute(
                     f"DELETE FROM memory_entries WHERE scope = ? AND kind = ? AND key IN "
-                    f"({placeholders(len(part))}) RETURNING key, vector_table",
+                    f"({placeholders(len(part))}) RETURNING key, vector_table, length(text)",
                     [scope, kind, *part],
                 )
                 gone += len(rows)
-                for table in {t for _, t in rows if t}:
-                    self.db.delete_vectors(tx, table, [k for k, t in rows if t == table])
+                freed += sum(int(size) + OVERHEAD for _, _, size in rows)
+                for table in {t for _, t, _ in rows if t}:
+                    self.db.delete_vectors(tx, table, [k for k, t, _ in rows if t == table])
+            charge(tx, owner, -freed, None)
         return gone
 
     def _vector_table(self, dimensions: int) -> str:

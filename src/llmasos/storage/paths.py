@@ -32,9 +32,9 @@ def _segment(first: str) -> str:
 
 _SEGMENT, _PLAIN_FIRST = _segment(""), _segment("~")  # a bare "~name" is a namespace
 _TAIL = rf"(?:/{_SEGMENT})*/*"
-_RELATIVE = rf"(?:/+{_SEGMENT}{_TAIL}|{_PLAIN_FIRST}{_TAIL})"
-PATH_REGEX = rf"^(?:~{NAMESPACE_REGEX}//*{_SEGMENT}{_TAIL}|{_RELATIVE})$"
-PREFIX_REGEX = rf"^(?:~{NAMESPACE_REGEX}(?:/*|//*{_SEGMENT}{_TAIL})|/*|{_RELATIVE})$"
+_RELATIVE = rf"/*{_PLAIN_FIRST}{_TAIL}"  # a first segment never starts with "~"
+PATH_REGEX = rf"^(?:~{NAMESPACE_REGEX}/{_RELATIVE}|{_RELATIVE})$"
+PREFIX_REGEX = rf"^(?:~{NAMESPACE_REGEX}(?:/*|/{_RELATIVE})|/*|{_RELATIVE})$"
 _NAME = re.compile(rf"^{NAME_REGEX}$")
 
 
@@ -99,6 +99,10 @@ def clean_path(path: str, field: str = "path", *, allow_root: bool = False) -> s
         if allow_root:
             return ""
         raise InvalidRequestError(field, "must name a file, e.g. notes/today.txt")
+    if cleaned.startswith("~"):
+        raise InvalidRequestError(
+            field, f"{path!r}: a first segment may not start with '~' (that names a namespace)"
+        )
     for segment in cleaned.split("/"):
         if segment in ("", ".", ".."):
             raise InvalidRequestError(field, f"{path!r}: empty, '.' and '..' segments are refused")

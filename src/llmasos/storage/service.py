@@ -77,6 +77,10 @@ class Storage:
             )
         self.store = store
         store.save_catalog()
+        if store.rebalance_pending:  # a rebalance died half way: finish it first
+            report = store.rebalance()
+            moved = report.owners_moved
+            logger.warning("finished an interrupted rebalance: moved %d owners", moved)
         for index in range(len(saved), config.shards):
             report = self.add_shard(index)
             logger.info("added storage shard %d: moved %d owners", index, report.owners_moved)
@@ -101,7 +105,7 @@ class Storage:
         text once: the vectors are cached by content). Its index(path) chunks a file of the
         principal's view into archival entries."""
         cached = self.derived.embedding(embed) if embed is not None else None
-        memory = AgentMemory(self.store, principal, cached, self.sealer)
+        memory = AgentMemory(self.store, principal, cached, self.sealer, self.config.quota_bytes)
         files = self.files(principal)
         memory.indexer = lambda path: index_file(files, memory, self.derived, path)
         return memory

@@ -4,7 +4,9 @@ An owner's files, grants and memory (its agents' too) live in one shard, chosen 
 hashing of (shard name, owner): adding a shard moves only the owners that now hash to it, about
 1/N of them. Rebalancing copies an owner's rows into its new shard in one transaction and then
 deletes them from the old one in another; a crash between the two leaves copies in both, and
-running it again finishes the move (the copy skips rows already there). Operations wait while a
+running it again finishes the move (the copy skips rows already there). A rebalance marks the
+catalog while it runs, and opening the storage finishes a marked one before anything else, so
+no write lands in a shard its owner has not finished moving to. Operations wait while a
 rebalance runs in this process; run it with no other server writing to the same databases.
 
 The catalog (the shard names, in order) is kept in the first shard's meta table.
@@ -84,44 +86,74 @@ class ShardedStore:
     def shard_names(self) -> list[str]:
         return [shard.db.name for shard in self.shards]
 
-    def saved_catalog(self) -> list[str]:
+    def _meta(self, key: str) -> str | None:
         with self.catalog.db.transaction(write=False) as tx:
-            rows = tx.execute("SELECT value FROM meta WHERE key = 'shards'")
-        return json.loads(rows[0][0]) if rows else []
+            rows = tx.execute("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def _set_meta(self, key: str, value: str | None) -> None:
+        with self.catalog.db.transaction() as tx:
+            if value is None:
+                tx.execute("DELETE FROM meta WHERE key = ?", (key,))
+            else:
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO "
+                    "UPDATE SET value = excluded.value",
+                    (key, value),
+                )
+
+    def saved_catalog(self) -> list[str]:
+        saved = self._meta("shards")
+        return json.loads(saved) if saved else []
 
     def save_catalog(self) -> None:
-        with self.catalog.db.transaction() as tx:
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('shards', ?) ON CONFLICT (key) DO "
-                "UPDATE SET value = excluded.value",
-                (json.dumps(self.shard_names()),),
-            )
+        self._set_meta("shards", json.dumps(self.shard_names()))
+
+    @property
+    def rebalance_pending(self) -> bool:
+        """A rebalance began and did not finish (the process died): finish it before use."""
+        return self._meta("rebalancing") is not None
 
     def add_shard(self, db: Database) -> RebalanceReport:
-        """Add a shard and move to it the owners that now hash there."""
-        self.shards.append(Shard(db))
-        self.save_catalog()
-        return self.rebalance()
+        """Add a shard and move to it the owners that now hash there. No operation runs
+        meanwhile, and a crash before the end leaves a mark that the next open acts on."""
+        with self._exclusive():
+            self._set_meta("rebalancing", "1")
+            self.shards.append(Shard(db))
+            self.save_catalog()
+            return self._rebalance()
 
     def rebalance(self) -> RebalanceReport:
         """Move every owner that sits outside its shard into it; nothing is lost on the way."""
+        with self._exclusive():
+            return self._rebalance()
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
         with self._busy:
+            while self._rebalancing:
+                self._busy.wait()
+            self._rebalancing = True  # new operations wait from here
             while self._active:
                 self._busy.wait()
-            self._rebalancing = True
         try:
-            owners = rows = 0
-            for shard in self.shards:
-                for owner in sorted(owners_in(shard.db)):
-                    target = self.shard_for(owner)
-                    if target is not shard:
-                        rows += move_owner(owner, shard.db, target.db)
-                        owners += 1
-            return RebalanceReport(len(self.shards), owners, rows)
+            yield
         finally:
             with self._busy:
                 self._rebalancing = False
                 self._busy.notify_all()
+
+    def _rebalance(self) -> RebalanceReport:
+        self._set_meta("rebalancing", "1")
+        owners = rows = 0
+        for shard in self.shards:
+            for owner in sorted(owners_in(shard.db)):
+                target = self.shard_for(owner)
+                if target is not shard:
+                    rows += move_owner(owner, shard.db, target.db)
+                    owners += 1
+        self._set_meta("rebalancing", None)
+        return RebalanceReport(len(self.shards), owners, rows)
 
     def close(self) -> None:
         for shard in self.shards:

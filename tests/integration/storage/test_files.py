@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from llmasos.errors import ConflictError, FileNotFoundInStoreError, InvalidRequestError
+from llmasos.errors import FileNotFoundInStoreError, InvalidRequestError, PathExistsError
+from llmasos.storage.file_store import VERSION_OVERHEAD_BYTES as OVER
 from llmasos.storage.paths import Principal
 from llmasos.storage.service import Storage
 
@@ -127,8 +128,9 @@ def test_move_onto_a_live_file_is_refused_and_changes_nothing(storage: Storage) 
     view = storage.files(ALICE)
     view.write("s.txt", "source")
     view.write("t.txt", "target")
-    with pytest.raises(ConflictError):
+    with pytest.raises(PathExistsError, match=r"destination: 't\.txt' exists") as error:
         view.move("s.txt", "t.txt")
+    assert error.value.field == "destination"
     assert (view.read("s.txt"), view.read("t.txt")) == (b"source", b"target")
     assert len(view.history("s.txt")) == len(view.history("t.txt")) == 1
 
@@ -161,13 +163,13 @@ def test_purge_removes_the_history_and_frees_its_bytes(storage: Storage) -> None
     for text in ("a" * 100, "b" * 200, "c" * 300):
         view.write("big.bin", text)
     view.delete("big.bin")
-    assert view.usage() == 605
-    assert view.purge("big.bin") == 600
-    assert view.usage() == 5
+    assert view.usage() == 605 + 5 * OVER  # five versions, one of them the deletion
+    assert view.purge("big.bin") == 600 + 4 * OVER
+    assert view.usage() == 5 + OVER
     with pytest.raises(FileNotFoundInStoreError):
         view.history("big.bin")
-    assert view.write("big.bin", "new") == 1  # the path starts over
-    assert view.usage() == 8
+    assert view.write("big.bin", "new") == 5  # version numbers never repeat
+    assert view.usage() == 8 + 2 * OVER
     assert view.read("keep.txt") == b"12345"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llmasos.errors import FileNotFoundInStoreError, InvalidRequestError, PermissionDeniedError
+from llmasos.storage.file_store import charged
 from llmasos.storage.paths import Principal
 from llmasos.storage.service import Storage
 
@@ -90,7 +91,7 @@ def test_a_write_grant_allows_writing_and_revoke_takes_it_back(shared: Storage) 
     assert alice.read("notes/a.txt") == b"edited by bob"
     assert alice.history("notes/a.txt")[-1].author == "bob"
     written = ["alice's note", "deeper", "not in notes", "edited by bob", "new from bob"]
-    assert alice.usage() == sum(len(text) for text in written)  # history counts
+    assert alice.usage() == sum(charged(len(text)) for text in written)  # history counts
     assert bob.usage() == 0  # what bob wrote is counted to alice, the owner
     assert [(g.prefix, g.grantee, g.mode.value) for g in alice.grants()] == [
         ("notes", "bob", "write"),

@@ -95,3 +95,12 @@ def test_names_with_unicode_and_punctuation_are_paths_like_any_other(storage: St
     for path in ("café/ünïcode.txt", "with space.txt", "a.b-c_d@e", "...x", "x..", "emoji-🙂"):
         assert view.write(path, path) == 1
         assert view.read(path) == path.encode()
+
+
+@pytest.mark.parametrize("path", ["/~bob/x", "//~bob/x", "~alice//~bob/x", "~alice/~bob/x"])
+def test_no_file_of_ones_own_is_named_like_another_namespace(storage: Storage, path: str) -> None:
+    """A listed name must lead back to the same file: a path whose first segment starts with
+    '~' would read as another namespace, so it is refused (and the API's pattern says so)."""
+    with pytest.raises(InvalidRequestError, match="first segment may not start with '~'"):
+        storage.files(ALICE).write(path, "x")
+    assert re.match(PATH_REGEX, path) is None

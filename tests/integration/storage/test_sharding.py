@@ -14,7 +14,7 @@ from llmasos.storage import sharding
 from llmasos.storage.database import VECTOR_TABLE_PREFIX, Database, vector_table
 from llmasos.storage.paths import Principal
 from llmasos.storage.schema import OWNER_TABLES
-from llmasos.storage.service import Storage
+from llmasos.storage.service import Storage, open_database
 from tests.integration.storage.conftest import Backend, Memo
 
 TOPICS = ["sailing", "chess", "baking bread", "astronomy", "jazz piano", "mountain hiking"]
@@ -210,3 +210,23 @@ def test_a_rebalance_that_crashed_half_way_finishes_when_run_again(
     assert snapshot(storage, memo, owners) == before
     assert storage.store.rebalance().owners_moved == 0
     assert snapshot(storage, memo, owners) == before
+
+
+def test_a_rebalance_that_died_is_finished_when_the_storage_opens_again(backend: Backend) -> None:
+    """The catalog already names the new shard, the mark says a rebalance ran, and no owner
+    moved yet (the process died right after adding the shard): opening the storage moves
+    them before anything reads, so no owner's files seem gone."""
+    storage = backend.open()
+    owners = [f"owner{n}" for n in range(24)]
+    for owner in owners:
+        storage.files(Principal(owner)).write("f.txt", owner)
+    store = storage.store
+    store.shards.append(sharding.Shard(open_database(backend.config(), 1)))
+    store.save_catalog()
+    store._set_meta("rebalancing", "1")
+    storage.close()
+    reopened = backend.open(shards=2)
+    assert not reopened.store.rebalance_pending
+    for owner in owners:
+        assert reopened.files(Principal(owner)).read("f.txt") == owner.encode()
+    assert sharding.owners_in(reopened.store.shards[1].db)  # some did move
