@@ -17,6 +17,7 @@ from llmasos.storage.records import Grant, GrantMode, NewVersion, StoredVersion,
 
 _INFO = "namespace, path, version, size, sha256, deleted, created_at, author"
 _HEAD = "namespace, path, version, size, sha256, deleted, modified_at, author"
+_JOINED_INFO = ", ".join(f"v.{name.strip()}" for name in _INFO.split(","))
 _UNDER = "(? = '' OR path = ? OR substr(path, 1, length(?) + 1) = ? || '/')"
 
 
@@ -96,11 +97,10 @@ class FileStore:
 
     def read(self, namespace: str, path: str, version: int | None = None) -> StoredVersion | None:
         """That version (default: the head, deleted or not), or None."""
-        columns = ", ".join(f"v.{name.strip()}" for name in _INFO.split(","))
         with self.db.transaction(write=False) as tx:
             if version is None:  # one statement: the head's version row
                 rows = tx.execute(
-                    f"SELECT {columns}, v.data FROM file_heads h JOIN file_versions v ON "
+                    f"SELECT {_JOINED_INFO}, v.data FROM file_heads h JOIN file_versions v ON "
                     "v.namespace = h.namespace AND v.path = h.path AND v.version = h.version "
                     "WHERE h.namespace = ? AND h.path = ?",
                     (namespace, path),

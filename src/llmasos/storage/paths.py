@@ -36,6 +36,7 @@ _RELATIVE = rf"/*{_PLAIN_FIRST}{_TAIL}"  # a first segment never starts with "~"
 PATH_REGEX = rf"^(?:~{NAMESPACE_REGEX}/{_RELATIVE}|{_RELATIVE})$"
 PREFIX_REGEX = rf"^(?:~{NAMESPACE_REGEX}(?:/*|/{_RELATIVE})|/*|{_RELATIVE})$"
 _NAME = re.compile(rf"^{NAME_REGEX}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def check_name(field: str, name: str) -> str:
@@ -92,7 +93,7 @@ def clean_path(path: str, field: str = "path", *, allow_root: bool = False) -> s
         raise InvalidRequestError(field, "must be a string")
     if len(path) > MAX_PATH_CHARS:
         raise InvalidRequestError(field, f"must be at most {MAX_PATH_CHARS} characters")
-    if any(ord(c) < 32 or c == "\x7f" for c in path):
+    if _CONTROL.search(path):
         raise InvalidRequestError(field, "must not contain control characters")
     cleaned = path.strip("/")
     if not cleaned:

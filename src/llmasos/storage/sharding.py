@@ -67,6 +67,8 @@ class ShardedStore:
         return self.shards[0]
 
     def shard_for(self, owner: str) -> Shard:
+        if len(self.shards) == 1:
+            return self.shards[0]
         return max(self.shards, key=lambda s: shard_score(s.db.name, owner))
 
     @contextmanager
