@@ -75,8 +75,9 @@ class RemoteFileSystem:
         params = _params(expected_version=expected_version)
         return int(self._json("DELETE", f"/v1/fs/files/{_path(path)}", params=params)["version"])
 
-    def purge(self, path: str) -> int:
-        reply = self._json("DELETE", f"/v1/fs/files/{_path(path)}", params={"purge": "true"})
+    def purge(self, path: str, expected_version: int | None = None) -> int:
+        params = {"purge": "true", **_params(expected_version=expected_version)}
+        reply = self._json("DELETE", f"/v1/fs/files/{_path(path)}", params=params)
         return int(reply["freed_bytes"])
 
     def move(self, source: str, destination: str) -> int:

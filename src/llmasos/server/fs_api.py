@@ -102,13 +102,10 @@ async def delete_file(
     purge: bool = False,
 ) -> dict[str, Any]:
     """Delete as a new version (rollback restores it), or with purge=true remove the path and
-    its whole history (the owner only)."""
+    its whole history (the owner only); either only from expected_version when given."""
     if purge:
-        if expected_version is not None:
-            raise InvalidRequestError(
-                "expected_version", "purge drops every version; it takes no expected_version"
-            )
-        return {"path": path, "freed_bytes": await call(request, "purge", path)}
+        freed = await call(request, "purge", path, expected_version)
+        return {"path": path, "freed_bytes": freed}
     version = await call(request, "delete", path, expected_version=expected_version)
     return {"path": path, "version": version}
 

@@ -141,16 +141,20 @@ class FileStore:
             )
         return [_info(row) for row in rows]
 
-    def purge(self, owner: str, namespace: str, path: str) -> int:
+    def purge(self, owner: str, namespace: str, path: str, expected: int | None = None) -> int:
         """Remove the path's whole history; the bytes freed. The head stays, marked deleted,
         so version numbers never repeat (a sealed record of a purged version can never pass
         for a new one). The head is locked first: a writer racing the purge either commits
         before it (and is purged) or after it (and is the path's one version)."""
         with self.db.transaction() as tx:
-            tx.execute(
-                "UPDATE file_heads SET deleted = 1, size = 0 WHERE namespace = ? AND path = ?",
+            head = tx.execute(
+                "UPDATE file_heads SET deleted = 1, size = 0 WHERE namespace = ? AND path = ? "
+                "RETURNING version",
                 (namespace, path),
             )
+            current = int(head[0][0]) if head else 0
+            if expected is not None and expected != current:
+                raise ConflictError(path, expected, current)
             sizes = tx.execute(
                 "DELETE FROM file_versions WHERE namespace = ? AND path = ? RETURNING size",
                 (namespace, path),

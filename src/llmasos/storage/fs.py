@@ -201,13 +201,14 @@ class FileSystemView:
         self._stored(loc, None)
         return self._commit_one(loc, b"", expected_version, deleted=True)
 
-    def purge(self, path: str) -> int:
-        """Remove the path with its whole history (owner only); the bytes freed."""
+    def purge(self, path: str, expected_version: int | None = None) -> int:
+        """Remove the path with its whole history (owner only); the bytes freed. With
+        expected_version, only if that is still the latest (else ConflictError)."""
         loc = locate(self.principal, path)
         if not self._owns(loc):
             raise PermissionDeniedError(f"path: only the owner of ~{loc.namespace} may purge")
         with self._fs.store.routed(loc.owner) as shard:
-            return shard.files.purge(loc.owner, loc.namespace, loc.path)
+            return shard.files.purge(loc.owner, loc.namespace, loc.path, expected_version)
 
     def move(self, source: str, destination: str) -> int:
         """Rename within one owner's namespaces, atomically; the destination's version."""

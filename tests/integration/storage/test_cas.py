@@ -115,3 +115,13 @@ def test_concurrent_unconditional_writes_lose_no_update(storage: Storage) -> Non
     assert [v.version for v in view.history("log.txt")] == list(range(1, total + 1))
     stored = {view.read("log.txt", version=n).decode() for n in range(1, total + 1)}
     assert stored == {f"{i}-{n}" for i in range(threads) for n in range(writes)}
+
+
+def test_a_purge_with_a_stale_expected_version_purges_nothing(storage: Storage) -> None:
+    view = storage.files(Principal("alice"))
+    view.write("p.txt", "one")
+    view.write("p.txt", "two")
+    with pytest.raises(ConflictError):
+        view.purge("p.txt", expected_version=1)
+    assert [v.version for v in view.history("p.txt")] == [1, 2]
+    assert view.purge("p.txt", expected_version=2) > 0
