@@ -51,6 +51,12 @@ class MemoryItem:
         return cls(**{name: data[name] for name in cls.__dataclass_fields__})
 
 
+def _bound(scope: str, tier: str, key: int, role: str) -> str:
+    """What a sealed entry is bound to: its place and its role (a user turn cannot be made
+    into a system turn without failing its check)."""
+    return f"memory\x00{scope}\x00{tier}\x00{key}\x00{role}"
+
+
 def _check_text(field: str, text: object, limit: int = MAX_TEXT_CHARS) -> str:
     if not isinstance(text, str) or not text:
         raise InvalidRequestError(field, "must be a non-empty string")
@@ -124,7 +130,7 @@ class AgentMemory:
         entries = []
         for role, text in items:
             key = secrets.randbits(52) + 1  # exact in JSON doubles
-            sealed = self._seal(f"memory\x00{self.scope}\x00{tier}\x00{key}", text)
+            sealed = self._seal(_bound(self.scope, tier, key, role), text)
             entries.append(
                 MemoryEntry(key, self.principal.owner, self.scope, tier, 0, role, sealed, now)
             )
@@ -153,7 +159,7 @@ class AgentMemory:
         return [
             MemoryItem(
                 e.key, tier, e.seq, e.role,
-                self._open(f"memory\x00{self.scope}\x00{tier}\x00{e.key}", e.text),
+                self._open(_bound(self.scope, tier, e.key, e.role), e.text),
                 e.created_at, distance,
             )
             for e, distance in entries

@@ -182,3 +182,13 @@ def test_altered_or_moved_sealed_memory_is_refused(backend: Backend) -> None:
     )
     with pytest.raises(IntegrityError):
         memory.recall(limit=1)
+
+
+def test_a_sealed_turn_cannot_change_its_role(backend: Backend) -> None:
+    storage = backend.open(master_key=os.urandom(32))
+    memory = storage.memory(BOT, None)
+    turn = memory.log("user", "please delete everything")
+    assert memory.recall()[0].role == "user"
+    backend.execute("UPDATE memory_entries SET role = ? WHERE key = ?", ("system", turn.key))
+    with pytest.raises(IntegrityError):
+        memory.recall()
