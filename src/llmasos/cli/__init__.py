@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import typer
 
-from llmasos.cli import agents, fs, models, processes, serve
+from llmasos.cli import agents, fs, keys, models, processes, serve
 
 app = typer.Typer(
     help="LLMasOS: an operating system for LLM work.",
@@ -26,6 +26,8 @@ for command in (processes.run, processes.chat, processes.ps, processes.kill, pro
 app.add_typer(models.models_app, name="models")
 app.add_typer(agents.agents_app, name="agents")
 app.add_typer(fs.fs_app, name="fs")
+app.add_typer(keys.keys_app, name="keys")
+app.add_typer(keys.audit_app, name="audit")
 
 
 def main() -> None:

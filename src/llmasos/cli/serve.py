@@ -29,8 +29,8 @@ AdminKey = Annotated[
     typer.Option(
         "--admin-key",
         envvar="LLMASOS_ADMIN_KEY",
-        help="The key for administrative routes (model import, delete, unload); without one "
-        "they are off.",
+        help="The key for administrative routes (model import, delete, unload; keys, audit); "
+        "admin-role keys (llmasos keys create --role admin) open them too.",
     ),
 ]
 ImportDirs = Annotated[
@@ -148,8 +148,8 @@ def _run(
 
     keys = [*api_keys, *filter(None, os.environ.get("LLMASOS_API_KEYS", "").split(","))]
     access = Access(api_keys=tuple(keys), admin_key=admin_key)
-    auth = f"{len(keys)} API key(s)" if keys else "no API key"
-    admin = "admin routes on" if admin_key else "admin routes off (no --admin-key)"
+    auth = f"{len(keys)} static API key(s)" if keys else "no static API key"
+    admin = "admin key set" if admin_key else "admin routes for admin-role keys only"
     policy = models.kernel_config.policy
     errors.print(
         f"LLMasOS serving {models.default_model} on http://{host}:{port} "

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from llmasos.models.sources import import_model
 from llmasos.server.api_docs import ModelNameParameter
+from llmasos.server.guards import audit
 from llmasos.server.native_api import repository_of
 from llmasos.server.openai_api import models_of
 from llmasos.server.schemas import ImportRequest
@@ -35,6 +36,7 @@ async def import_(body: ImportRequest, request: Request) -> dict[str, Any]:
         sha256=body.sha256,
         policy=request.app.state.imports,
     )
+    await run_in_threadpool(audit, request, "model.imported", manifest.name, "ok", body.source)
     return dataclasses.asdict(manifest)
 
 
@@ -45,6 +47,7 @@ def delete_model(name: ModelNameParameter, request: Request) -> dict[str, Any]:
     if models.is_loaded(name):
         models.unload(name)
     manifest = repository_of(request).remove(name)
+    audit(request, "model.deleted", manifest.name)
     return {"id": manifest.name, "object": "model", "deleted": True}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -12,6 +13,8 @@ from fastapi import Depends, FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
 from llmasos.agents.runtime import AgentRuntime
+from llmasos.auth.audit import AuditLog
+from llmasos.auth.keys import PREFIX, KeyStore
 from llmasos.models.import_policy import ImportPolicy
 from llmasos.runtime.embedding import manager_embed
 from llmasos.runtime.manager import ModelManager
@@ -21,6 +24,7 @@ from llmasos.server import (
     agents_api,
     embeddings_api,
     fs_api,
+    keys_api,
     memory_api,
     native_api,
     openai_api,
@@ -59,7 +63,10 @@ def create_app(
     (default: https from public addresses, no local paths, no packages). `storage` holds the
     file system and agent memory (default: opened from the settings). The models are unloaded
     and the storage closed when the app shuts down."""
+    storage = storage or Storage.from_settings()
     access = access or Access()
+    if access.keys is None:  # the stored keys (llmasos keys create) always count
+        access = dataclasses.replace(access, keys=KeyStore(storage))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -79,7 +86,10 @@ def create_app(
         await run_in_threadpool(app.state.storage.close)
 
     async def authenticate(request: Request) -> None:
-        access.authenticate(request)
+        if request.headers.get("authorization", "").lower().startswith(f"bearer {PREFIX}"):
+            await run_in_threadpool(access.authenticate, request)  # a stored key: scrypt
+        else:
+            access.authenticate(request)
 
     async def require_admin(request: Request) -> None:
         access.require_admin(request)
@@ -88,7 +98,9 @@ def create_app(
     app.state.models = models
     app.state.imports = imports or ImportPolicy.for_server()
     app.state.started_at = int(time.time())
-    _add_services(app, models, storage or Storage.from_settings())
+    app.state.access = access
+    app.state.audit = AuditLog(storage)
+    _add_services(app, models, storage)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(RequestIds)
@@ -120,6 +132,7 @@ def _add_routes(app: FastAPI, protected: list, admin: list) -> None:
         (fs_api.router, protected, STORAGE_ERRORS),
         (memory_api.router, protected, STORAGE_ERRORS),
         (admin_api.router, admin, ADMIN_ERRORS),
+        (keys_api.router, admin, ADMIN_ERRORS),
     ):
         app.include_router(router, dependencies=guards, responses=errors(codes))
     app.include_router(native_api.open_router, responses=errors([500]))

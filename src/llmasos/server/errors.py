@@ -12,10 +12,12 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from llmasos.errors import LLMasOSError
+from llmasos.errors import AuthenticationError, LLMasOSError, PermissionDeniedError
 from llmasos.server.api_docs import allowed_methods
+from llmasos.server.guards import audit
 from llmasos.wire import error_status
 
 logger = logging.getLogger(__name__)
@@ -118,7 +120,11 @@ def _names_a_field(part: object) -> bool:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LLMasOSError)
-    async def _kernel_error(_: Request, error: LLMasOSError) -> JSONResponse:
+    async def _kernel_error(request: Request, error: LLMasOSError) -> JSONResponse:
+        if isinstance(error, AuthenticationError | PermissionDeniedError):
+            event = "auth.refused" if isinstance(error, AuthenticationError) else "access.refused"
+            target = f"{request.method} {request.url.path}"
+            await run_in_threadpool(audit, request, event, target, "refused", str(error))
         return error_for(error)
 
     @app.exception_handler(RequestValidationError)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from llmasos.errors import InvalidRequestError
+from llmasos.server.guards import audit
 from llmasos.storage.fs import MAX_FILE_BYTES, FileSystemView
 from llmasos.storage.paths import (
     MAX_PATH_CHARS,
@@ -164,7 +165,11 @@ async def list_grants(
 
 @router.post("/grants")
 async def grant(body: GrantBody, request: Request) -> dict[str, Any]:
-    return (await call(request, "grant", body.prefix, body.to, body.mode)).to_json()
+    grant = await call(request, "grant", body.prefix, body.to, body.mode)
+    where = f"~{grant.namespace}/{grant.prefix}"
+    detail = f"{grant.grantee} {body.mode}"
+    await run_in_threadpool(audit, request, "fs.granted", where, "ok", detail)
+    return grant.to_json()
 
 
 @router.delete("/grants")
@@ -173,4 +178,6 @@ async def revoke(
     to: Annotated[str, Query(max_length=257, pattern=f"^{NAMESPACE_REGEX}$")],
     prefix: Prefix = "",
 ) -> dict[str, Any]:
-    return {"revoked": await call(request, "revoke", prefix, to)}
+    revoked = await call(request, "revoke", prefix, to)
+    await run_in_threadpool(audit, request, "fs.revoked", prefix, "ok" if revoked else "none", to)
+    return {"revoked": revoked}

@@ -21,6 +21,7 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
+from llmasos.auth.keys import PREFIX, KeyStore, Role
 from llmasos.errors import AuthenticationError, PermissionDeniedError
 
 Scope = MutableMapping[str, Any]
@@ -128,19 +129,31 @@ def _same(a: str, b: str) -> bool:
 
 @dataclass(frozen=True)
 class Access:
-    """Who may use the server. No api_keys: every route is open (but the admin ones)."""
+    """Who may use the server. Static keys (--api-key) and the admin key, and the stored keys
+    of `keys` (llmasos keys create): each with an owner and a role. With no static key and no
+    active stored key, every route is open (but the admin ones)."""
 
     api_keys: tuple[str, ...] = ()
     admin_key: str | None = None
+    keys: KeyStore | None = None
 
     def authenticate(self, request: Request) -> None:
-        """Set request.state.owner, or raise AuthenticationError when a key is required."""
+        """Set request.state.owner (and .admin, .key_id), or raise AuthenticationError when a
+        key is required, PermissionDeniedError for a read-only key that asks to change."""
         token = _bearer(request)
         request.state.admin = bool(self.admin_key and token and _same(token, self.admin_key))
+        request.state.key_id = None
         if request.state.admin:
             request.state.owner = key_owner(token or "")
             return
-        if not self.api_keys:
+        if token is not None and self.keys is not None and token.startswith(PREFIX):
+            info = self.keys.verify(token)
+            request.state.owner, request.state.key_id = info.owner, info.id
+            request.state.admin = info.role is Role.ADMIN
+            if info.role is Role.READ_ONLY and request.method not in ("GET", "HEAD"):
+                raise PermissionDeniedError(f"key {info.id} is read-only: it may only GET")
+            return
+        if not self.api_keys and not (self.keys is not None and self.keys.required()):
             request.state.owner = "anonymous"
             return
         if token is None or not any(_same(token, key) for key in self.api_keys):
@@ -150,20 +163,32 @@ class Access:
         request.state.owner = key_owner(token)
 
     def require_admin(self, request: Request) -> None:
-        """Refuse unless the request carries the admin key (and refuse all without one)."""
-        if self.admin_key is None:
+        """Refuse unless the request carries the admin key or an admin-role key (and refuse
+        all when there can be neither)."""
+        if getattr(request.state, "admin", False):
+            return
+        if self.admin_key is None and self.keys is None:
             raise PermissionDeniedError(
                 "this administrative route is off: the server was started without --admin-key"
             )
-        if not getattr(request.state, "admin", False):
-            if _bearer(request) is None:
-                raise AuthenticationError(
-                    "this administrative route needs the admin key; send "
-                    "Authorization: Bearer <admin key>"
-                )
-            raise PermissionDeniedError("this administrative route needs the admin key")
+        if _bearer(request) is None:
+            raise AuthenticationError(
+                "this administrative route needs the admin key; send "
+                "Authorization: Bearer <admin key>"
+            )
+        raise PermissionDeniedError("this administrative route needs the admin key")
 
 
 def _bearer(request: Request) -> str | None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     return token if scheme.lower() == "bearer" and token else None
+
+
+def audit(request: Request, event: str, target: str, outcome: str = "ok", detail: str = "") -> None:
+    """Record an event of this request's caller in the server's audit log (blocking)."""
+    log = getattr(request.app.state, "audit", None)
+    if log is None:
+        return
+    actor = getattr(request.state, "owner", "anonymous")
+    key_id = getattr(request.state, "key_id", None)
+    log.append(event, f"{actor} (key {key_id})" if key_id else actor, target, outcome, detail)

@@ -20,6 +20,7 @@ from llmasos.kernel.process import ProcessInfo, Signal
 from llmasos.models.repository import Repository
 from llmasos.server.api_docs import PROCESS_ROUTES, ModelNameParameter, Pid, links, streamed
 from llmasos.server.events import merged_events
+from llmasos.server.guards import audit
 from llmasos.server.metrics import render_metrics
 from llmasos.server.openai_api import chat_prompts, models_of, plain_prompts, spawn_all
 from llmasos.server.schemas import (
@@ -113,6 +114,7 @@ async def get_process(pid: Pid, request: Request) -> dict[str, Any]:
 async def signal(pid: Pid, body: SignalRequest, request: Request) -> dict[str, Any]:
     kernel = models_of(request).kernel_of(pid)
     await run_in_threadpool(kernel.signal, pid, Signal(body.signal))
+    await run_in_threadpool(audit, request, f"process.{body.signal}", f"pid {pid}")
     return info_to_json(ProcessInfo.of(kernel.get(pid)))
 
 

@@ -60,6 +60,19 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE UNIQUE INDEX memory_entries_seq ON memory_entries (scope, kind, seq)",
         ],
     ),
+    (
+        3,
+        [  # API keys and the audit log (kept in the first shard)
+            """CREATE TABLE api_keys (
+                id TEXT PRIMARY KEY, owner TEXT NOT NULL, role TEXT NOT NULL,
+                salt {BLOB} NOT NULL, hash {BLOB} NOT NULL, created_at {REAL} NOT NULL,
+                expires_at {REAL}, revoked_at {REAL})""",
+            """CREATE TABLE audit_log (
+                seq {INT} PRIMARY KEY, at {REAL} NOT NULL, event TEXT NOT NULL,
+                actor TEXT NOT NULL, target TEXT NOT NULL, outcome TEXT NOT NULL,
+                detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)""",
+        ],
+    ),
 ]
 
 # The tables that hold an owner's rows, and the columns of each, for moving them between shards.

@@ -1,0 +1,166 @@
+"""API keys: an owner and a role each, stored hashed with scrypt (a slow KDF, from Python's
+hashlib over OpenSSL), with expiry and revocation; they survive restarts in the storage's first
+shard. A key reads `llmk_<id>_<secret>`: the id finds the record, the secret is checked against
+its hash, and only the id is ever shown again.
+
+    roles   admin (everything, the administrative routes included), user (its own objects),
+            read-only (its own objects, GET requests only)
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+from llmasos.errors import AuthenticationError, InvalidRequestError
+from llmasos.storage.paths import check_name
+from llmasos.storage.service import Storage
+
+PREFIX = "llmk_"
+SCRYPT = {"n": 2**14, "r": 8, "p": 1}  # ~30-60 ms a check: verified keys are cached
+CACHE_S = 30.0  # a verified key is trusted this long without a new scrypt (revoke clears it)
+REQUIRED_CHECK_S = 5.0
+
+
+class Role(enum.Enum):
+    ADMIN = "admin"
+    USER = "user"
+    READ_ONLY = "read-only"
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What is kept of a key (never its secret)."""
+
+    id: str
+    owner: str
+    role: Role
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+
+    @property
+    def active(self) -> bool:
+        expired = self.expires_at is not None and self.expires_at <= time.time()
+        return self.revoked_at is None and not expired
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id, "owner": self.owner, "role": self.role.value,
+            "created_at": self.created_at, "expires_at": self.expires_at,
+            "revoked_at": self.revoked_at, "active": self.active,
+        }  # fmt: skip
+
+
+def _hash(secret: str, salt: bytes) -> bytes:
+    return hashlib.scrypt(secret.encode(), salt=salt, **SCRYPT, dklen=32)
+
+
+def parse_role(text: str) -> Role:
+    try:
+        return Role(text)
+    except ValueError:
+        raise InvalidRequestError("role", "must be admin, user or read-only") from None
+
+
+class KeyStore:
+    """The keys of one storage service."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._db = storage.store.catalog.db
+        self._verified: dict[bytes, tuple[KeyInfo, float]] = {}
+        self._required: tuple[bool, float] | None = None
+        self._lock = threading.Lock()
+
+    def create(
+        self, owner: str, role: Role | str, expires_in_s: float | None = None
+    ) -> tuple[str, KeyInfo]:
+        """A new key for `owner`: (the key, shown this once; its record)."""
+        check_name("owner", owner)
+        role = parse_role(role) if isinstance(role, str) else role
+        if expires_in_s is not None and not 0 < expires_in_s <= 10 * 365 * 86400:
+            raise InvalidRequestError("expires_in_s", "must be > 0 and at most ten years")
+        key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+        salt = secrets.token_bytes(16)
+        now = time.time()
+        expires = now + expires_in_s if expires_in_s else None
+        with self._db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO api_keys (id, owner, role, salt, hash, created_at, expires_at, "
+                "revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                (key_id, owner, role.value, salt, _hash(secret, salt), now, expires),
+            )
+        with self._lock:
+            self._required = None
+        return f"{PREFIX}{key_id}_{secret}", KeyInfo(key_id, owner, role, now, expires, None)
+
+    def list(self) -> list[KeyInfo]:
+        with self._db.transaction(write=False) as tx:
+            rows = tx.execute(
+                "SELECT id, owner, role, created_at, expires_at, revoked_at FROM api_keys "
+                "ORDER BY created_at"
+            )
+        return [KeyInfo(i, o, Role(r), c, e, v) for i, o, r, c, e, v in rows]
+
+    def revoke(self, key_id: str) -> KeyInfo:
+        with self._db.transaction() as tx:
+            rows = tx.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL "
+                "RETURNING id",
+                (time.time(), key_id),
+            )
+        with self._lock:
+            self._verified.clear()
+            self._required = None
+        found = [k for k in self.list() if k.id == key_id]
+        if not found:
+            raise InvalidRequestError("key_id", f"no key has id {key_id!r}")
+        if not rows and found[0].revoked_at is None:
+            raise InvalidRequestError("key_id", f"key {key_id} could not be revoked")
+        return found[0]
+
+    def any_active(self) -> bool:
+        return any(key.active for key in self.list())
+
+    def required(self) -> bool:
+        """Whether some active key exists, so that requests without one are refused
+        (looked up at most every few seconds; keys made by another process count too)."""
+        with self._lock:
+            known = self._required
+        if known is None or known[1] < time.monotonic():
+            known = (self.any_active(), time.monotonic() + REQUIRED_CHECK_S)
+            with self._lock:
+                self._required = known
+        return known[0]
+
+    def verify(self, token: str) -> KeyInfo:
+        """The key's record, or AuthenticationError (unknown, wrong, revoked or expired)."""
+        fingerprint = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+        with self._lock:
+            cached = self._verified.get(fingerprint)
+        if cached and cached[1] > time.monotonic() and cached[0].active:
+            return cached[0]
+        body = token[len(PREFIX) :] if token.startswith(PREFIX) else ""
+        key_id, _, secret = body.partition("_")
+        with self._db.transaction(write=False) as tx:
+            rows = tx.execute(
+                "SELECT owner, role, salt, hash, created_at, expires_at, revoked_at FROM "
+                "api_keys WHERE id = ?",
+                (key_id,),
+            )
+        if not rows or not secret or len(secret) > 128:
+            raise AuthenticationError("invalid API key; send Authorization: Bearer <key>")
+        owner, role, salt, stored, created, expires, revoked = rows[0]
+        if not hmac.compare_digest(_hash(secret, bytes(salt)), bytes(stored)):
+            raise AuthenticationError("invalid API key; send Authorization: Bearer <key>")
+        info = KeyInfo(key_id, owner, Role(role), created, expires, revoked)
+        if not info.active:
+            raise AuthenticationError(f"API key {key_id} was revoked or has expired")
+        with self._lock:
+            self._verified[fingerprint] = (info, time.monotonic() + CACHE_S)
+        return info
