@@ -16,6 +16,7 @@
     │   └── ProcessTerminatedError    the process already ended
     ├── AuthenticationError           the server refused the API key
     ├── PermissionDeniedError         the key may not do this (an administrative route)
+    ├── UnknownKeyError               no stored API key has that id
     ├── KernelBusyError               too many live processes; retry later
     ├── QuotaExceededError            the request needs more KV pages than its quota allows
     ├── KernelClosedError             the kernel was stopped; nothing new is accepted
@@ -159,6 +160,14 @@ class AuthenticationError(LLMasOSError):
 
 class PermissionDeniedError(LLMasOSError):
     """Raised when a key may not use a route (HTTP 403), e.g. an administrative one."""
+
+
+class UnknownKeyError(LLMasOSError, LookupError):
+    """Raised when no stored API key has the given id (HTTP 404)."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"key_id: no key has id {key_id!r}; see llmasos keys list")
+        self.field = "key_id"
 
 
 class KernelBusyError(LLMasOSError):

@@ -163,6 +163,7 @@ ERROR_STATUSES: list[tuple[type[errors.LLMasOSError], ErrorStatus]] = [
         errors.FileNotFoundInStoreError,
         ErrorStatus(404, "invalid_request_error", "file_not_found", "path"),
     ),
+    (errors.UnknownKeyError, ErrorStatus(404, "invalid_request_error", "key_not_found", "key_id")),
     (
         errors.PathExistsError,
         ErrorStatus(409, "invalid_request_error", "path_exists", "destination"),

@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from llmasos.errors import AuthenticationError, InvalidRequestError
+from llmasos.errors import AuthenticationError, InvalidRequestError, UnknownKeyError
 from llmasos.storage.paths import check_name
 from llmasos.storage.service import Storage
 
@@ -109,9 +109,8 @@ class KeyStore:
 
     def revoke(self, key_id: str) -> KeyInfo:
         with self._db.transaction() as tx:
-            rows = tx.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL "
-                "RETURNING id",
+            tx.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                 (time.time(), key_id),
             )
         with self._lock:
@@ -119,10 +118,8 @@ class KeyStore:
             self._required = None
         found = [k for k in self.list() if k.id == key_id]
         if not found:
-            raise InvalidRequestError("key_id", f"no key has id {key_id!r}")
-        if not rows and found[0].revoked_at is None:
-            raise InvalidRequestError("key_id", f"key {key_id} could not be revoked")
-        return found[0]
+            raise UnknownKeyError(key_id)
+        return found[0]  # revoked now, or already (revoking twice changes nothing)
 
     def any_active(self) -> bool:
         return any(key.active for key in self.list())
