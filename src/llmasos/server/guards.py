@@ -167,9 +167,10 @@ class Access:
         all when there can be neither)."""
         if getattr(request.state, "admin", False):
             return
-        if self.admin_key is None and self.keys is None:
+        if self.admin_key is None:
             raise PermissionDeniedError(
-                "this administrative route is off: the server was started without --admin-key"
+                "this administrative route needs an admin-role key (llmasos keys create "
+                "--role admin): the server was started without --admin-key"
             )
         if _bearer(request) is None:
             raise AuthenticationError(
