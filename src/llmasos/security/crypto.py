@@ -53,6 +53,7 @@ class Sealer:
             raise InvalidRequestError("master_key", f"must be {KEY_BYTES} bytes")
         self._master = master_key
         self._keys: dict[str, AESGCM] = {}
+        self._digest_keys: dict[str, bytes] = {}  # derived once per owner, as the ciphers are
         self._lock = threading.Lock()
 
     def _derive(self, purpose: str, owner: str) -> bytes:
@@ -70,7 +71,11 @@ class Sealer:
     def digest(self, owner: str, data: bytes) -> str:
         """A keyed digest of `data` (HMAC-SHA256 under the owner's digest key): it tells
         versions apart without letting anyone confirm a guess of the content."""
-        return hmac.new(self._derive("digest", owner), data, hashlib.sha256).hexdigest()
+        with self._lock:
+            key = self._digest_keys.get(owner)
+            if key is None:
+                key = self._digest_keys[owner] = self._derive("digest", owner)
+        return hmac.new(key, data, hashlib.sha256).hexdigest()
 
     def seal(self, owner: str, bound_to: bytes, data: bytes) -> bytes:
         nonce = os.urandom(NONCE_BYTES)

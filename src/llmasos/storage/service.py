@@ -21,7 +21,7 @@ from llmasos.storage.derived import DerivedCache
 from llmasos.storage.documents import index_file
 from llmasos.storage.fs import FileSystem, FileSystemView
 from llmasos.storage.paths import Principal
-from llmasos.storage.sharding import RebalanceReport, ShardedStore
+from llmasos.storage.sharding import RebalanceReport, Shard, ShardedStore
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class Storage:
         store = ShardedStore([first])
         saved = store.saved_catalog() or ["shard-0"]
         for index in range(1, len(saved)):
-            store.shards.append(type(store.shards[0])(open_database(config, index)))
+            store.shards.append(Shard(open_database(config, index)))
         if config.shards < len(saved):
             store.close()
             raise InvalidRequestError(
