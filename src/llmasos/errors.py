@@ -146,6 +146,11 @@ class NoSuchProcessError(ProcessError, LookupError):
         super().__init__(pid, "no such process")
 
 
+class NotYoursError(NoSuchProcessError):
+    """Raised, as a plain 404, when the pid names another owner's process or agent: the
+    caller learns nothing of it (the server audits the attempt)."""
+
+
 class ProcessTerminatedError(ProcessError):
     """Raised when a signal is sent to a process that already ended."""
 

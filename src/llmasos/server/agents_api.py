@@ -27,6 +27,7 @@ from llmasos.runtime.model_calls import ManagerModelCalls
 from llmasos.server.agent_schemas import AgentRequest
 from llmasos.server.api_docs import AGENT_ROUTES, Pid, links, streamed
 from llmasos.server.openai_api import models_of
+from llmasos.server.ownership import owned_agent, visible
 
 router = APIRouter()
 
@@ -62,18 +63,20 @@ async def start_agent(body: AgentRequest, request: Request) -> dict[str, Any]:
 @router.get("/v1/agents")
 async def list_agents(request: Request, all: bool = False) -> dict[str, Any]:
     rows = agents_of(request).agents(include_ended=all)
+    rows = [info for info in rows if visible(request, info.owner)]
     return {"object": "list", "data": [agent_info_to_json(info) for info in rows]}
 
 
 @router.get("/v1/agents/{pid}")
 async def get_agent(pid: Pid, request: Request) -> dict[str, Any]:
-    return agent_body(agents_of(request).get(pid))
+    return agent_body(owned_agent(request, pid))
 
 
 @router.delete("/v1/agents/{pid}")
 async def delete_agent(pid: Pid, request: Request) -> dict[str, Any]:
     """Kill the agent if it still runs (its model calls and child agents too) and forget it:
     its info and result as it ended, the last time they are served."""
+    owned_agent(request, pid)
     return agent_body(await run_in_threadpool(agents_of(request).remove, pid))
 
 
@@ -86,7 +89,7 @@ def agent_body(agent: Agent) -> dict[str, Any]:
 
 @router.get("/v1/agents/{pid}/trace")
 async def get_trace(pid: Pid, request: Request) -> dict[str, Any]:
-    trace = list(agents_of(request).get(pid).trace)
+    trace = list(owned_agent(request, pid).trace)
     return {"object": "list", "data": [trace_entry_to_json(entry) for entry in trace]}
 
 
@@ -96,7 +99,7 @@ async def get_trace(pid: Pid, request: Request) -> dict[str, Any]:
     responses=streamed("Each syscall as it ends, then the result.", json_too=False),
 )
 async def agent_events(pid: Pid, request: Request) -> StreamingResponse:
-    agent = agents_of(request).get(pid)
+    agent = owned_agent(request, pid)
 
     async def sse() -> AsyncIterator[str]:
         sent = 0

@@ -19,6 +19,7 @@ from llmasos.models.import_policy import ImportPolicy
 from llmasos.runtime.embedding import manager_embed
 from llmasos.runtime.manager import ModelManager
 from llmasos.runtime.model_calls import ManagerModelCalls
+from llmasos.security.privacy import PrivateRelease
 from llmasos.server import (
     admin_api,
     agents_api,
@@ -38,6 +39,7 @@ from llmasos.server.api_docs import (
 )
 from llmasos.server.errors import install_error_handlers
 from llmasos.server.guards import MAX_BODY_BYTES, Access, BodyLimit, RequestIds
+from llmasos.server.usage_release import STATS_EPSILON, STATS_WINDOW_S
 from llmasos.storage.service import Storage
 from llmasos.tools.builtins import builtin_tools
 from llmasos.tools.registry import ToolRegistry
@@ -100,6 +102,7 @@ def create_app(
     app.state.started_at = int(time.time())
     app.state.access = access
     app.state.audit = AuditLog(storage)
+    app.state.usage_release = PrivateRelease(STATS_EPSILON, STATS_WINDOW_S)
     _add_services(app, models, storage)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)

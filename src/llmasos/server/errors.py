@@ -15,7 +15,12 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from llmasos.errors import AuthenticationError, LLMasOSError, PermissionDeniedError
+from llmasos.errors import (
+    AuthenticationError,
+    LLMasOSError,
+    NotYoursError,
+    PermissionDeniedError,
+)
 from llmasos.server.api_docs import allowed_methods
 from llmasos.server.guards import audit
 from llmasos.wire import error_status
@@ -121,7 +126,7 @@ def _names_a_field(part: object) -> bool:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LLMasOSError)
     async def _kernel_error(request: Request, error: LLMasOSError) -> JSONResponse:
-        if isinstance(error, AuthenticationError | PermissionDeniedError):
+        if isinstance(error, AuthenticationError | PermissionDeniedError | NotYoursError):
             event = "auth.refused" if isinstance(error, AuthenticationError) else "access.refused"
             target = f"{request.method} {request.url.path}"
             await run_in_threadpool(audit, request, event, target, "refused", str(error))

@@ -143,18 +143,20 @@ class Access:
         token = _bearer(request)
         request.state.admin = bool(self.admin_key and token and _same(token, self.admin_key))
         request.state.key_id = None
+        request.state.sees_all = request.state.admin
         if request.state.admin:
             request.state.owner = key_owner(token or "")
             return
         if token is not None and self.keys is not None and token.startswith(PREFIX):
             info = self.keys.verify(token)
             request.state.owner, request.state.key_id = info.owner, info.id
-            request.state.admin = info.role is Role.ADMIN
+            request.state.admin = request.state.sees_all = info.role is Role.ADMIN
             if info.role is Role.READ_ONLY and request.method not in ("GET", "HEAD"):
                 raise PermissionDeniedError(f"key {info.id} is read-only: it may only GET")
             return
         if not self.api_keys and not (self.keys is not None and self.keys.required()):
             request.state.owner = "anonymous"
+            request.state.sees_all = True  # no keys: one owner, nothing to keep apart
             return
         if token is None or not any(_same(token, key) for key in self.api_keys):
             raise AuthenticationError(

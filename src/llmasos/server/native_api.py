@@ -14,7 +14,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from llmasos.chat import check_messages
-from llmasos.errors import InvalidRequestError, UnknownModelError
+from llmasos.errors import InvalidRequestError, PermissionDeniedError, UnknownModelError
 from llmasos.kernel.kernel import Kernel
 from llmasos.kernel.process import ProcessInfo, Signal
 from llmasos.models.repository import Repository
@@ -23,6 +23,7 @@ from llmasos.server.events import merged_events
 from llmasos.server.guards import audit
 from llmasos.server.metrics import render_metrics
 from llmasos.server.openai_api import chat_prompts, models_of, plain_prompts, spawn_all
+from llmasos.server.ownership import owned_process, sees_all, visible
 from llmasos.server.schemas import (
     ChatSpawn,
     ForkRequest,
@@ -31,6 +32,7 @@ from llmasos.server.schemas import (
     SpawnRequest,
     messages_as_dicts,
 )
+from llmasos.server.usage_release import own_memory, released_status
 from llmasos.wire import event_to_json, info_to_json, memory_to_json, result_to_json
 
 router = APIRouter()
@@ -51,6 +53,12 @@ async def health(request: Request) -> dict[str, Any]:
 
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics(request: Request) -> PlainTextResponse:
+    """Every owner's counters, exactly: for admins (and servers without keys)."""
+    if not sees_all(request):
+        raise PermissionDeniedError(
+            "/metrics shows every owner's usage: it needs an admin key (GET /v1/stats "
+            "releases the aggregates with differential privacy)"
+        )
     text = render_metrics(models_of(request))
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
@@ -68,12 +76,20 @@ def _loaded_kernel(request: Request, model: str | None) -> Kernel:
 
 @router.get("/v1/stats")
 def stats(request: Request, model: str | None = None) -> dict[str, Any]:
-    return dataclasses.asdict(_loaded_kernel(request, model).status())
+    """Exact for admins; other callers get the usage counters with differential privacy."""
+    status = _loaded_kernel(request, model).status()
+    if sees_all(request):
+        return dataclasses.asdict(status)
+    return released_status(request.app.state.usage_release, status)
 
 
 @router.get("/v1/memory")
 def memory(request: Request, model: str | None = None) -> dict[str, Any]:
-    return memory_to_json(_loaded_kernel(request, model).memory_report())
+    """Everything for admins; other callers see their own processes' share."""
+    report = _loaded_kernel(request, model).memory_report()
+    if not sees_all(request):
+        report = own_memory(report, request.state.owner)
+    return memory_to_json(report)
 
 
 # -- processes ------------------------------------------------------------------------------
@@ -81,7 +97,8 @@ def memory(request: Request, model: str | None = None) -> dict[str, Any]:
 
 @router.get("/v1/processes")
 async def list_processes(request: Request) -> dict[str, Any]:
-    infos = [info_to_json(ProcessInfo.of(p)) for p in models_of(request).processes()]
+    processes = [p for p in models_of(request).processes() if visible(request, p.owner)]
+    infos = [info_to_json(ProcessInfo.of(p)) for p in processes]
     return {"object": "list", "data": infos}
 
 
@@ -103,7 +120,7 @@ def spawn(body: SpawnRequest, request: Request) -> dict[str, Any]:
 
 @router.get("/v1/processes/{pid}")
 async def get_process(pid: Pid, request: Request) -> dict[str, Any]:
-    process = models_of(request).kernel_of(pid).get(pid)
+    _, process = owned_process(request, pid)
     body = info_to_json(ProcessInfo.of(process))
     body["text"] = process.output.released_text
     body["result"] = result_to_json(process.result) if process.result else None
@@ -112,7 +129,7 @@ async def get_process(pid: Pid, request: Request) -> dict[str, Any]:
 
 @router.post("/v1/processes/{pid}/signal")
 async def signal(pid: Pid, body: SignalRequest, request: Request) -> dict[str, Any]:
-    kernel = models_of(request).kernel_of(pid)
+    kernel, _ = owned_process(request, pid)
     await run_in_threadpool(kernel.signal, pid, Signal(body.signal))
     await run_in_threadpool(audit, request, f"process.{body.signal}", f"pid {pid}")
     return info_to_json(ProcessInfo.of(kernel.get(pid)))
@@ -127,7 +144,7 @@ async def signal(pid: Pid, body: SignalRequest, request: Request) -> dict[str, A
 )
 async def fork(pid: Pid, body: ForkRequest, request: Request) -> dict[str, Any]:
     """Children of `pid` that share what it computed so far; see ProcessHandle.fork."""
-    kernel = models_of(request).kernel_of(pid)
+    kernel, _ = owned_process(request, pid)
     seeds = body.seeds if isinstance(body, ForkSeeds) else None
     n = len(body.seeds) if isinstance(body, ForkSeeds) else body.n
     children = await run_in_threadpool(kernel.fork, pid, n, seeds=seeds)
@@ -142,7 +159,7 @@ async def fork(pid: Pid, body: ForkRequest, request: Request) -> dict[str, Any]:
 def events(pid: Pid, request: Request) -> StreamingResponse:
     """Server-sent events: the output so far, then each new piece, then the result.
     Disconnecting does not kill the process (unlike a streamed completion)."""
-    process = models_of(request).kernel_of(pid).get(pid)
+    _, process = owned_process(request, pid)
 
     async def sse() -> AsyncIterator[str]:
         async for _, event in merged_events([process]):
