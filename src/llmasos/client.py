@@ -49,7 +49,7 @@ class Client:
     """An LLMasOS session.
 
     In-process (no base_url):
-      policy       fcfs | sjf | rr | priority (default fcfs)
+      policy       fcfs | sjf | rr | priority | fair (default fcfs)
       model        a model name or a path to a GGUF file (default: the packaged Gemma 3 270M)
       Other keywords are KernelConfig fields (max_running, quantum, page_size, swap_bytes,
       max_pages_per_owner, ...: see llmasos.kernel.config) or EngineOptions fields

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from llmasos.cli.common import Model, errors, fail
+from llmasos.cli.tls import tls_files
 from llmasos.errors import InvalidRequestError, LLMasOSError
 
 if TYPE_CHECKING:
@@ -16,7 +17,9 @@ if TYPE_CHECKING:
 
 Host = Annotated[str, typer.Option(help="Interface to listen on.")]
 Port = Annotated[int, typer.Option(help="TCP port.")]
-Policy = Annotated[str, typer.Option(help="fcfs, sjf, rr or priority.")]
+Policy = Annotated[
+    str, typer.Option(help="fair (owners share the engine), fcfs, sjf, rr or priority.")
+]
 ApiKeys = Annotated[
     list[str] | None,
     typer.Option(
@@ -69,13 +72,29 @@ Placement = Annotated[
 KeepAlive = Annotated[
     float, typer.Option(help="Seconds an idle model other than --model stays loaded.")
 ]
+TlsCert = Annotated[
+    Path | None,
+    typer.Option(
+        "--tls-cert",
+        envvar="LLMASOS_TLS_CERT",
+        help="Serve HTTPS with this PEM certificate (chain); needs --tls-key.",
+    ),
+]
+TlsKey = Annotated[
+    Path | None,
+    typer.Option(
+        "--tls-key",
+        envvar="LLMASOS_TLS_KEY",
+        help="The unencrypted PEM private key of --tls-cert.",
+    ),
+]
 
 
 def serve(
     host: Host = "127.0.0.1",
     port: Port = 8000,
     model: Model = None,
-    policy: Policy = "fcfs",
+    policy: Policy = "fair",
     api_key: ApiKeys = None,
     admin_key: AdminKey = None,
     import_dir: ImportDirs = None,
@@ -92,6 +111,8 @@ def serve(
     memory_budget: MemoryBudget = None,
     placement: Placement = "first-fit",
     keep_alive: KeepAlive = 300.0,
+    tls_cert: TlsCert = None,
+    tls_key: TlsKey = None,
 ) -> None:
     """Serve the OS over HTTP: OpenAI-compatible and native routes; one kernel per loaded
     model, --model loaded at start and kept, others loaded on demand."""
@@ -105,6 +126,7 @@ def serve(
     settings = Settings.from_environment()
     home = settings.home
     try:
+        tls = tls_files(tls_cert, tls_key)  # checked before the model loads
         master_key = parse_master_key(settings.master_key) if settings.master_key else None
         config = KernelConfig(
             policy=policy,
@@ -130,7 +152,7 @@ def serve(
         models.load(pin=True)  # the model served from the start stays loaded
     except LLMasOSError as error:
         fail(str(error))
-    _run(models, host, port, api_key or [], admin_key, import_dir or [])
+    _run(models, host, port, api_key or [], admin_key, import_dir or [], tls)
 
 
 def _run(
@@ -140,6 +162,7 @@ def _run(
     api_keys: list[str],
     admin_key: str | None,
     import_dirs: list[Path],
+    tls: tuple[Path, Path] | None,
 ) -> None:
     import uvicorn
 
@@ -151,12 +174,14 @@ def _run(
     auth = f"{len(keys)} static API key(s)" if keys else "no static API key"
     admin = "admin key set" if admin_key else "admin routes for admin-role keys only"
     policy = models.kernel_config.policy
+    scheme = "https" if tls else "http"
     errors.print(
-        f"LLMasOS serving {models.default_model} on http://{host}:{port} "
+        f"LLMasOS serving {models.default_model} on {scheme}://{host}:{port} "
         f"(policy {policy}, {auth}, {admin})"
     )
     app = create_app(models, access=access, imports=ImportPolicy.for_server(tuple(import_dirs)))
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    cert, key = tls or (None, None)
+    uvicorn.run(app, host=host, port=port, log_level="warning", ssl_certfile=cert, ssl_keyfile=key)
 
 
 _UNITS = {

@@ -14,7 +14,7 @@ from llmasos.kernel.scheduler import POLICIES
 class KernelConfig:
     """How the kernel schedules.
 
-    policy        one of fcfs, sjf, rr, priority (see kernel.scheduler)
+    policy        one of fcfs, sjf, rr, priority, fair (see kernel.scheduler)
     max_running   the most processes in one engine step
     quantum       rr only: tokens a process generates before it yields its place
     trace_length  how many recent ticks the kernel remembers (for ps/top and tests)

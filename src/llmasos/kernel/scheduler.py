@@ -11,6 +11,19 @@ the ones it wants running. Whoever it leaves out is preempted (if it was running
     priority  higher integer priority first; preemptive: an arrival of higher priority takes the
               place of the lowest-priority running process at once, and the step computing
               its prompt runs it without the others (they wait that one step)
+    fair      per-owner fair share, so one owner's flood cannot starve another owner. Priority
+              works as under `priority`; within one priority the slots are dealt round-robin
+              across owners, one process per owner per round (an owner's running processes
+              first, then by arrival), so an owner with one request runs beside one with a
+              hundred. Within a round, owners go least-charged first: each owner's generated
+              tokens are its virtual time, and an owner that becomes runnable starts no lower
+              than the floor (the least charge among runnable owners, which never falls), so
+              idling earns no credit and a newcomer owes nothing for others' past. An owner
+              with nothing runnable for `idle_ticks` ticks is forgotten. Preemptive across
+              owners only: a waiting process takes the place of a running one of equal
+              priority when its owner has at least two fewer processes running than the other
+              owner, so running counts even out to within one and never swing back (no
+              thrash; an owner never preempts itself). Only generated tokens are charged.
 Ties always go to the earlier arrival.
 """
 
@@ -19,6 +32,7 @@ from __future__ import annotations
 import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 from llmasos.errors import InvalidRequestError
@@ -113,8 +127,98 @@ class RoundRobin(Policy):
         self._used.pop(process.pid, None)
 
 
+@dataclass
+class OwnerShare:
+    """One owner's account under the fair policy."""
+
+    charged_tokens: int = 0  # virtual time: generated tokens, raised to the floor on return
+    last_runnable_tick: int = 0  # the last select() in which it had a runnable process
+
+
+def _rounds(runnable: Sequence[Process]) -> dict[int, int]:
+    """pid -> the round in which its owner deals it a slot, per owner and priority: the
+    owner's running processes first, then its waiting ones, each by arrival."""
+    groups: dict[tuple[str, int], list[Process]] = {}
+    for p in runnable:
+        groups.setdefault((p.owner, p.priority), []).append(p)
+    rounds: dict[int, int] = {}
+    for group in groups.values():
+        group.sort(key=lambda p: (p.state is not ProcessState.RUNNING, p.arrival))
+        rounds.update((p.pid, index) for index, p in enumerate(group))
+    return rounds
+
+
+class FairShare(Policy):
+    """Per-owner fair share (see the module docstring)."""
+
+    name = "fair"
+    isolates_urgent = True
+
+    def __init__(self, idle_ticks: int = 256) -> None:
+        if idle_ticks < 1:
+            raise InvalidRequestError("idle_ticks", f"must be >= 1 tick, got {idle_ticks}")
+        self.idle_ticks = idle_ticks
+        self._tick = 0
+        self._floor = 0  # the least charge among runnable owners; never decreases
+        self._owners: dict[str, OwnerShare] = {}
+        self._runnable_owners: set[str] = set()  # owners with a runnable process last tick
+
+    def select(self, runnable: Sequence[Process], capacity: int) -> list[Process]:
+        self._tick += 1
+        self._update_owners(runnable)
+        rank = self._owner_rank(runnable)
+        rounds = _rounds(runnable)
+        return sorted(
+            runnable,
+            key=lambda p: (
+                -p.priority,
+                rounds[p.pid],
+                p.state is not ProcessState.RUNNING,
+                rank[p.owner],
+                p.arrival,
+            ),
+        )[:capacity]
+
+    def charge(self, process: Process, generated_tokens: int) -> None:
+        share = self._owners.setdefault(process.owner, OwnerShare(self._floor, self._tick))
+        share.charged_tokens += generated_tokens
+
+    def charged_tokens(self) -> dict[str, int]:
+        """Owner -> its charge (virtual time), for the owners the policy still remembers."""
+        return {owner: share.charged_tokens for owner, share in self._owners.items()}
+
+    def _update_owners(self, runnable: Sequence[Process]) -> None:
+        """Move the floor up to last tick's least charge, raise returning owners to it,
+        forget long-idle owners."""
+        previous = [self._owners[o].charged_tokens for o in self._runnable_owners]
+        self._floor = max(self._floor, min(previous, default=0))
+        present = {p.owner for p in runnable}
+        for owner in present:
+            share = self._owners.setdefault(owner, OwnerShare(self._floor))
+            if owner not in self._runnable_owners:
+                share.charged_tokens = max(share.charged_tokens, self._floor)
+            share.last_runnable_tick = self._tick
+        self._runnable_owners = present
+        for owner in [o for o, s in self._owners.items() if self._is_stale(s)]:
+            del self._owners[owner]
+
+    def _is_stale(self, share: OwnerShare) -> bool:
+        return self._tick - share.last_runnable_tick > self.idle_ticks
+
+    def _owner_rank(self, runnable: Sequence[Process]) -> dict[str, int]:
+        """Owner -> its place in every round: least charged first, then earliest arrival."""
+        first_arrival: dict[str, int] = {}
+        for p in runnable:
+            first_arrival[p.owner] = min(p.arrival, first_arrival.get(p.owner, p.arrival))
+        owners = sorted(
+            first_arrival, key=lambda o: (self._owners[o].charged_tokens, first_arrival[o])
+        )
+        return {owner: index for index, owner in enumerate(owners)}
+
+
 POLICIES: dict[str, type[Policy]] = {
-    cls.name: cls for cls in (FirstComeFirstServed, ShortestJobFirst, RoundRobin, Priority)
+    cls.name: cls
+    for cls in (FirstComeFirstServed, ShortestJobFirst, RoundRobin, Priority, FairShare)
 }
 
 
