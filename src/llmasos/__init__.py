@@ -5,9 +5,11 @@ with llmasos.Client() as client:
     print(client.generate_text("The three laws of robotics are", max_tokens=64))
 """
 
+from llmasos.auth.capabilities import Capabilities
 from llmasos.client import Client
 from llmasos.errors import (
     AuthenticationError,
+    CapabilityError,
     ConflictError,
     ContextLengthError,
     EngineError,
@@ -38,6 +40,8 @@ from llmasos.runtime.handle import ModelHandle, load_model
 
 __all__ = [
     "AuthenticationError",
+    "Capabilities",
+    "CapabilityError",
     "Client",
     "ConflictError",
     "ContextLengthError",

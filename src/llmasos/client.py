@@ -14,6 +14,7 @@ from llmasos.agents.agent import AgentInfo, AgentLimits
 from llmasos.agents.handle import AgentHandle
 from llmasos.agents.react import AgentSpec, check_spec_tools, run_spec
 from llmasos.agents.runtime import AgentRuntime
+from llmasos.auth.capabilities import Capabilities
 from llmasos.engine.base import Engine
 from llmasos.errors import (
     EngineError,
@@ -203,11 +204,15 @@ class Client:
         priority: int = 0,
         limits: AgentLimits | dict[str, Any] | None = None,
         name: str | None = None,
+        capabilities: Capabilities | None = None,
     ) -> AgentHandle:
         """Run `fn(ctx, *args)` as an agent: a process of its own whose model calls, tools and
         messages go through the syscalls of `ctx` (see llmasos.agents.context). Returns a
-        handle at once. `limits`: AgentLimits(max_steps, token_budget, wall_time_s)."""
-        agent = self._agent_runtime().start(fn, args, name=name, priority=priority, limits=limits)
+        handle at once. `limits`: AgentLimits(max_steps, token_budget, wall_time_s);
+        `capabilities`: what it and its children may touch (llmasos.Capabilities)."""
+        agent = self._agent_runtime().start(
+            fn, args, name=name, priority=priority, limits=limits, capabilities=capabilities
+        )
         return AgentHandle(self._agent_runtime(), agent.pid)
 
     def run_spec(self, spec: AgentSpec | dict[str, Any], task: str) -> AgentHandle:

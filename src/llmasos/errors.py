@@ -167,6 +167,26 @@ class PermissionDeniedError(LLMasOSError):
     """Raised when a key may not use a route (HTTP 403), e.g. an administrative one."""
 
 
+class CapabilityError(PermissionDeniedError):
+    """Raised when a process or agent asks for something outside its capabilities (HTTP 403):
+    a model, tool, path or channel it was not given, or more than its parent holds."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"capabilities.{field}: {reason}")
+        self.field = f"capabilities.{field}"
+
+
+class RateLimitedError(LLMasOSError):
+    """Raised when a key passes its request or token rate (HTTP 429, with Retry-After)."""
+
+    def __init__(self, kind: str, per_minute: int, retry_after_s: int) -> None:
+        super().__init__(
+            f"rate limit: this key may make {per_minute} {kind} a minute; retry in "
+            f"{retry_after_s} s"
+        )
+        self.retry_after_s = retry_after_s
+
+
 class UnknownKeyError(LLMasOSError, LookupError):
     """Raised when no stored API key has the given id (HTTP 404)."""
 

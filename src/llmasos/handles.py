@@ -71,12 +71,24 @@ class Backend(ABC):
 
     @abstractmethod
     def spawn(
-        self, prompt: str, sampling: dict[str, object], *, priority: int, model: str | None
+        self,
+        prompt: str,
+        sampling: dict[str, object],
+        *,
+        priority: int,
+        model: str | None,
+        max_pages: int | None = None,
     ) -> ProcessHandle: ...
 
     @abstractmethod
     def spawn_chat(
-        self, messages: object, sampling: dict[str, object], *, priority: int, model: str | None
+        self,
+        messages: object,
+        sampling: dict[str, object],
+        *,
+        priority: int,
+        model: str | None,
+        max_pages: int | None = None,
     ) -> ProcessHandle:
         """Like spawn, with chat messages rendered by the model's chat template."""
 

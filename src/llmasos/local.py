@@ -57,19 +57,33 @@ class LocalBackend(Backend):
         return self.kernel.engine.info.model_name
 
     def spawn(
-        self, prompt: str, sampling: dict[str, object], *, priority: int, model: str | None
+        self,
+        prompt: str,
+        sampling: dict[str, object],
+        *,
+        priority: int,
+        model: str | None,
+        max_pages: int | None = None,
     ) -> ProcessHandle:
         params = SamplingParams.build(**sampling)  # type: ignore[arg-type]
         if model is not None and canonical_model_name(model) != self.model:
             raise UnknownModelError(model, [self.model])
-        process = self.kernel.spawn(prompt, params, priority=priority)
+        process = self.kernel.spawn(prompt, params, priority=priority, max_pages=max_pages)
         return LocalProcessHandle(self.kernel, process)
 
     def spawn_chat(
-        self, messages: object, sampling: dict[str, object], *, priority: int, model: str | None
+        self,
+        messages: object,
+        sampling: dict[str, object],
+        *,
+        priority: int,
+        model: str | None,
+        max_pages: int | None = None,
     ) -> ProcessHandle:
         prompt, stop = chat_spawn_args(messages, sampling.get("stop"), self.kernel.engine.info)
-        return self.spawn(prompt, {**sampling, "stop": stop}, priority=priority, model=model)
+        return self.spawn(
+            prompt, {**sampling, "stop": stop}, priority=priority, model=model, max_pages=max_pages
+        )
 
     def attach(self, pid: int) -> ProcessHandle:
         return LocalProcessHandle(self.kernel, self.kernel.get(pid))

@@ -70,6 +70,13 @@ class RemoteProcessHandle(ProcessHandle):
         return [RemoteProcessHandle(self._http, row["pid"]) for row in response.json()["data"]]
 
 
+def _local_only(max_pages: int | None) -> None:
+    if max_pages is not None:
+        raise errors.InvalidRequestError(
+            "capabilities.max_pages", "is enforced by an in-process kernel only, not over HTTP"
+        )
+
+
 class HttpBackend(Backend):
     def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 30.0) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -87,13 +94,27 @@ class HttpBackend(Backend):
         return response.json()["data"][0]["id"]
 
     def spawn(
-        self, prompt: str, sampling: dict[str, Any], *, priority: int, model: str | None
+        self,
+        prompt: str,
+        sampling: dict[str, Any],
+        *,
+        priority: int,
+        model: str | None,
+        max_pages: int | None = None,
     ) -> ProcessHandle:
+        _local_only(max_pages)
         return self._spawn({"prompt": prompt, **_fields(sampling, priority, model)})
 
     def spawn_chat(
-        self, messages: object, sampling: dict[str, Any], *, priority: int, model: str | None
+        self,
+        messages: object,
+        sampling: dict[str, Any],
+        *,
+        priority: int,
+        model: str | None,
+        max_pages: int | None = None,
     ) -> ProcessHandle:
+        _local_only(max_pages)
         return self._spawn({"messages": messages, **_fields(sampling, priority, model)})
 
     def _spawn(self, body: dict[str, Any]) -> ProcessHandle:

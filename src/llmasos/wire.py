@@ -131,6 +131,7 @@ ERROR_STATUSES: list[tuple[type[errors.LLMasOSError], ErrorStatus]] = [
     (errors.UnprocessableError, ErrorStatus(422, "invalid_request_error", "unprocessable")),
     (errors.InvalidRequestError, ErrorStatus(400, "invalid_request_error")),
     (errors.AuthenticationError, ErrorStatus(401, "authentication_error", "invalid_api_key")),
+    (errors.CapabilityError, ErrorStatus(403, "permission_error", "capability_denied")),
     (
         errors.PermissionDeniedError,
         ErrorStatus(403, "permission_error", "permission_denied"),
@@ -152,6 +153,7 @@ ERROR_STATUSES: list[tuple[type[errors.LLMasOSError], ErrorStatus]] = [
         ErrorStatus(429, "rate_limit_error", "quota_exceeded", "max_tokens"),
     ),
     (errors.KernelBusyError, ErrorStatus(429, "rate_limit_error", "too_many_processes")),
+    (errors.RateLimitedError, ErrorStatus(429, "rate_limit_error", "rate_limited")),
     (errors.ModelExistsError, ErrorStatus(409, "invalid_request_error", "model_exists", "name")),
     (errors.ModelBusyError, ErrorStatus(409, "invalid_request_error", "model_busy", "model")),
     (errors.ModelPinnedError, ErrorStatus(409, "invalid_request_error", "model_pinned", "model")),

@@ -4,13 +4,15 @@ The runtime's thread for the agent changes it; other threads read it (ps, handle
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmasos.errors import InvalidRequestError
+from llmasos.auth.capabilities import Capabilities
+from llmasos.errors import CapabilityError, InvalidRequestError
 
 
 class AgentState(enum.Enum):
@@ -43,6 +45,17 @@ class AgentLimits:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not 0 < value <= high):
                 raise InvalidRequestError(f"limits.{name}", f"must be above 0 and at most {high}")
+
+
+def budgeted(limits: AgentLimits, capabilities: Capabilities) -> AgentLimits:
+    """`limits` under the capabilities' token budget: taken when the limits name none,
+    refused (CapabilityError) when they name more."""
+    cap, asked = capabilities.token_budget, limits.token_budget
+    if cap is None or (asked is not None and asked <= cap):
+        return limits
+    if asked is not None:
+        raise CapabilityError("token_budget", f"limits ask for {asked} tokens; it holds {cap}")
+    return dataclasses.replace(limits, token_budget=cap)
 
 
 @dataclass
@@ -88,6 +101,7 @@ class Agent:
     limits: AgentLimits
     parent: int | None = None
     calls: Any = None  # where its model calls run (a runtime.ModelCalls)
+    capabilities: Capabilities = field(default_factory=Capabilities)
     state: AgentState = AgentState.RUNNING
     outcome: AgentOutcome | None = None
     value: Any = None

@@ -12,8 +12,11 @@ and the model and tool calls count against its limits.
     ctx.broadcast(body)              to every other live agent; how many got it
     ctx.recv(timeout=None, channel=None)
                                      a Message (.sender, .body), from the mailbox or a channel
-    ctx.spawn(fn, *args, name=None, priority=None, limits=None)
-                                     a child agent's pid (it ends when this agent ends)
+    ctx.spawn(fn, *args, name=None, priority=None, limits=None, capabilities=None)
+                                     a child agent's pid (it ends when this agent ends), with
+                                     this agent's capabilities, narrowed, never widened
+Every syscall first checks the agent's capabilities (llmasos.auth.capabilities): the model,
+the tools, each path, the channel; a refusal is a CapabilityError and an audit-log entry.
     ctx.wait(pid, timeout=None)      that agent's return value (AgentError if it failed)
     ctx.sleep(seconds)
     ctx.fs.write/read/stat/list/history/diff/delete/move/rollback/grant/revoke/grants/usage
@@ -35,13 +38,16 @@ from typing import TYPE_CHECKING, Any
 from llmasos.agents.agent import Agent, AgentLimits, AgentOutcome, AgentState, TraceEntry
 from llmasos.agents.ipc import POLL_S, Message
 from llmasos.agents.storage_calls import FS_CALLS, MEMORY_CALLS, StorageSyscalls
+from llmasos.auth.capabilities import Capabilities
 from llmasos.errors import (
     AgentError,
     AgentKilledError,
     AgentLimitError,
+    CapabilityError,
     EngineError,
     IncompleteOutputError,
     InvalidRequestError,
+    QuotaExceededError,
     ReceiveTimeoutError,
 )
 from llmasos.handles import ProcessHandle
@@ -108,6 +114,9 @@ class AgentContext:
         if tools is not None:
             inputs |= {"tools": tools, "tool_choice": tool_choice}
         with self._syscall("llm", inputs, AgentState.BLOCKED) as entry:
+            model = self._agent.capabilities.model_for(model)
+            for name in tools or ():
+                self._agent.capabilities.check_tool(name)
             if tools is not None:
                 prompt, sampling = self._with_tools(prompt, sampling, tools, tool_choice)
             self._take_step("model_calls")
@@ -133,6 +142,7 @@ class AgentContext:
 
     def tool(self, name: str, **arguments: Any) -> ToolResult:
         with self._syscall("tool", {"name": name, "arguments": arguments}, AgentState.BLOCKED) as e:
+            self._agent.capabilities.check_tool(name)
             self._take_step("tool_calls")
             result = self._runtime.tools.call(name, arguments)
             self._agent.usage.tool_s += result.duration_s
@@ -160,6 +170,8 @@ class AgentContext:
 
     def send(self, to: int | str, body: Any) -> None:
         with self._syscall("send", {"to": to, "body": body}, AgentState.BLOCKED):
+            if isinstance(to, str):
+                self._agent.capabilities.check_channel(to)
             self._runtime.post.send(self.pid, to, body)
 
     def broadcast(self, body: Any) -> int:
@@ -170,6 +182,8 @@ class AgentContext:
     def recv(self, timeout: float | None = None, channel: str | None = None) -> Message:
         inputs = {"timeout": timeout, "channel": channel}
         with self._syscall("recv", inputs, AgentState.WAITING) as entry:
+            if channel is not None:
+                self._agent.capabilities.check_channel(channel)
             message = self._runtime.post.receive(
                 self.pid, channel=channel, timeout=timeout, interrupt=self._check_alive
             )
@@ -185,8 +199,12 @@ class AgentContext:
         name: str | None = None,
         priority: int | None = None,
         limits: AgentLimits | None = None,
+        capabilities: Capabilities | None = None,
     ) -> int:
+        """A child agent; its capabilities are this agent's, narrowed to `capabilities`."""
         inputs = {"fn": getattr(fn, "__name__", repr(fn)), "args": list(args)}
+        if capabilities is not None:
+            inputs["capabilities"] = capabilities.to_json()
         with self._syscall("spawn", inputs, AgentState.BLOCKED) as entry:
             child = self._runtime.start(
                 fn,
@@ -195,6 +213,7 @@ class AgentContext:
                 priority=self._agent.priority if priority is None else priority,
                 limits=limits,
                 parent=self._agent,
+                capabilities=capabilities,
             )
             entry.pid = entry.output = child.pid
             return child.pid
@@ -234,6 +253,8 @@ class AgentContext:
             yield entry
         except Exception as error:
             entry.error = str(error)
+            if isinstance(error, CapabilityError):
+                self._runtime.refused(agent, name, error)
             raise
         finally:
             entry.duration_s = round(time.monotonic() - started, 6)
@@ -262,10 +283,16 @@ class AgentContext:
         self, prompt: str | list[dict[str, Any]], sampling: dict[str, Any], model: str | None
     ) -> ProcessHandle:
         backend, agent = self._agent.calls, self._agent
-        if isinstance(prompt, str):
-            handle = backend.spawn(prompt, sampling, priority=agent.priority, model=model)
-        else:
-            handle = backend.spawn_chat(prompt, sampling, priority=agent.priority, model=model)
+        spawn = backend.spawn if isinstance(prompt, str) else backend.spawn_chat
+        pages = agent.capabilities.max_pages
+        try:
+            handle = spawn(prompt, sampling, priority=agent.priority, model=model, max_pages=pages)
+        except QuotaExceededError as error:
+            if pages is None or error.limit != pages or error.pages <= pages:
+                raise
+            raise CapabilityError(
+                "max_pages", f"the call needs {error.pages} KV pages; it holds {pages}"
+            ) from None
         with agent.lock:
             agent.processes[handle.pid] = handle
         if agent.killed.is_set():  # killed while the call was being spawned

@@ -24,13 +24,17 @@ from llmasos.agents.agent import (
     AgentOutcome,
     AgentResult,
     AgentState,
+    budgeted,
 )
 from llmasos.agents.context import AgentContext
 from llmasos.agents.ipc import PostOffice
 from llmasos.agents.storage_calls import agent_principal
+from llmasos.auth.audit import AuditLog
+from llmasos.auth.capabilities import Capabilities
 from llmasos.errors import (
     AgentKilledError,
     AgentLimitError,
+    CapabilityError,
     InvalidRequestError,
     KernelBusyError,
     NoSuchProcessError,
@@ -54,11 +58,23 @@ class ModelCalls(Protocol):
     """Where an agent's model calls run: Backend.spawn and spawn_chat, under some owner."""
 
     def spawn(
-        self, prompt: str, sampling: dict[str, object], *, priority: int, model: str | None
+        self,
+        prompt: str,
+        sampling: dict[str, object],
+        *,
+        priority: int,
+        model: str | None,
+        max_pages: int | None = None,
     ) -> ProcessHandle: ...
 
     def spawn_chat(
-        self, messages: object, sampling: dict[str, object], *, priority: int, model: str | None
+        self,
+        messages: object,
+        sampling: dict[str, object],
+        *,
+        priority: int,
+        model: str | None,
+        max_pages: int | None = None,
     ) -> ProcessHandle: ...
 
 
@@ -80,6 +96,7 @@ class AgentRuntime:
         self.tools = tools
         self.post = PostOffice()
         self.owner = owner
+        self.audit = AuditLog(storage) if storage is not None else None
         self._pids = pids
         self._max_live = max_live
         self._agents: dict[int, Agent] = {}
@@ -96,26 +113,33 @@ class AgentRuntime:
         parent: Agent | None = None,
         owner: str | None = None,
         calls: ModelCalls | None = None,
+        capabilities: Capabilities | None = None,
     ) -> Agent:
         """Run `fn(ctx, *args)` as a new agent; returns at once. A child agent inherits its
-        parent's owner and model calls; otherwise they default to the runtime's."""
+        parent's owner, model calls and capabilities (narrowed to `capabilities`, never
+        widened: CapabilityError); otherwise they default to the runtime's."""
         if not callable(fn):
             raise InvalidRequestError("fn", "must be a function taking the agent's context")
         priority = check_priority(priority)
         if isinstance(limits, dict):
             limits = AgentLimits(**limits)
+        name = name or getattr(fn, "__name__", "agent")
+        owner = owner or (parent.owner if parent else self.owner)
+        caps = self._capabilities_of(owner, name, parent, capabilities)
+        limits = budgeted(limits or AgentLimits(), caps)
         with self._lock:
             live = sum(agent.alive for agent in self._agents.values())
             if live >= self._max_live:
                 raise KernelBusyError(self._max_live)
             agent = Agent(
                 pid=next(self._pids),
-                name=name or getattr(fn, "__name__", "agent"),
-                owner=owner or (parent.owner if parent else self.owner),
+                name=name,
+                owner=owner,
                 priority=priority,
-                limits=limits or AgentLimits(),
+                limits=limits,
                 parent=None if parent is None else parent.pid,
                 calls=calls or (parent.calls if parent else self.backend),
+                capabilities=caps,
             )
             self._agents[agent.pid] = agent
             self._forget_oldest()
@@ -130,12 +154,32 @@ class AgentRuntime:
         thread.start()
         return agent
 
+    def _capabilities_of(
+        self, owner: str, name: str, parent: Agent | None, wanted: Capabilities | None
+    ) -> Capabilities:
+        """A new agent's capabilities: its parent's narrowed to `wanted` (relative paths as
+        the parent means them), or `wanted` itself (relative paths as the agent means them)."""
+        if parent is None:
+            return (wanted or Capabilities()).resolved(agent_principal(owner, name))
+        if wanted is not None:
+            wanted = wanted.resolved(agent_principal(parent.owner, parent.name))
+        return parent.capabilities.narrowed(wanted)
+
     def storage_of(self, agent: Agent) -> tuple[FileSystemView, AgentMemory]:
-        """The agent's file system view and memory (as principal OWNER:NAME)."""
+        """The agent's file system view and memory (as principal OWNER:NAME), every path
+        checked against its capabilities."""
         if self.storage is None:
             raise InvalidRequestError("storage", "this agent runtime was started without storage")
         principal = agent_principal(agent.owner, agent.name)
-        return self.storage.files(principal), self.storage.memory(principal, self.embed)
+        limit = agent.capabilities.check_path
+        files = self.storage.files(principal, limit)
+        return files, self.storage.memory(principal, self.embed, limit)
+
+    def refused(self, agent: Agent, syscall: str, error: CapabilityError) -> None:
+        """Record a capability refusal in the audit log (when the runtime has storage)."""
+        if self.audit is not None:
+            actor = f"{agent.owner}:{agent.name} (pid {agent.pid})"
+            self.audit.append("capability.refused", actor, syscall, "refused", str(error))
 
     def get(self, pid: int) -> Agent:
         with self._lock:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import json
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from llmasos.auth.capabilities import Capabilities
 from llmasos.errors import AuthenticationError, InvalidRequestError, UnknownKeyError
 from llmasos.storage.paths import check_name
 from llmasos.storage.service import Storage
@@ -43,6 +45,7 @@ class KeyInfo:
     created_at: float
     expires_at: float | None
     revoked_at: float | None
+    capabilities: Capabilities = field(default_factory=Capabilities)
 
     @property
     def active(self) -> bool:
@@ -54,7 +57,12 @@ class KeyInfo:
             "id": self.id, "owner": self.owner, "role": self.role.value,
             "created_at": self.created_at, "expires_at": self.expires_at,
             "revoked_at": self.revoked_at, "active": self.active,
+            "capabilities": self.capabilities.to_json(),
         }  # fmt: skip
+
+
+def _caps(stored: str | None) -> Capabilities:
+    return Capabilities.from_json(json.loads(stored)) if stored else Capabilities()
 
 
 def _hash(secret: str, salt: bytes) -> bytes:
@@ -78,9 +86,14 @@ class KeyStore:
         self._lock = threading.Lock()
 
     def create(
-        self, owner: str, role: Role | str, expires_in_s: float | None = None
+        self,
+        owner: str,
+        role: Role | str,
+        expires_in_s: float | None = None,
+        capabilities: Capabilities | None = None,
     ) -> tuple[str, KeyInfo]:
-        """A new key for `owner`: (the key, shown this once; its record)."""
+        """A new key for `owner`: (the key, shown this once; its record). `capabilities` bound
+        what its requests, processes and agents may touch."""
         check_name("owner", owner)
         role = parse_role(role) if isinstance(role, str) else role
         if expires_in_s is not None and not 0 < expires_in_s <= 10 * 365 * 86400:
@@ -89,23 +102,26 @@ class KeyStore:
         salt = secrets.token_bytes(16)
         now = time.time()
         expires = now + expires_in_s if expires_in_s else None
+        caps = capabilities or Capabilities()
+        stored_caps = json.dumps(caps.to_json()) if capabilities else None
         with self._db.transaction() as tx:
             tx.execute(
                 "INSERT INTO api_keys (id, owner, role, salt, hash, created_at, expires_at, "
-                "revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
-                (key_id, owner, role.value, salt, _hash(secret, salt), now, expires),
+                "revoked_at, capabilities) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+                (key_id, owner, role.value, salt, _hash(secret, salt), now, expires, stored_caps),
             )
         with self._lock:
             self._required = None
-        return f"{PREFIX}{key_id}_{secret}", KeyInfo(key_id, owner, role, now, expires, None)
+        info = KeyInfo(key_id, owner, role, now, expires, None, caps)
+        return f"{PREFIX}{key_id}_{secret}", info
 
     def list(self) -> list[KeyInfo]:
         with self._db.transaction(write=False) as tx:
             rows = tx.execute(
-                "SELECT id, owner, role, created_at, expires_at, revoked_at FROM api_keys "
-                "ORDER BY created_at"
+                "SELECT id, owner, role, created_at, expires_at, revoked_at, capabilities FROM "
+                "api_keys ORDER BY created_at"
             )
-        return [KeyInfo(i, o, Role(r), c, e, v) for i, o, r, c, e, v in rows]
+        return [KeyInfo(i, o, Role(r), c, e, v, _caps(k)) for i, o, r, c, e, v, k in rows]
 
     def revoke(self, key_id: str) -> KeyInfo:
         with self._db.transaction() as tx:
@@ -146,16 +162,17 @@ class KeyStore:
         key_id, _, secret = body.partition("_")
         with self._db.transaction(write=False) as tx:
             rows = tx.execute(
-                "SELECT owner, role, salt, hash, created_at, expires_at, revoked_at FROM "
+                "SELECT owner, role, salt, hash, created_at, expires_at, revoked_at, "
+                "capabilities FROM "
                 "api_keys WHERE id = ?",
                 (key_id,),
             )
         if not rows or not secret or len(secret) > 128:
             raise AuthenticationError("invalid API key; send Authorization: Bearer <key>")
-        owner, role, salt, stored, created, expires, revoked = rows[0]
+        owner, role, salt, stored, created, expires, revoked, caps = rows[0]
         if not hmac.compare_digest(_hash(secret, bytes(salt)), bytes(stored)):
             raise AuthenticationError("invalid API key; send Authorization: Bearer <key>")
-        info = KeyInfo(key_id, owner, Role(role), created, expires, revoked)
+        info = KeyInfo(key_id, owner, Role(role), created, expires, revoked, _caps(caps))
         if not info.active:
             raise AuthenticationError(f"API key {key_id} was revoked or has expired")
         with self._lock:

@@ -53,18 +53,34 @@ def keys_create(
     owner: Annotated[str, typer.Option(help="Whose processes, files and memory it reaches.")],
     role: Annotated[str, typer.Option(help="admin, user or read-only.")] = "user",
     expires_in_days: Annotated[float | None, typer.Option(help="Expire after this.")] = None,
+    model: Annotated[list[str] | None, typer.Option(help="A model it may use.")] = None,
+    tool: Annotated[list[str] | None, typer.Option(help="A tool its agents may call.")] = None,
+    read: Annotated[list[str] | None, typer.Option(help="A path prefix it may read.")] = None,
+    write: Annotated[list[str] | None, typer.Option(help="A path prefix it may write.")] = None,
+    channel: Annotated[list[str] | None, typer.Option(help="An IPC channel.")] = None,
+    max_pages: Annotated[int | None, typer.Option(help="KV pages per process.")] = None,
+    token_budget: Annotated[int | None, typer.Option(help="Tokens per agent.")] = None,
 ) -> None:
-    """Create a key and print it (once: only its id is shown again)."""
+    """Create a key and print it (once: only its id is shown again). The capability options
+    bound what its requests, processes and agents may touch; unset ones leave it open."""
+    from llmasos.auth.capabilities import Capabilities
 
     def create(keys, audit):
         seconds = expires_in_days * 86400 if expires_in_days else None
-        key, info = keys.create(owner, role, seconds)
+        caps = Capabilities(
+            models=model, tools=tool, read=read, write=write, channels=channel,
+            max_pages=max_pages, token_budget=token_budget,
+        )  # fmt: skip
+        key, info = keys.create(owner, role, seconds, caps)
         audit.append("key.created", "cli", info.id, "ok", f"{info.owner} {info.role.value}")
         return key, info
 
     key, info = _keys(create)
     console.print(key, markup=False, highlight=False)
-    console.print(f"[dim]id {info.id}, owner {info.owner}, role {info.role.value}[/dim]")
+    limits = {k: v for k, v in info.capabilities.to_json().items() if v is not None}
+    console.print(f"id {info.id}, owner {info.owner}, role {info.role.value}", style="dim")
+    if limits:
+        console.print(f"capabilities {limits}", style="dim", markup=False, highlight=False)
 
 
 @keys_app.command("list")

@@ -14,6 +14,7 @@ from llmasos.errors import InvalidRequestError, LLMasOSError
 
 if TYPE_CHECKING:
     from llmasos.runtime.manager import ModelManager
+    from llmasos.server.rate_limits import RateLimits
 
 Host = Annotated[str, typer.Option(help="Interface to listen on.")]
 Port = Annotated[int, typer.Option(help="TCP port.")]
@@ -111,6 +112,12 @@ def serve(
     memory_budget: MemoryBudget = None,
     placement: Placement = "first-fit",
     keep_alive: KeepAlive = 300.0,
+    requests_per_minute: Annotated[
+        int | None, typer.Option(help="Per key; past it, 429 with Retry-After.")
+    ] = None,
+    tokens_per_minute: Annotated[
+        int | None, typer.Option(help="max_tokens per key and minute; past it, 429.")
+    ] = None,
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
 ) -> None:
@@ -121,12 +128,14 @@ def serve(
     from llmasos.models.placement import FitPolicy
     from llmasos.runtime.factory import EngineOptions, model_manager
     from llmasos.security.crypto import parse_master_key
+    from llmasos.server.rate_limits import RateLimits
     from llmasos.settings import Settings
 
     settings = Settings.from_environment()
     home = settings.home
     try:
         tls = tls_files(tls_cert, tls_key)  # checked before the model loads
+        rates = RateLimits(requests_per_minute, tokens_per_minute)
         master_key = parse_master_key(settings.master_key) if settings.master_key else None
         config = KernelConfig(
             policy=policy,
@@ -152,7 +161,7 @@ def serve(
         models.load(pin=True)  # the model served from the start stays loaded
     except LLMasOSError as error:
         fail(str(error))
-    _run(models, host, port, api_key or [], admin_key, import_dir or [], tls)
+    _run(models, host, port, api_key or [], admin_key, import_dir or [], tls, rates)
 
 
 def _run(
@@ -163,6 +172,7 @@ def _run(
     admin_key: str | None,
     import_dirs: list[Path],
     tls: tuple[Path, Path] | None,
+    rates: RateLimits,
 ) -> None:
     import uvicorn
 
@@ -179,7 +189,8 @@ def _run(
         f"LLMasOS serving {models.default_model} on {scheme}://{host}:{port} "
         f"(policy {policy}, {auth}, {admin})"
     )
-    app = create_app(models, access=access, imports=ImportPolicy.for_server(tuple(import_dirs)))
+    imports = ImportPolicy.for_server(tuple(import_dirs))
+    app = create_app(models, access=access, imports=imports, rate_limits=rates)
     cert, key = tls or (None, None)
     uvicorn.run(app, host=host, port=port, log_level="warning", ssl_certfile=cert, ssl_keyfile=key)
 

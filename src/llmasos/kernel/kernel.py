@@ -122,16 +122,24 @@ class Kernel:
     # -- the system-call surface (any thread) ---------------------------------------------
 
     def spawn(
-        self, prompt: object, params: SamplingParams, *, priority: object = 0, owner: str = "local"
+        self,
+        prompt: object,
+        params: SamplingParams,
+        *,
+        priority: object = 0,
+        owner: str = "local",
+        max_pages: int | None = None,
     ) -> Process:
-        """Validate, create and queue a process; it becomes READY at the next tick."""
+        """Validate, create and queue a process; it becomes READY at the next tick. With
+        `max_pages`, one needing more KV pages (prompt plus max_tokens) is refused."""
         priority = check_priority(priority)
         check_sampling(params, self.engine.info)
         text = check_prompt(prompt)
         with self._syscall():
             tokens = self.engine.tokenize(text)
             check_fits(len(tokens), params, self.engine.info)
-            self.admission.check(owner, self.admission.pages_for(len(tokens) + params.max_tokens))
+            pages = self.admission.pages_for(len(tokens) + params.max_tokens)
+            self.admission.check(owner, pages, max_pages)
             seed = params.seed if params.seed is not None else random.randrange(2**32 - 1)
             sampler = self.engine.new_sampler(params, seed)
             process = self._new_process(

@@ -25,11 +25,13 @@ class Admission:
     def pages_for(self, num_tokens: int) -> int:
         return -(-num_tokens // self.page_size)
 
-    def check(self, owner: str, pages: int) -> None:
-        """Raise QuotaExceededError if a process needing `pages` could never be admitted."""
+    def check(self, owner: str, pages: int, max_pages: int | None = None) -> None:
+        """Raise QuotaExceededError if a process needing `pages` could never be admitted
+        (`max_pages`: its own capability)."""
         for limit, scope in (
             (self.max_pages_per_process, "per-process"),
             (self.max_pages_per_owner, f"owner {owner!r}"),
+            (max_pages, "capabilities.max_pages"),
         ):
             if limit is not None and pages > limit:
                 raise QuotaExceededError(pages, limit, scope)

@@ -16,17 +16,33 @@ class ManagerModelCalls:
         self.owner = owner
 
     def spawn(
-        self, prompt: str, sampling: dict[str, object], *, priority: int, model: str | None
+        self,
+        prompt: str,
+        sampling: dict[str, object],
+        *,
+        priority: int,
+        model: str | None,
+        max_pages: int | None = None,
     ) -> ProcessHandle:
         params = SamplingParams.build(**sampling)  # type: ignore[arg-type]
         with self._models.lease(model) as loaded:
-            process = loaded.kernel.spawn(prompt, params, priority=priority, owner=self.owner)
+            process = loaded.kernel.spawn(
+                prompt, params, priority=priority, owner=self.owner, max_pages=max_pages
+            )
             return LocalProcessHandle(loaded.kernel, process)
 
     def spawn_chat(
-        self, messages: object, sampling: dict[str, object], *, priority: int, model: str | None
+        self,
+        messages: object,
+        sampling: dict[str, object],
+        *,
+        priority: int,
+        model: str | None,
+        max_pages: int | None = None,
     ) -> ProcessHandle:
         with self._models.lease(model) as loaded:
             info = loaded.kernel.engine.info
         prompt, stop = chat_spawn_args(messages, sampling.get("stop"), info)
-        return self.spawn(prompt, {**sampling, "stop": stop}, priority=priority, model=model)
+        return self.spawn(
+            prompt, {**sampling, "stop": stop}, priority=priority, model=model, max_pages=max_pages
+        )

@@ -8,6 +8,7 @@ from pydantic import Field, StringConstraints
 
 from llmasos.agents.agent import AgentLimits
 from llmasos.agents.react import MAX_INSTRUCTIONS, AgentSpec
+from llmasos.auth.capabilities import Capabilities
 from llmasos.server.schemas import ModelName, StrictBody, bounded
 
 MAX_TASK_CHARS = 64 * 1024
@@ -18,6 +19,24 @@ class LimitsBody(StrictBody):
     max_steps: bounded(1, 10**6) | None = None
     token_budget: bounded(1, 10**9) | None = None
     wall_time_s: float | None = Field(None, gt=0, le=86400)
+
+
+Names = Annotated[list[Annotated[str, StringConstraints(max_length=1024)]], Field(max_length=256)]
+
+
+class CapabilitiesBody(StrictBody):
+    """What the agent may touch (see llmasos.auth.capabilities); within the key's own."""
+
+    models: Names | None = None
+    tools: Names | None = None
+    read: Names | None = None
+    write: Names | None = None
+    channels: Names | None = None
+    max_pages: bounded(1, 10**9) | None = None
+    token_budget: bounded(1, 10**9) | None = None
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities.from_json(self.model_dump())
 
 
 class AgentRequest(StrictBody):
@@ -36,6 +55,7 @@ class AgentRequest(StrictBody):
     temperature: float = Field(0.0, ge=0, le=100)
     seed: bounded(0, 2**32 - 2) | None = None
     limits: LimitsBody | None = None
+    capabilities: CapabilitiesBody | None = None
 
     def spec(self) -> AgentSpec:
         limits = AgentLimits(**self.limits.model_dump()) if self.limits else AgentLimits()

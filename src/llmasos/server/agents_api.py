@@ -23,11 +23,13 @@ from llmasos.agents.agent import Agent, AgentInfo, AgentResult
 from llmasos.agents.react import check_spec_tools, run_spec
 from llmasos.agents.runtime import AgentRuntime
 from llmasos.agents.serialize import agent_info_to_json, agent_result_to_json, trace_entry_to_json
+from llmasos.agents.storage_calls import agent_principal
 from llmasos.runtime.model_calls import ManagerModelCalls
 from llmasos.server.agent_schemas import AgentRequest
 from llmasos.server.api_docs import AGENT_ROUTES, Pid, links, streamed
 from llmasos.server.openai_api import models_of
 from llmasos.server.ownership import owned_agent, visible
+from llmasos.storage.paths import Principal
 
 router = APIRouter()
 
@@ -47,15 +49,23 @@ async def start_agent(body: AgentRequest, request: Request) -> dict[str, Any]:
     runtime = agents_of(request)
     spec = body.spec()
     check_spec_tools(spec, runtime.tools)  # refused now, not at the agent's first step
-    calls = ManagerModelCalls(models_of(request), request.state.owner)
+    owner = request.state.owner
+    caps = request.state.capabilities.resolved(Principal(owner))
+    if body.capabilities is not None:
+        wanted = body.capabilities.capabilities()
+        caps = caps.narrowed(wanted.resolved(agent_principal(owner, spec.name)))
+    for tool in spec.tools:
+        caps.check_tool(tool)
+    calls = ManagerModelCalls(models_of(request), owner)
     agent = runtime.start(
         run_spec,
         (spec, body.task),
         name=spec.name,
         priority=spec.priority,
         limits=spec.limits,
-        owner=request.state.owner,
+        owner=owner,
         calls=calls,
+        capabilities=caps,
     )
     return agent_info_to_json(AgentInfo.of(agent))
 

@@ -38,7 +38,8 @@ from llmasos.server.api_docs import (
     errors,
 )
 from llmasos.server.errors import install_error_handlers
-from llmasos.server.guards import MAX_BODY_BYTES, Access, BodyLimit, RequestIds
+from llmasos.server.guards import MAX_BODY_BYTES, Access, BodyLimit, RequestIds, caller_of
+from llmasos.server.rate_limits import RateLimiter, RateLimits
 from llmasos.server.usage_release import STATS_EPSILON, STATS_WINDOW_S
 from llmasos.storage.service import Storage
 from llmasos.tools.builtins import builtin_tools
@@ -58,6 +59,7 @@ def create_app(
     imports: ImportPolicy | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
     storage: Storage | None = None,
+    rate_limits: RateLimits | None = None,
 ) -> FastAPI:
     """An ASGI app serving the models of `models`. With `access.api_keys`, every route but
     /health needs `Authorization: Bearer <key>`; the administrative routes need
@@ -87,11 +89,14 @@ def create_app(
         await run_in_threadpool(models.close)
         await run_in_threadpool(app.state.storage.close)
 
+    limiter = RateLimiter(rate_limits or RateLimits())
+
     async def authenticate(request: Request) -> None:
         if request.headers.get("authorization", "").lower().startswith(f"bearer {PREFIX}"):
             await run_in_threadpool(access.authenticate, request)  # a stored key: scrypt
         else:
             access.authenticate(request)
+        limiter.take_request(caller_of(request))
 
     async def require_admin(request: Request) -> None:
         access.require_admin(request)
@@ -101,6 +106,7 @@ def create_app(
     app.state.imports = imports or ImportPolicy.for_server()
     app.state.started_at = int(time.time())
     app.state.access = access
+    app.state.rate_limiter = limiter
     app.state.audit = AuditLog(storage)
     app.state.usage_release = PrivateRelease(STATS_EPSILON, STATS_WINDOW_S)
     _add_services(app, models, storage)
@@ -122,7 +128,7 @@ def _add_services(app: FastAPI, models: ModelManager, storage: Storage) -> None:
         storage=storage,
         embed=embed,
     )
-    app.state.memory_of = lambda principal: storage.memory(principal, embed)
+    app.state.memory_of = lambda principal, limit: storage.memory(principal, embed, limit)
 
 
 def _add_routes(app: FastAPI, protected: list, admin: list) -> None:

@@ -20,6 +20,7 @@ from llmasos.errors import (
     LLMasOSError,
     NotYoursError,
     PermissionDeniedError,
+    RateLimitedError,
 )
 from llmasos.server.api_docs import allowed_methods
 from llmasos.server.guards import audit
@@ -130,7 +131,10 @@ def install_error_handlers(app: FastAPI) -> None:
             event = "auth.refused" if isinstance(error, AuthenticationError) else "access.refused"
             target = f"{request.method} {request.url.path}"
             await run_in_threadpool(audit, request, event, target, "refused", str(error))
-        return error_for(error)
+        response = error_for(error)
+        if isinstance(error, RateLimitedError):
+            response.headers["Retry-After"] = str(error.retry_after_s)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_body(_: Request, error: RequestValidationError) -> JSONResponse:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from llmasos.errors import InvalidRequestError
-from llmasos.server.guards import audit
+from llmasos.server.guards import audit, path_limit
 from llmasos.storage.fs import MAX_FILE_BYTES, FileSystemView
 from llmasos.storage.paths import (
     MAX_PATH_CHARS,
@@ -61,7 +61,8 @@ class GrantBody(Strict):
 
 
 def view_of(request: Request) -> FileSystemView:
-    return request.app.state.storage.files(Principal(request.state.owner))
+    principal = Principal(request.state.owner)
+    return request.app.state.storage.files(principal, path_limit(request, principal))
 
 
 async def call(request: Request, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -143,9 +144,7 @@ async def move_file(body: MoveBody, request: Request) -> dict[str, Any]:
 
 
 @router.get("/list")
-async def list_files(
-    request: Request, prefix: Prefix = ""
-) -> dict[str, Any]:
+async def list_files(request: Request, prefix: Prefix = "") -> dict[str, Any]:
     return {"object": "list", "data": [f.to_json() for f in await call(request, "list", prefix)]}
 
 
@@ -157,9 +156,7 @@ async def usage(request: Request) -> dict[str, Any]:
 
 
 @router.get("/grants")
-async def list_grants(
-    request: Request, prefix: Prefix = ""
-) -> dict[str, Any]:
+async def list_grants(request: Request, prefix: Prefix = "") -> dict[str, Any]:
     return {"object": "list", "data": [g.to_json() for g in await call(request, "grants", prefix)]}
 
 

@@ -21,8 +21,11 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
+from llmasos.auth.capabilities import Capabilities
 from llmasos.auth.keys import PREFIX, KeyStore, Role
 from llmasos.errors import AuthenticationError, PermissionDeniedError
+from llmasos.storage.fs import PathLimit
+from llmasos.storage.paths import Principal
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -31,6 +34,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
+UNLIMITED = Capabilities()
 
 
 class RequestIds:
@@ -143,6 +147,7 @@ class Access:
         token = _bearer(request)
         request.state.admin = bool(self.admin_key and token and _same(token, self.admin_key))
         request.state.key_id = None
+        request.state.capabilities = UNLIMITED
         request.state.sees_all = request.state.admin
         if request.state.admin:
             request.state.owner = key_owner(token or "")
@@ -150,6 +155,7 @@ class Access:
         if token is not None and self.keys is not None and token.startswith(PREFIX):
             info = self.keys.verify(token)
             request.state.owner, request.state.key_id = info.owner, info.id
+            request.state.capabilities = info.capabilities
             request.state.admin = request.state.sees_all = info.role is Role.ADMIN
             if info.role is Role.READ_ONLY and request.method not in ("GET", "HEAD"):
                 raise PermissionDeniedError(f"key {info.id} is read-only: it may only GET")
@@ -180,6 +186,20 @@ class Access:
                 "Authorization: Bearer <admin key>"
             )
         raise PermissionDeniedError("this administrative route needs the admin key")
+
+
+def path_limit(request: Request, principal: Principal) -> PathLimit | None:
+    """The check the caller's key capabilities put on every path `principal` touches."""
+    caps = getattr(request.state, "capabilities", UNLIMITED)
+    if caps.read is None and caps.write is None:
+        return None
+    return caps.resolved(Principal(principal.owner)).check_path
+
+
+def caller_of(request: Request) -> str:
+    """Whom rate limits count against: the stored key, else the owner."""
+    key_id = getattr(request.state, "key_id", None)
+    return f"key {key_id}" if key_id else getattr(request.state, "owner", "anonymous")
 
 
 def _bearer(request: Request) -> str | None:

@@ -1,6 +1,7 @@
 """Administrative routes for API keys and the audit log (the admin key or an admin-role key).
 
-    POST   /v1/admin/keys            {"owner", "role", "expires_in_s"} -> the key, shown once
+    POST   /v1/admin/keys            {"owner", "role", "expires_in_s", "capabilities"} -> the
+                                     key, shown once
     GET    /v1/admin/keys            every key's record (never a secret)
     DELETE /v1/admin/keys/{key_id}   revoke
     GET    /v1/admin/audit?after=&limit=   entries of the audit log
@@ -16,6 +17,7 @@ from fastapi import Path as PathParameter
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
+from llmasos.server.agent_schemas import CapabilitiesBody
 from llmasos.server.fs_api import Strict
 from llmasos.server.guards import audit
 from llmasos.storage.paths import NAME_REGEX
@@ -28,12 +30,16 @@ class KeyBody(Strict):
     owner: Annotated[str, Field(pattern=f"^{NAME_REGEX}$")]
     role: Annotated[str, Field(pattern="^(admin|user|read-only)$")] = "user"
     expires_in_s: Annotated[int | None, Field(ge=1, le=10 * 365 * 86400)] = None
+    capabilities: CapabilitiesBody | None = None
 
 
 @router.post("/keys", status_code=201)
 async def create_key(body: KeyBody, request: Request) -> dict[str, Any]:
     keys = request.app.state.access.keys
-    key, info = await run_in_threadpool(keys.create, body.owner, body.role, body.expires_in_s)
+    caps = body.capabilities.capabilities() if body.capabilities else None
+    key, info = await run_in_threadpool(
+        keys.create, body.owner, body.role, body.expires_in_s, caps
+    )
     detail = f"{info.owner} {info.role.value}"
     await run_in_threadpool(audit, request, "key.created", info.id, "ok", detail)
     return {"key": key, **info.to_json()}

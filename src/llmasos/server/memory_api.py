@@ -11,6 +11,7 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from llmasos.server.fs_api import Strict
+from llmasos.server.guards import path_limit
 from llmasos.storage.agent_memory import (
     MAX_CORE_CHARS,
     MAX_ENTRY_KEY,
@@ -64,7 +65,8 @@ class SearchBody(Strict):
 
 
 def memory_of(request: Request, agent: str | None) -> AgentMemory:
-    return request.app.state.memory_of(Principal(request.state.owner, agent))
+    principal = Principal(request.state.owner, agent)
+    return request.app.state.memory_of(principal, path_limit(request, principal))
 
 
 async def call(request: Request, agent: str | None, method: str, *args: Any, **kw: Any) -> Any:

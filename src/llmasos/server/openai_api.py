@@ -24,6 +24,7 @@ from llmasos.kernel.limits import SEED_MAX
 from llmasos.kernel.process import Process
 from llmasos.runtime.manager import ModelManager
 from llmasos.server.api_docs import MODEL_ROUTES, links, streamed
+from llmasos.server.guards import caller_of
 from llmasos.server.openai_format import ChatStyle, CompletionStyle
 from llmasos.server.openai_reply import Reply, kill_quietly
 from llmasos.server.schemas import (
@@ -159,10 +160,13 @@ def spawn_all(
     if needed; blocking: call it in a worker thread): (kernel, processes in choice order,
     which of them are a prompt's own). If anything fails, the ones started are killed."""
     n = getattr(body, "n", None) or 1
-    with models_of(request).lease(body.model) as loaded:
+    caps = request.state.capabilities
+    with models_of(request).lease(caps.model_for(body.model)) as loaded:
         kernel = loaded.kernel
         prompts = prompts_for(kernel.engine.info)
         params = body.sampling_params(prompts.stop, grammar=prompts.grammar)
+        tokens = len(prompts.texts) * n * params.max_tokens
+        request.app.state.rate_limiter.take_tokens(caller_of(request), tokens)
         seeds = (
             None
             if params.seed is None
@@ -174,7 +178,11 @@ def spawn_all(
             with kernel.paused():  # one scheduling decision sees them all
                 for text in prompts.texts:
                     parent = kernel.spawn(
-                        text, params, priority=body.priority, owner=request.state.owner
+                        text,
+                        params,
+                        priority=body.priority,
+                        owner=request.state.owner,
+                        max_pages=caps.max_pages,
                     )
                     processes.append(parent)
                     parents.append(True)

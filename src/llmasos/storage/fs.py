@@ -17,6 +17,7 @@ import hashlib
 import itertools
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -67,8 +68,12 @@ class FileSystem:
         self.sealer = sealer
         self.quota_bytes = quota_bytes
 
-    def view(self, principal: Principal) -> FileSystemView:
-        return FileSystemView(self, principal)
+    def view(self, principal: Principal, limit: PathLimit | None = None) -> FileSystemView:
+        return FileSystemView(self, principal, limit)
+
+
+# Called with a location and whether the call writes; raises to refuse (a capability check).
+PathLimit = Callable[[Location, bool], None]
 
 
 def _bound(loc: Location, version: int) -> bytes:
@@ -78,9 +83,12 @@ def _bound(loc: Location, version: int) -> bytes:
 class FileSystemView:
     """The file system as one principal sees it (the object behind client.fs and ctx.fs)."""
 
-    def __init__(self, fs: FileSystem, principal: Principal) -> None:
+    def __init__(
+        self, fs: FileSystem, principal: Principal, limit: PathLimit | None = None
+    ) -> None:
         self._fs = fs
         self.principal = principal
+        self._limit = limit  # the acting agent's capabilities: they only narrow
 
     # -- access --------------------------------------------------------------------------
 
@@ -89,6 +97,8 @@ class FileSystemView:
         return loc.namespace == me.name or (me.agent is None and loc.owner == me.owner)
 
     def _check(self, loc: Location, mode: GrantMode, field: str = "path") -> None:
+        if self._limit is not None:
+            self._limit(loc, mode is GrantMode.WRITE)
         if self._owns(loc):
             return
         with self._fs.store.routed(loc.owner) as shard:
@@ -263,6 +273,8 @@ class FileSystemView:
     def list(self, prefix: str = "") -> list[FileInfo]:
         """The live files at or under the folder `prefix` that the caller may read."""
         loc = locate(self.principal, prefix, "prefix", allow_root=True)
+        if self._limit is not None:
+            self._limit(loc, False)
         with self._fs.store.routed(loc.owner) as shard:
             heads = shard.files.list(loc.namespace, loc.path)
             grants = [] if self._owns(loc) else shard.files.grants(loc.namespace)
@@ -308,6 +320,8 @@ class FileSystemView:
 
     def _own_folder(self, prefix: str) -> Location:
         loc = locate(self.principal, prefix, "prefix", allow_root=True)
+        if self._limit is not None:  # grants change who may reach the folder: a write
+            self._limit(loc, True)
         if not self._owns(loc):
             raise PermissionDeniedError(f"prefix: only the owner of ~{loc.namespace} may grant")
         return loc

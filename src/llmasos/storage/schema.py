@@ -73,6 +73,12 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)""",
         ],
     ),
+    (
+        4,
+        [  # a key's capabilities (JSON; NULL: none beyond its role)
+            "ALTER TABLE api_keys ADD COLUMN capabilities TEXT",
+        ],
+    ),
 ]
 
 # The tables that hold an owner's rows, and the columns of each, for moving them between shards.

@@ -19,7 +19,7 @@ from llmasos.storage.agent_memory import AgentMemory, Embed
 from llmasos.storage.database import Database
 from llmasos.storage.derived import DerivedCache
 from llmasos.storage.documents import index_file
-from llmasos.storage.fs import FileSystem, FileSystemView
+from llmasos.storage.fs import FileSystem, FileSystemView, PathLimit
 from llmasos.storage.paths import Principal
 from llmasos.storage.sharding import RebalanceReport, Shard, ShardedStore
 
@@ -97,16 +97,19 @@ class Storage:
         index = len(self.store.shards) if index is None else index
         return self.store.add_shard(open_database(self.config, index))
 
-    def files(self, principal: Principal) -> FileSystemView:
-        return self.fs.view(principal)
+    def files(self, principal: Principal, limit: PathLimit | None = None) -> FileSystemView:
+        """The file system as `principal` (`limit`: a capability check on every path)."""
+        return self.fs.view(principal, limit)
 
-    def memory(self, principal: Principal, embed: Embed | None) -> AgentMemory:
+    def memory(
+        self, principal: Principal, embed: Embed | None, limit: PathLimit | None = None
+    ) -> AgentMemory:
         """The principal's agent memory; `embed` turns texts into vectors for search (each
         text once: the vectors are cached by content). Its index(path) chunks a file of the
         principal's view into archival entries."""
         cached = self.derived.embedding(embed) if embed is not None else None
         memory = AgentMemory(self.store, principal, cached, self.sealer, self.config.quota_bytes)
-        files = self.files(principal)
+        files = self.files(principal, limit)
         memory.indexer = lambda path: index_file(files, memory, self.derived, path)
         return memory
 

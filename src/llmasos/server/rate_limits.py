@@ -1,0 +1,85 @@
+"""Per-key request and token rates: a token bucket per caller for each.
+
+A caller is its stored key's id, or its owner for the static keys (and "anonymous" on a
+server without keys). A request takes one from the request bucket; a generation takes its
+max_tokens times its number of outputs from the token bucket, before anything is spawned. A
+bucket that cannot pay answers 429 with Retry-After: the whole seconds until it can. A bucket
+holds a minute's worth and refills continuously; idle callers' buckets are forgotten.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+from llmasos.errors import InvalidRequestError, RateLimitedError
+
+MAX_CALLERS = 100_000  # buckets kept before the full ones are forgotten
+
+
+@dataclass
+class Bucket:
+    level: float
+    at: float
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """Per caller and minute; None is no limit."""
+
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("requests_per_minute", "tokens_per_minute"):
+            value = getattr(self, name)
+            if value is not None and not 1 <= value <= 10**9:
+                raise InvalidRequestError(name, "must be 1 to 10^9 (or unset for no limit)")
+
+
+class RateLimiter:
+    def __init__(self, limits: RateLimits) -> None:
+        self.limits = limits
+        self._buckets: dict[tuple[str, str], Bucket] = {}
+        self._lock = threading.Lock()
+
+    def take_request(self, caller: str) -> None:
+        self._take("requests", caller, 1, self.limits.requests_per_minute)
+
+    def take_tokens(self, caller: str, tokens: int) -> None:
+        self._take("tokens", caller, tokens, self.limits.tokens_per_minute)
+
+    def _take(self, kind: str, caller: str, amount: int, per_minute: int | None) -> None:
+        if per_minute is None:
+            return
+        if amount > per_minute:
+            raise InvalidRequestError(
+                "max_tokens", f"asks for {amount} tokens; this key may use {per_minute} a minute"
+            )
+        now = time.monotonic()
+        rate = per_minute / 60.0
+        with self._lock:
+            bucket = self._buckets.get((kind, caller))
+            if bucket is None:
+                if len(self._buckets) >= MAX_CALLERS:
+                    self._forget_full(now)
+                bucket = self._buckets[(kind, caller)] = Bucket(per_minute, now)
+            bucket.level = min(per_minute, bucket.level + (now - bucket.at) * rate)
+            bucket.at = now
+            if bucket.level < amount:
+                wait = math.ceil((amount - bucket.level) / rate)
+                raise RateLimitedError(kind, per_minute, wait)
+            bucket.level -= amount
+
+    def _forget_full(self, now: float) -> None:
+        """Drop buckets that have refilled (their callers were idle): nothing is lost."""
+        limits = {
+            "requests": self.limits.requests_per_minute,
+            "tokens": self.limits.tokens_per_minute,
+        }
+        for key, bucket in list(self._buckets.items()):
+            per_minute = limits[key[0]] or 0
+            if bucket.level + (now - bucket.at) * per_minute / 60.0 >= per_minute:
+                del self._buckets[key]
