@@ -1,6 +1,7 @@
 """Schemathesis over the whole API: every operation in /openapi.json, with every check it has
 (status codes, response schemas, content types, headers, that what the schema accepts is
-accepted and what it refuses is refused, stateful sequences along the document's links).
+accepted and what it refuses is refused, stateful sequences along the document's links), and
+ours: no response shows a stack trace or a path of the server's machine (schemathesis_hooks).
 
 The server serves the tiny random-weight model, so thousands of generated requests run in
 well under a minute: this checks the HTTP contract, which does not depend on the weights (the
@@ -11,6 +12,7 @@ request may still get, and why, are in schemathesis.toml.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -21,11 +23,21 @@ from llmasos.models.repository import Repository
 from tests.fixtures.tiny_gguf import write_tiny_gguf
 from tests.integration.test_server import start_server, stop_server
 
-CONFIG = Path(__file__).with_name("schemathesis.toml")
+HERE = Path(__file__).parent
+CONFIG = HERE / "schemathesis.toml"
 SCHEMATHESIS = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
 ADMIN_KEY = "schemathesis-admin"
 EXAMPLES_PER_OPERATION = 30
 SEED = 1  # a fixed seed: the same requests every run, so a failure reproduces
+
+
+def leak_check(home: Path) -> dict[str, str]:
+    """The environment that adds schemathesis_hooks.no_leaked_internals to the checks."""
+    return {
+        "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
+        "LLMASOS_LEAK_CHECK_HOME": str(home.resolve()),
+    }
 
 
 def test_schemathesis_finds_no_failures_in_any_check(fresh_home, tmp_path):
@@ -54,6 +66,7 @@ def test_schemathesis_finds_no_failures_in_any_check(fresh_home, tmp_path):
             text=True,
             timeout=900,
             cwd=tmp_path,
+            env={**os.environ, **leak_check(fresh_home)},
         )
     finally:
         stop_server(server)

@@ -8,8 +8,9 @@ from pydantic import Field, StringConstraints
 
 from llmasos.agents.agent import AgentLimits
 from llmasos.agents.react import MAX_INSTRUCTIONS, AgentSpec
-from llmasos.auth.capabilities import Capabilities
+from llmasos.auth.capabilities import MAX_ENTRIES, Capabilities
 from llmasos.server.schemas import ModelName, StrictBody, bounded
+from llmasos.storage.paths import MAX_PATH_CHARS, PREFIX_REGEX
 
 MAX_TASK_CHARS = 64 * 1024
 ToolName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -21,17 +22,23 @@ class LimitsBody(StrictBody):
     wall_time_s: float | None = Field(None, gt=0, le=86400)
 
 
-Names = Annotated[list[Annotated[str, StringConstraints(max_length=1024)]], Field(max_length=256)]
+CapabilityName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+Prefix = Annotated[str, StringConstraints(max_length=MAX_PATH_CHARS, pattern=PREFIX_REGEX)]
+
+
+def entries(kind: Any) -> Any:
+    """A list of at most MAX_ENTRIES of `kind`."""
+    return Annotated[list[kind], Field(max_length=MAX_ENTRIES)]
 
 
 class CapabilitiesBody(StrictBody):
     """What the agent may touch (see llmasos.auth.capabilities); within the key's own."""
 
-    models: Names | None = None
-    tools: Names | None = None
-    read: Names | None = None
-    write: Names | None = None
-    channels: Names | None = None
+    models: entries(ModelName) | None = None
+    tools: entries(CapabilityName) | None = None
+    read: entries(Prefix) | None = None
+    write: entries(Prefix) | None = None
+    channels: entries(CapabilityName) | None = None
     max_pages: bounded(1, 10**9) | None = None
     token_budget: bounded(1, 10**9) | None = None
 

@@ -17,8 +17,9 @@ from llmasos.server.schemas import NAME_PATTERN
 WHEN = {
     400: "A field is missing, of the wrong type or outside its bounds; the message names it.",
     401: "No valid API key: send Authorization: Bearer <key>.",
-    403: "The key may not use this route (administrative routes need the admin key), or has no "
-    "grant on that path.",
+    403: "The key may not use this route (administrative routes need the admin key; read-only "
+    "keys may only GET), has no grant on that path, or asks for something outside its "
+    "capabilities (code capability_denied).",
     404: "No such model, process, agent or file.",
     409: "The process or agent already ended, the name is taken, the model is busy or pinned, or "
     "a write's expected_version is no longer the latest.",
@@ -28,15 +29,16 @@ WHEN = {
     "constraint it cannot compile, an input longer than it reads, a generation model asked to "
     "embed or an embedding model asked to generate, a model source that cannot be imported, "
     "a tool this server does not have.",
-    429: "A page quota or the limit of live processes; retry later.",
+    429: "A page quota, the limit of live processes, or the key's request or token rate (code "
+    "rate_limited, with Retry-After); retry later.",
     500: "An internal error (the message names the request id to look up in the server log), "
     "or a stored record that failed its integrity check (code integrity_error).",
     503: "The kernel is closed, the engine failed, or there is no room in the memory budget.",
 }
-PROCESS_ERRORS = (400, 401, 404, 409, 413, 422, 429, 500, 503)
-OPENAI_ERRORS = (400, 401, 404, 413, 422, 429, 500, 503)
-ADMIN_ERRORS = (400, 401, 403, 404, 409, 413, 422, 500, 503)
-STORAGE_ERRORS = (400, 401, 403, 404, 409, 413, 422, 500, 503)
+PROCESS_ERRORS = (400, 401, 403, 404, 409, 413, 422, 429, 500, 503)
+OPENAI_ERRORS = (400, 401, 403, 404, 413, 422, 429, 500, 503)
+ADMIN_ERRORS = (400, 401, 403, 404, 409, 413, 422, 429, 500, 503)
+STORAGE_ERRORS = (400, 401, 403, 404, 409, 413, 422, 429, 500, 503)
 
 ModelNameParameter = Annotated[str, Path(pattern=NAME_PATTERN)]
 Pid = Annotated[int, Path(ge=1, le=2**63 - 1)]
