@@ -192,5 +192,6 @@ def test_alices_objects_are_untouched_and_the_admin_sees_them(objects):
     listed = httpx.get(f"{o.url}/v1/processes", headers=ADMIN).json()["data"]
     assert o.process in [p["pid"] for p in listed]
     refused = httpx.get(f"{o.url}/v1/admin/audit?limit=1000", headers=ADMIN).json()["data"]
+    assert any(e["event"] == "key.login" and e["actor"].startswith("alice ") for e in refused)
     assert any(e["event"] == "access.refused" and str(o.process) in e["target"]
                for e in refused)  # fmt: skip

@@ -16,6 +16,7 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from llmasos.auth.capabilities import Capabilities
@@ -84,6 +85,7 @@ class KeyStore:
         self._verified: dict[bytes, tuple[KeyInfo, float]] = {}
         self._required: tuple[bool, float] | None = None
         self._lock = threading.Lock()
+        self.on_login: Callable[[KeyInfo], None] | None = None  # after each full check
 
     def create(
         self,
@@ -177,4 +179,6 @@ class KeyStore:
             raise AuthenticationError(f"API key {key_id} was revoked or has expired")
         with self._lock:
             self._verified[fingerprint] = (info, time.monotonic() + CACHE_S)
+        if self.on_login is not None:
+            self.on_login(info)
         return info

@@ -27,6 +27,7 @@ from llmasos.agents.storage_calls import agent_principal
 from llmasos.runtime.model_calls import ManagerModelCalls
 from llmasos.server.agent_schemas import AgentRequest
 from llmasos.server.api_docs import AGENT_ROUTES, Pid, links, streamed
+from llmasos.server.guards import audit
 from llmasos.server.openai_api import models_of
 from llmasos.server.ownership import owned_agent, visible
 from llmasos.storage.paths import Principal
@@ -87,7 +88,9 @@ async def delete_agent(pid: Pid, request: Request) -> dict[str, Any]:
     """Kill the agent if it still runs (its model calls and child agents too) and forget it:
     its info and result as it ended, the last time they are served."""
     owned_agent(request, pid)
-    return agent_body(await run_in_threadpool(agents_of(request).remove, pid))
+    body = agent_body(await run_in_threadpool(agents_of(request).remove, pid))
+    await run_in_threadpool(audit, request, "agent.kill", f"pid {pid}")
+    return body
 
 
 def agent_body(agent: Agent) -> dict[str, Any]:

@@ -108,6 +108,9 @@ def create_app(
     app.state.access = access
     app.state.rate_limiter = limiter
     app.state.audit = AuditLog(storage)
+    access.keys.on_login = lambda info: app.state.audit.append(
+        "key.login", f"{info.owner} (key {info.id})", "api", "ok", info.role.value
+    )
     app.state.usage_release = PrivateRelease(STATS_EPSILON, STATS_WINDOW_S)
     _add_services(app, models, storage)
     install_error_handlers(app)
