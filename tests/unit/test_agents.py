@@ -201,3 +201,21 @@ def test_pipe_gives_the_same_text_as_one_after_the_other():
         source = c.spawn("abc", max_tokens=5, temperature=0)
         piped = c.pipe(source, "Summary: {input}", max_tokens=5, temperature=0)
         assert piped.wait().text == second
+
+
+def test_messages_never_cross_owners():
+    from llmasos.agents.ipc import PostOffice
+
+    post = PostOffice()
+    post.open(1, "alice")
+    post.open(2, "alice")
+    post.open(3, "bob")
+    with pytest.raises(NoSuchProcessError):
+        post.send(3, 1, "hello alice")  # bob's agent cannot reach alice's
+    assert post.broadcast(3, "anyone?") == 0
+    assert post.broadcast(1, "team") == 1
+    post.send(1, "news", "alice's news")
+    post.send(3, "news", "bob's news")  # the same name, bob's own channel
+    assert post.receive(3, channel="news").body == "bob's news"
+    assert post.receive(2, channel="news").body == "alice's news"
+    assert post.receive(2).body == "team" and post.pending(3) == 0

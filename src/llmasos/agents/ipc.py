@@ -1,8 +1,10 @@
 """Inter-process communication: a mailbox per live agent and named channels, both bounded.
 
-A message goes to a pid (that agent's mailbox) or to a channel name (a queue any agent may
-receive from; each message reaches one receiver). broadcast() puts one copy in every other live
-agent's mailbox, or in none when any of them is full. Nothing is dropped silently: a message to
+A message goes to a pid (that agent's mailbox) or to a channel name (a queue any agent of the
+same owner may receive from; each message reaches one receiver). broadcast() puts one copy in
+every other live agent's mailbox of the same owner, or in none when any of them is full.
+Messages never cross owners: each owner has its own channels, and another owner's pid is
+unknown to an agent. Nothing is dropped silently: a message to
 an unknown pid raises NoSuchProcessError, to an ended agent ProcessTerminatedError, to a full
 mailbox or channel MailboxFullError. Receiving blocks (optionally up to a timeout, then
 ReceiveTimeoutError) and can be interrupted by a check the caller passes (an agent being
@@ -51,28 +53,34 @@ class PostOffice:
         self._cond = threading.Condition()
         self._mailboxes: dict[int, deque[Message]] = {}
         self._closed: set[int] = set()  # pids whose mailbox was closed when they ended
-        self._channels: dict[str, deque[Message]] = {}
+        self._owners: dict[int, str] = {}  # pid -> owner: messages stay within an owner
+        self._channels: dict[tuple[str, str], deque[Message]] = {}  # (owner, name)
         self._mailbox_capacity = mailbox_capacity
         self._channel_capacity = channel_capacity
 
-    def open(self, pid: int) -> None:
+    def open(self, pid: int, owner: str = "local") -> None:
         with self._cond:
             self._mailboxes[pid] = deque()
+            self._owners[pid] = owner
 
     def close(self, pid: int) -> None:
         """The agent ended: later messages to it raise ProcessTerminatedError."""
         with self._cond:
             self._mailboxes.pop(pid, None)
             self._closed.add(pid)
+            self._owners.pop(pid, None)
             self._cond.notify_all()
 
     def send(self, sender: int, to: int | str, body: Any) -> None:
         with self._cond:
+            owner = self._owners.get(sender, "local")
             if isinstance(to, str):
-                queue, capacity, name = self._channel(to), self._channel_capacity, f"channel {to}"
+                queue, capacity = self._channel(owner, to), self._channel_capacity
+                name = f"channel {to}"
                 message = Message(sender, body, channel=to)
             else:
-                queue, capacity, name = self._mailbox_of(to), self._mailbox_capacity, f"pid {to}"
+                queue, capacity = self._mailbox_of(to, owner), self._mailbox_capacity
+                name = f"pid {to}"
                 message = Message(sender, body)
             if len(queue) >= capacity:
                 raise MailboxFullError(f"to: {name} holds {capacity} unread messages (its limit)")
@@ -80,9 +88,12 @@ class PostOffice:
             self._cond.notify_all()
 
     def broadcast(self, sender: int, body: Any) -> int:
-        """One copy to every other open mailbox; how many were sent."""
+        """One copy to every other open mailbox of the sender's owner; how many were sent."""
         with self._cond:
-            receivers = [pid for pid in self._mailboxes if pid != sender]
+            owner = self._owners.get(sender, "local")
+            receivers = [
+                pid for pid in self._mailboxes if pid != sender and self._owners[pid] == owner
+            ]
             for pid in receivers:
                 if len(self._mailboxes[pid]) >= self._mailbox_capacity:
                     raise MailboxFullError(
@@ -107,7 +118,10 @@ class PostOffice:
             raise InvalidRequestError("timeout", f"must be at least 0, got {timeout}")
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            queue = self._mailbox_of(pid) if channel is None else self._channel(channel)
+            owner = self._owners.get(pid, "local")
+            queue = (
+                self._mailbox_of(pid, owner) if channel is None else self._channel(owner, channel)
+            )
             while not queue:
                 interrupt()
                 left = None if deadline is None else deadline - time.monotonic()
@@ -121,20 +135,25 @@ class PostOffice:
         with self._cond:
             return len(self._mailboxes.get(pid, ()))
 
-    def _mailbox_of(self, pid: int) -> deque[Message]:
+    def _mailbox_of(self, pid: int, owner: str) -> deque[Message]:
+        """`pid`'s mailbox, if it is an agent of `owner` (others' are as if they were not)."""
         if isinstance(pid, bool) or not isinstance(pid, int):
             raise InvalidRequestError("to", f"must be a pid or a channel name, got {pid!r}")
+        if pid in self._mailboxes and self._owners[pid] != owner:
+            raise NoSuchProcessError(pid)
         if pid in self._mailboxes:
             return self._mailboxes[pid]
         if pid in self._closed:
             raise ProcessTerminatedError(pid, "receive a message")
         raise NoSuchProcessError(pid)
 
-    def _channel(self, name: str) -> deque[Message]:
+    def _channel(self, owner: str, name: str) -> deque[Message]:
+        """Channel `name` of `owner` (each owner has its own channels of any name)."""
         if not _CHANNEL_NAME.match(name):
             raise InvalidRequestError("channel", "a channel name is 1-64 of A-Z a-z 0-9 _ . : -")
-        if name not in self._channels:
+        key = (owner, name)
+        if key not in self._channels:
             if len(self._channels) >= MAX_CHANNELS:
                 raise InvalidRequestError("channel", f"at most {MAX_CHANNELS} channels")
-            self._channels[name] = deque()
-        return self._channels[name]
+            self._channels[key] = deque()
+        return self._channels[key]

@@ -143,7 +143,7 @@ class AgentRuntime:
             )
             self._agents[agent.pid] = agent
             self._forget_oldest()
-        self.post.open(agent.pid)
+        self.post.open(agent.pid, agent.owner)
         if parent is not None:
             with parent.lock:
                 parent.child_agents.append(agent.pid)
