@@ -46,6 +46,8 @@ def test_a_keys_capabilities_bound_its_requests_and_agents(server):
     default = httpx.post(f"{server}/v1/completions", json={"prompt": "Hi", "max_tokens": 2},
                          headers=key, timeout=60)  # fmt: skip
     assert default.status_code == 200 and default.json()["model"] == DEFAULT_MODEL
+    embedding = httpx.post(f"{server}/v1/embeddings", json={"input": "x"}, headers=key)
+    assert embedding.status_code == 403 and "all-minilm" in embedding.text
     assert httpx.put(f"{server}/v1/fs/files/notes/a.txt", content=b"x", headers=key).is_success
     outside = httpx.put(f"{server}/v1/fs/files/diary.txt", content=b"x", headers=key)
     assert outside.status_code == 403 and "capabilities.write" in outside.text

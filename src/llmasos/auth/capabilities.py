@@ -121,9 +121,12 @@ class Capabilities:
             return model
         if model is None:
             return self.models[0] if self.models else _refuse("models", "no model is allowed")
-        if canonical_model_name(model) not in self.models:
-            raise CapabilityError("models", f"{model} is not among {list(self.models)}")
+        self.check_model(model)
         return model
+
+    def check_model(self, model: str) -> None:
+        if self.models is not None and canonical_model_name(model) not in self.models:
+            raise CapabilityError("models", f"{model} is not among {list(self.models)}")
 
     def check_tool(self, name: str) -> None:
         if self.tools is not None and name not in self.tools:

@@ -25,7 +25,9 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]
     texts = [body.input] if isinstance(body.input, str) else body.input
     if not texts or len(texts) > MAX_INPUTS:
         raise InvalidRequestError("input", f"must hold 1 to {MAX_INPUTS} texts, got {len(texts)}")
-    name, vectors, tokens = await run_in_threadpool(embed, request, body.model, texts)
+    model = body.model or DEFAULT_EMBEDDING_MODEL
+    request.state.capabilities.check_model(model)  # the key's models, embedding ones too
+    name, vectors, tokens = await run_in_threadpool(embed, request, model, texts)
     if body.dimensions is not None and body.dimensions != len(vectors[0]):
         raise UnprocessableError(
             "dimensions", f"{name} gives {len(vectors[0])} dimensions and cannot give others"
@@ -38,9 +40,9 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]
     return {"object": "list", "data": data, "model": name, "usage": usage}
 
 
-def embed(request: Request, model: str | None, texts: list[str]) -> tuple[str, list, int]:
+def embed(request: Request, model: str, texts: list[str]) -> tuple[str, list, int]:
     """(model name, one vector per text, tokens read); blocking: call it in a worker thread."""
-    with models_of(request).lease(model or DEFAULT_EMBEDDING_MODEL) as loaded:
+    with models_of(request).lease(model) as loaded:
         embedder = loaded.embedder
         vectors = embedder.embed(texts)
         tokens = sum(len(embedder.tokenize(text)) for text in texts)

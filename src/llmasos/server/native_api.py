@@ -201,5 +201,6 @@ def show_model(name: ModelNameParameter, request: Request) -> dict[str, Any]:
 @router.post("/v1/models/{name}/load")
 async def load_model(name: ModelNameParameter, request: Request) -> dict[str, Any]:
     models = models_of(request)
+    request.state.capabilities.check_model(name)
     loaded = await run_in_threadpool(models.load, name)
     return {"name": loaded.name, "device": loaded.device, "memory_bytes": loaded.memory_bytes}
