@@ -38,15 +38,17 @@ async def stream_completion(
     path: str,
     body: dict[str, Any],
     on_text: Callable[[], None] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> RequestRecord:
-    """Send `body` streamed; `on_text` is called for each chunk that carries text."""
+    """Send `body` streamed (with `headers`, e.g. a bearer key); `on_text` is called for each
+    chunk that carries text."""
     started = time.perf_counter()
     first: float | None = None
     usage: dict[str, Any] | None = None
     pieces: list[str] = []
     finish_reason: str | None = None
     request = {**body, "stream": True, "stream_options": {"include_usage": True}}
-    async with client.stream("POST", path, json=request) as response:
+    async with client.stream("POST", path, json=request, headers=headers) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
@@ -79,16 +81,26 @@ async def stream_completion(
 
 
 async def closed_loop(
-    url: str, path: str, bodies: list[list[dict[str, Any]]]
+    url: str,
+    path: str,
+    bodies: list[list[dict[str, Any]]],
+    headers: list[dict[str, str]] | None = None,
 ) -> tuple[list[RequestRecord], float]:
-    """bodies[i] is client i's sequence of requests. Returns every record and the wall time."""
+    """bodies[i] is client i's sequence of requests, sent with headers[i] if given. Returns
+    every record and the wall time."""
     async with new_client(url) as client:
 
-        async def run_client(sequence: list[dict[str, Any]]) -> list[RequestRecord]:
-            return [await stream_completion(client, path, body) for body in sequence]
+        async def run_client(
+            sequence: list[dict[str, Any]], sent_with: dict[str, str] | None
+        ) -> list[RequestRecord]:
+            return [
+                await stream_completion(client, path, body, headers=sent_with) for body in sequence
+            ]
 
         started = time.perf_counter()
-        per_client = await asyncio.gather(*(run_client(s) for s in bodies))
+        per_client = await asyncio.gather(
+            *(run_client(s, headers[i] if headers else None) for i, s in enumerate(bodies))
+        )
         wall = time.perf_counter() - started
     return [record for records in per_client for record in records], wall
 

@@ -69,8 +69,16 @@ def running(
 
 @contextmanager
 def llmasos_server(
-    *, slots: int, context: int, threads: int, extra: tuple[str, ...] = ()
+    *,
+    slots: int,
+    context: int,
+    threads: int,
+    extra: tuple[str, ...] = (),
+    home: Path | None = None,
+    name: str = "llmasos",
 ) -> Iterator[str]:
+    """`llmasos serve` on a free port, with `home` as its LLMASOS_HOME if given; `name` names
+    its log (/tmp/llmasos-bench-NAME.log), so that servers running side by side keep theirs."""
     port = free_port()
     exe = shutil.which("llmasos", path=str(Path(sys.executable).parent)) or "llmasos"
     command = [
@@ -91,8 +99,10 @@ def llmasos_server(
         *extra,
     ]
     env = {k: v for k, v in os.environ.items() if k != "LLMASOS_API_KEYS"}
+    if home is not None:
+        env["LLMASOS_HOME"] = str(home)
     url = f"http://127.0.0.1:{port}"
-    with running(command, f"{url}/health", "llmasos", env):
+    with running(command, f"{url}/health", name, env):
         yield url
 
 
