@@ -124,6 +124,22 @@ def test_max_pages_refuses_a_model_call_that_needs_more(client):
         return attempt(ctx, lambda c: c.llm("Hello", max_tokens=200))
 
     handle = client.run_agent(agent, capabilities=Capabilities(max_pages=2))
-    assert handle.wait(timeout=60).value.startswith("refused capabilities.max_pages: the call")
+    refused = handle.wait(timeout=60).value
+    assert refused.startswith("refused capabilities.max_pages: the prompt plus max_tokens need")
     allowed = client.run_agent(agent, capabilities=Capabilities(max_pages=64)).wait(timeout=120)
     assert isinstance(allowed.value, str) and not allowed.value.startswith("refused")
+
+
+def test_children_share_their_parents_token_budget_rather_than_multiply_it(client):
+    def child(ctx):
+        return attempt(ctx, lambda c: [c.llm("Once upon a time", max_tokens=16) for _ in range(5)])
+
+    def parent(ctx):
+        pids = [ctx.spawn(child) for _ in range(4)]
+        return [attempt(ctx, lambda c, pid=pid: c.wait(pid)) for pid in pids]
+
+    result = client.run_agent(parent, capabilities=Capabilities(token_budget=60)).wait(timeout=300)
+    children = [client.agent(pid).wait() for pid in client.agent(result.pid).info().child_agents]
+    spent = sum(c.usage.computed_tokens for c in children)
+    assert any(c.outcome.value == "limit" for c in children)
+    assert spent < 60 + 4 * (16 + 8)  # the budget, plus at most one call in flight per child

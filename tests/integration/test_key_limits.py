@@ -51,6 +51,15 @@ def test_a_keys_capabilities_bound_its_requests_and_agents(server):
     assert httpx.put(f"{server}/v1/fs/files/notes/a.txt", content=b"x", headers=key).is_success
     outside = httpx.put(f"{server}/v1/fs/files/diary.txt", content=b"x", headers=key)
     assert outside.status_code == 403 and "capabilities.write" in outside.text
+    purge = httpx.delete(f"{server}/v1/fs/files/diary.txt?purge=true", headers=key)
+    assert purge.status_code == 403 and "capabilities.write" in purge.text
+    for method, path, body in (
+        ("GET", "/v1/agent-memory/core", None),
+        ("PUT", "/v1/agent-memory/core/persona", {"text": "x"}),
+        ("POST", "/v1/agent-memory/archival?agent=helper", {"text": "x"}),
+    ):  # memory counts as the namespace's .memory folder: not under notes
+        reply = httpx.request(method, f"{server}{path}", json=body, headers=key)
+        assert reply.status_code == 403 and ".memory" in reply.text, (path, reply.text)
     agent = {"task": "t", "instructions": "i", "max_steps": 1, "max_tokens_per_step": 1}
     python = httpx.post(f"{server}/v1/agents", json={**agent, "tools": ["python"]}, headers=key)
     assert python.status_code == 403 and "capabilities.tools" in python.text
@@ -61,7 +70,7 @@ def test_a_keys_capabilities_bound_its_requests_and_agents(server):
     listed = httpx.get(f"{server}/v1/admin/keys", headers=ADMIN).json()["data"]
     assert [k["capabilities"]["tools"] for k in listed if k["owner"] == "carol"] == [["calculator"]]
     audit = httpx.get(f"{server}/v1/admin/audit", headers=ADMIN).json()["data"]
-    refused = [e["detail"] for e in audit if e["event"] == "access.refused"]
+    refused = [e["detail"] for e in audit if e["event"] == "capability.refused"]
     for field in ("models", "write", "tools"):
         assert any(f"capabilities.{field}" in detail for detail in refused), field
 
@@ -83,3 +92,14 @@ def test_a_request_over_the_token_rate_is_a_400_naming_max_tokens(server):
     reply = httpx.post(f"{server}/v1/completions", json={"prompt": "Hi", "max_tokens": 2001},
                        headers=key)  # fmt: skip
     assert reply.status_code == 400 and reply.json()["error"]["param"] == "max_tokens"
+
+
+def test_forks_are_charged_to_the_token_rate(server):
+    key = new_key(server, "erin")
+    spawned = httpx.post(f"{server}/v1/processes", json={"prompt": "Hi", "max_tokens": 100},
+                         headers=key, timeout=60)  # fmt: skip
+    pid = spawned.json()["pid"]
+    httpx.post(f"{server}/v1/processes/{pid}/signal", json={"signal": "suspend"}, headers=key)
+    forked = httpx.post(f"{server}/v1/processes/{pid}/fork", json={"n": 32}, headers=key)
+    assert forked.status_code == 400 and forked.json()["error"]["param"] == "max_tokens"
+    httpx.post(f"{server}/v1/processes/{pid}/signal", json={"signal": "kill"}, headers=key)

@@ -146,11 +146,12 @@ def test_fcfs_starves_the_late_owner_that_fair_serves():
     assert simulate(make_policy("fcfs"), processes, 3, ticks=100)["b"] == 0
 
 
-def test_fair_lets_priority_outrank_fairness():
-    high = flood("a", 3, 1, 0, priority=1)
+def test_fair_priority_orders_an_owners_own_processes_but_never_outranks_another_owner():
+    high = flood("a", 3, 1, 0, priority=1000)
     low = P(4, 3, owner="b", state=ProcessState.RUNNING)
-    assert pids(make_policy("fair").select([*high, low], 2)) == [1, 2]
-    assert pids(make_policy("fair").select([*high, low], 4)) == [1, 2, 3, 4]
+    assert sorted(pids(make_policy("fair").select([*high, low], 2))) == [1, 4]
+    own = [P(5, 4, owner="b", priority=5), low]
+    assert pids(make_policy("fair").select([*high, *own], 2)) == [1, 5]
 
 
 @pytest.mark.parametrize("capacity", [1, 2, 4, 8])

@@ -59,6 +59,20 @@ def budgeted(limits: AgentLimits, capabilities: Capabilities) -> AgentLimits:
 
 
 @dataclass
+class TokenAccount:
+    """The token budget of a capability set, shared by an agent and all its descendants, so
+    that children cannot multiply it."""
+
+    limit: int
+    used: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def charge(self, tokens: int) -> None:
+        with self.lock:
+            self.used += tokens
+
+
+@dataclass
 class AgentUsage:
     model_calls: int = 0
     tool_calls: int = 0
@@ -102,6 +116,7 @@ class Agent:
     parent: int | None = None
     calls: Any = None  # where its model calls run (a runtime.ModelCalls)
     capabilities: Capabilities = field(default_factory=Capabilities)
+    account: TokenAccount | None = None  # its capabilities' token budget, shared with its tree
     state: AgentState = AgentState.RUNNING
     outcome: AgentOutcome | None = None
     value: Any = None

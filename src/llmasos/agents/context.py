@@ -9,14 +9,12 @@ and the model and tool calls count against its limits.
     ctx.tool(name, **arguments)      a ToolResult (an error result when the arguments do not
                                      validate, or the tool fails or hits a limit)
     ctx.send(to, body)               to a pid's mailbox or a channel name
-    ctx.broadcast(body)              to every other live agent; how many got it
+    ctx.broadcast(body)              to every other live agent of its owner; how many got it
     ctx.recv(timeout=None, channel=None)
                                      a Message (.sender, .body), from the mailbox or a channel
     ctx.spawn(fn, *args, name=None, priority=None, limits=None, capabilities=None)
                                      a child agent's pid (it ends when this agent ends), with
                                      this agent's capabilities, narrowed, never widened
-Every syscall first checks the agent's capabilities (llmasos.auth.capabilities): the model,
-the tools, each path, the channel; a refusal is a CapabilityError and an audit-log entry.
     ctx.wait(pid, timeout=None)      that agent's return value (AgentError if it failed)
     ctx.sleep(seconds)
     ctx.fs.write/read/stat/list/history/diff/delete/move/rollback/grant/revoke/grants/usage
@@ -25,6 +23,9 @@ the tools, each path, the channel; a refusal is a CapabilityError and an audit-l
     ctx.memory.core/store/search/log/recall/count
                                      the agent's memory: core blocks, archival entries, the
                                      recall log, search by meaning (llmasos.storage.agent_memory)
+Every syscall first checks the agent's capabilities (llmasos.auth.capabilities): the model,
+the tools, each path and its memory, the channel; a refusal is a CapabilityError and an
+audit-log entry.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from llmasos.errors import (
     EngineError,
     IncompleteOutputError,
     InvalidRequestError,
-    QuotaExceededError,
+    NoSuchProcessError,
     ReceiveTimeoutError,
 )
 from llmasos.handles import ProcessHandle
@@ -86,7 +87,10 @@ class AgentContext:
     def memory(self) -> StorageSyscalls:
         """This agent's memory (core, recall, archival); each call a syscall."""
         _, memory = self._runtime.storage_of(self._agent)
-        return StorageSyscalls(self, "memory", memory, MEMORY_CALLS)
+        caps, principal = self._agent.capabilities, memory.principal
+        return StorageSyscalls(
+            self, "memory", memory, MEMORY_CALLS, lambda m, n: caps.check_memory(principal, m, n)
+        )
 
     @property
     def trace(self) -> list[TraceEntry]:
@@ -148,6 +152,15 @@ class AgentContext:
             self._agent.usage.tool_s += result.duration_s
             e.output, e.error = result.value, result.error
             return result
+
+    def check_tool(self, name: str) -> None:
+        """Raise CapabilityError (audited) unless this agent may use tool `name`; for tools
+        that are not registry tools (the declarative loop's own)."""
+        try:
+            self._agent.capabilities.check_tool(name)
+        except CapabilityError as error:
+            self._runtime.refused(self._agent, f"tool {name}", error)
+            raise
 
     def tool_specs(self, names: list[str] | None = None) -> list[FunctionTool]:
         """The registered tools (all, or those named) with their descriptions and schemas."""
@@ -221,6 +234,8 @@ class AgentContext:
     def wait(self, pid: int, timeout: float | None = None) -> Any:
         with self._syscall("wait", {"pid": pid, "timeout": timeout}, AgentState.WAITING) as entry:
             other = self._runtime.get(pid)
+            if other.owner != self._agent.owner:  # another owner's agents are not there
+                raise NoSuchProcessError(pid)
             deadline = None if timeout is None else time.monotonic() + timeout
             while not other.done.wait(POLL_S):
                 self._check_alive()
@@ -277,6 +292,13 @@ class AgentContext:
             raise AgentLimitError(
                 "token_budget", f"the agent used {usage.computed_tokens} of {budget} tokens"
             )
+        account = self._agent.account
+        if counter == "model_calls" and account is not None and account.used >= account.limit:
+            raise AgentLimitError(
+                "token_budget",
+                f"the agent and its family used {account.used} of the {account.limit} tokens "
+                "its capabilities give",
+            )
         setattr(usage, counter, getattr(usage, counter) + 1)
 
     def _start_model_call(
@@ -285,14 +307,7 @@ class AgentContext:
         backend, agent = self._agent.calls, self._agent
         spawn = backend.spawn if isinstance(prompt, str) else backend.spawn_chat
         pages = agent.capabilities.max_pages
-        try:
-            handle = spawn(prompt, sampling, priority=agent.priority, model=model, max_pages=pages)
-        except QuotaExceededError as error:
-            if pages is None or error.limit != pages or error.pages <= pages:
-                raise
-            raise CapabilityError(
-                "max_pages", f"the call needs {error.pages} KV pages; it holds {pages}"
-            ) from None
+        handle = spawn(prompt, sampling, priority=agent.priority, model=model, max_pages=pages)
         with agent.lock:
             agent.processes[handle.pid] = handle
         if agent.killed.is_set():  # killed while the call was being spawned
@@ -315,6 +330,12 @@ class AgentContext:
         usage.prompt_tokens += result.usage.prompt_tokens
         usage.cached_tokens += result.usage.cached_tokens
         usage.completion_tokens += result.usage.completion_tokens
+        if self._agent.account is not None:
+            self._agent.account.charge(
+                result.usage.prompt_tokens
+                - result.usage.cached_tokens
+                + result.usage.completion_tokens
+            )
         entry.output = result.text
         entry.tokens = {
             "prompt": result.usage.prompt_tokens,

@@ -67,8 +67,7 @@ class PostOffice:
         """The agent ended: later messages to it raise ProcessTerminatedError."""
         with self._cond:
             self._mailboxes.pop(pid, None)
-            self._closed.add(pid)
-            self._owners.pop(pid, None)
+            self._closed.add(pid)  # its owner is kept: others must not learn it ended
             self._cond.notify_all()
 
     def send(self, sender: int, to: int | str, body: Any) -> None:
@@ -93,7 +92,7 @@ class PostOffice:
             owner = self._owners.get(sender, "local")
             receivers = [
                 pid for pid in self._mailboxes if pid != sender and self._owners[pid] == owner
-            ]
+            ]  # open mailboxes only: an ended agent keeps its owner but has none
             for pid in receivers:
                 if len(self._mailboxes[pid]) >= self._mailbox_capacity:
                     raise MailboxFullError(
@@ -139,7 +138,7 @@ class PostOffice:
         """`pid`'s mailbox, if it is an agent of `owner` (others' are as if they were not)."""
         if isinstance(pid, bool) or not isinstance(pid, int):
             raise InvalidRequestError("to", f"must be a pid or a channel name, got {pid!r}")
-        if pid in self._mailboxes and self._owners[pid] != owner:
+        if pid in self._owners and self._owners[pid] != owner:
             raise NoSuchProcessError(pid)
         if pid in self._mailboxes:
             return self._mailboxes[pid]
@@ -153,7 +152,7 @@ class PostOffice:
             raise InvalidRequestError("channel", "a channel name is 1-64 of A-Z a-z 0-9 _ . : -")
         key = (owner, name)
         if key not in self._channels:
-            if len(self._channels) >= MAX_CHANNELS:
-                raise InvalidRequestError("channel", f"at most {MAX_CHANNELS} channels")
+            if sum(o == owner for o, _ in self._channels) >= MAX_CHANNELS:
+                raise InvalidRequestError("channel", f"at most {MAX_CHANNELS} channels an owner")
             self._channels[key] = deque()
         return self._channels[key]

@@ -198,6 +198,7 @@ def agent_tool(ctx: AgentContext, spec: AgentSpec, name: str, arguments: dict) -
     any tool."""
     try:
         jsonschema.validate(arguments, AGENT_TOOLS[name].parameters)
+        ctx.check_tool(name)
         if name in STORAGE_TOOLS:
             return storage_tool(ctx, name, arguments)
         if name == "send":

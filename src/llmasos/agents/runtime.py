@@ -24,6 +24,7 @@ from llmasos.agents.agent import (
     AgentOutcome,
     AgentResult,
     AgentState,
+    TokenAccount,
     budgeted,
 )
 from llmasos.agents.context import AgentContext
@@ -140,6 +141,7 @@ class AgentRuntime:
                 parent=None if parent is None else parent.pid,
                 calls=calls or (parent.calls if parent else self.backend),
                 capabilities=caps,
+                account=self._account_of(parent, caps),
             )
             self._agents[agent.pid] = agent
             self._forget_oldest()
@@ -164,6 +166,13 @@ class AgentRuntime:
         if wanted is not None:
             wanted = wanted.resolved(agent_principal(parent.owner, parent.name))
         return parent.capabilities.narrowed(wanted)
+
+    @staticmethod
+    def _account_of(parent: Agent | None, caps: Capabilities) -> TokenAccount | None:
+        """The parent's shared budget (a child never gets a fresh one), else a new one."""
+        if parent is not None and parent.account is not None:
+            return parent.account
+        return TokenAccount(caps.token_budget) if caps.token_budget is not None else None
 
     def storage_of(self, agent: Agent) -> tuple[FileSystemView, AgentMemory]:
         """The agent's file system view and memory (as principal OWNER:NAME), every path

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from llmasos.agents.agent import AgentState
@@ -54,11 +55,21 @@ def shown(value: Any) -> Any:
 class StorageSyscalls:
     """A traced view on a FileSystemView (kind "fs") or an AgentMemory (kind "memory")."""
 
-    def __init__(self, ctx: AgentContext, kind: str, target: Any, calls: frozenset[str]) -> None:
+    def __init__(
+        self,
+        ctx: AgentContext,
+        kind: str,
+        target: Any,
+        calls: frozenset[str],
+        guard: Callable[[str, int], None] | None = None,
+    ) -> None:
+        """`guard(method, number of arguments)` runs first in each call (a capability
+        check)."""
         self._ctx = ctx
         self._kind = kind
         self._target = target
         self._calls = calls
+        self._guard = guard
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name not in self._calls:
@@ -68,6 +79,8 @@ class StorageSyscalls:
         def syscall(*args: Any, **kwargs: Any) -> Any:
             inputs = {"args": shown(list(args)), **shown(kwargs)}
             with self._ctx._syscall(f"{self._kind}.{name}", inputs, AgentState.BLOCKED) as entry:
+                if self._guard is not None:
+                    self._guard(name, len(args) + len(kwargs))
                 result = method(*args, **kwargs)
                 entry.output = shown(result)
                 return result

@@ -4,7 +4,8 @@
     tools         tool names it may call; None: any registered tool
     read, write   file-system path prefixes ("notes", "~alice/shared"; "" is the agent's whole
                   namespace); None: whatever its principal may reach by ownership and grants.
-                  Capabilities only narrow: a grant never lets an agent past them
+                  Capabilities only narrow: a grant never lets an agent past them. A
+                  principal's agent memory counts as its namespace's ".memory" folder
     channels      IPC channel names it may send to or receive from; None: any
     max_pages     KV pages one model call may reserve (prompt plus max_tokens)
     token_budget  tokens its model calls may compute in all (as AgentLimits.token_budget)
@@ -24,9 +25,11 @@ from typing import Any
 
 from llmasos.errors import CapabilityError, InvalidRequestError
 from llmasos.models.default import canonical_model_name
-from llmasos.storage.paths import Location, Principal, is_under, locate
+from llmasos.storage.paths import PREFIX_REGEX, Location, Principal, is_under, locate
 
 MAX_ENTRIES = 256
+MEMORY_FOLDER = ".memory"  # where path capabilities place a principal's agent memory
+MEMORY_WRITES = frozenset({"store", "store_many", "log", "forget", "index"})
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _LISTS = ("models", "tools", "read", "write", "channels")
 _NUMBERS = ("max_pages", "token_budget")
@@ -57,6 +60,12 @@ class Capabilities:
                 if not isinstance(entry, str) or not _NAME.match(entry):
                     raise InvalidRequestError(
                         f"capabilities.{name}", f"{entry!r} is not 1-64 of A-Z a-z 0-9 _ . : -"
+                    )
+        for name in ("read", "write"):
+            for entry in getattr(self, name) or ():
+                if not isinstance(entry, str) or not re.match(PREFIX_REGEX, entry):
+                    raise InvalidRequestError(
+                        f"capabilities.{name}", f"{entry!r} is not a path prefix (notes, ~bob/x)"
                     )
         if self.models is not None:
             object.__setattr__(self, "models", tuple(canonical_model_name(m) for m in self.models))
@@ -142,6 +151,13 @@ class Capabilities:
         prefixes = self.write if write else self.read
         if prefixes is not None and not _covered(_shown(location), prefixes):
             raise CapabilityError(field, f"{_shown(location)} is under none of {list(prefixes)}")
+
+    def check_memory(self, principal: Principal, method: str, arguments: int) -> None:
+        """A principal's memory is checked as its namespace's MEMORY_FOLDER: `read` covers
+        reading it, `write` storing, logging, forgetting, indexing and setting a core block
+        (core with a label and a text: `arguments` counts what the call was given)."""
+        write = method in MEMORY_WRITES or (method == "core" and arguments > 1)
+        self.check_path(Location(principal.name, principal.owner, MEMORY_FOLDER), write)
 
     def to_json(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in (*_LISTS, *_NUMBERS)}

@@ -105,7 +105,7 @@ class KeyStore:
         now = time.time()
         expires = now + expires_in_s if expires_in_s else None
         caps = capabilities or Capabilities()
-        stored_caps = json.dumps(caps.to_json()) if capabilities else None
+        stored_caps = json.dumps(caps.to_json()) if caps != Capabilities() else None
         with self._db.transaction() as tx:
             tx.execute(
                 "INSERT INTO api_keys (id, owner, role, salt, hash, created_at, expires_at, "

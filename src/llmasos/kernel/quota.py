@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from llmasos.errors import QuotaExceededError
+from llmasos.errors import CapabilityError, QuotaExceededError
 
 
 class Admission:
@@ -28,10 +28,14 @@ class Admission:
     def check(self, owner: str, pages: int, max_pages: int | None = None) -> None:
         """Raise QuotaExceededError if a process needing `pages` could never be admitted
         (`max_pages`: its own capability)."""
+        if max_pages is not None and pages > max_pages:  # never retryable: a 403, not a 429
+            raise CapabilityError(
+                "max_pages",
+                f"the prompt plus max_tokens need {pages} KV pages; it holds {max_pages}",
+            )
         for limit, scope in (
             (self.max_pages_per_process, "per-process"),
             (self.max_pages_per_owner, f"owner {owner!r}"),
-            (max_pages, "capabilities.max_pages"),
         ):
             if limit is not None and pages > limit:
                 raise QuotaExceededError(pages, limit, scope)

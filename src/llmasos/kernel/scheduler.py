@@ -11,19 +11,20 @@ the ones it wants running. Whoever it leaves out is preempted (if it was running
     priority  higher integer priority first; preemptive: an arrival of higher priority takes the
               place of the lowest-priority running process at once, and the step computing
               its prompt runs it without the others (they wait that one step)
-    fair      per-owner fair share, so one owner's flood cannot starve another owner. Priority
-              works as under `priority`; within one priority the slots are dealt round-robin
-              across owners, one process per owner per round (an owner's running processes
-              first, then by arrival), so an owner with one request runs beside one with a
-              hundred. Within a round, owners go least-charged first: each owner's generated
+    fair      per-owner fair share, so one owner's flood cannot starve another owner. The slots
+              are dealt round-robin across owners, one process per owner per round, so an
+              owner with one request runs beside one with a hundred. Priority orders an
+              owner's own processes only (higher first, then running, then by arrival): any
+              client may ask for any priority, so across owners it would let a flood outrank
+              everyone. Within a round, owners go least-charged first: each owner's generated
               tokens are its virtual time, and an owner that becomes runnable starts no lower
               than the floor (the least charge among runnable owners, which never falls), so
               idling earns no credit and a newcomer owes nothing for others' past. An owner
               with nothing runnable for `idle_ticks` ticks is forgotten. Preemptive across
-              owners only: a waiting process takes the place of a running one of equal
-              priority when its owner has at least two fewer processes running than the other
-              owner, so running counts even out to within one and never swing back (no
-              thrash; an owner never preempts itself). Only generated tokens are charged.
+              owners: a waiting process takes the place of a running one when its owner has
+              at least two fewer processes running than the other owner, so running counts
+              even out to within one and never swing back (no thrash; an owner preempts its
+              own processes only by priority). Only generated tokens are charged.
 Ties always go to the earlier arrival.
 """
 
@@ -136,14 +137,14 @@ class OwnerShare:
 
 
 def _rounds(runnable: Sequence[Process]) -> dict[int, int]:
-    """pid -> the round in which its owner deals it a slot, per owner and priority: the
-    owner's running processes first, then its waiting ones, each by arrival."""
-    groups: dict[tuple[str, int], list[Process]] = {}
+    """pid -> the round in which its owner deals it a slot: the owner's processes by
+    priority, running ones first among equals, then by arrival."""
+    groups: dict[str, list[Process]] = {}
     for p in runnable:
-        groups.setdefault((p.owner, p.priority), []).append(p)
+        groups.setdefault(p.owner, []).append(p)
     rounds: dict[int, int] = {}
     for group in groups.values():
-        group.sort(key=lambda p: (p.state is not ProcessState.RUNNING, p.arrival))
+        group.sort(key=lambda p: (-p.priority, p.state is not ProcessState.RUNNING, p.arrival))
         rounds.update((p.pid, index) for index, p in enumerate(group))
     return rounds
 
@@ -152,7 +153,6 @@ class FairShare(Policy):
     """Per-owner fair share (see the module docstring)."""
 
     name = "fair"
-    isolates_urgent = True
 
     def __init__(self, idle_ticks: int = 256) -> None:
         if idle_ticks < 1:
@@ -171,7 +171,6 @@ class FairShare(Policy):
         return sorted(
             runnable,
             key=lambda p: (
-                -p.priority,
                 rounds[p.pid],
                 p.state is not ProcessState.RUNNING,
                 rank[p.owner],

@@ -3,6 +3,8 @@ model's kernel (loaded if needed), under one owner."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from llmasos.chat import chat_spawn_args
 from llmasos.handles import ProcessHandle
 from llmasos.local import LocalProcessHandle
@@ -11,9 +13,13 @@ from llmasos.sampling import SamplingParams
 
 
 class ManagerModelCalls:
-    def __init__(self, models: ModelManager, owner: str) -> None:
+    def __init__(
+        self, models: ModelManager, owner: str, charge: Callable[[int], None] | None = None
+    ) -> None:
+        """`charge(max_tokens)` runs before each call (a rate limit may refuse it)."""
         self._models = models
         self.owner = owner
+        self._charge = charge
 
     def spawn(
         self,
@@ -25,6 +31,8 @@ class ManagerModelCalls:
         max_pages: int | None = None,
     ) -> ProcessHandle:
         params = SamplingParams.build(**sampling)  # type: ignore[arg-type]
+        if self._charge is not None:
+            self._charge(params.max_tokens)
         with self._models.lease(model) as loaded:
             process = loaded.kernel.spawn(
                 prompt, params, priority=priority, owner=self.owner, max_pages=max_pages

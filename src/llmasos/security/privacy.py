@@ -53,16 +53,14 @@ class PrivateRelease:
     def release(self, key: str, values: dict[str, int], queries: list[Query]) -> dict[str, int]:
         """Noisy copies of `values` for the fields the queries name (the same ones all window)."""
         window = int(time.time() // self.window_s)
-        with self._lock:
+        with self._lock:  # one draw per window, even for requests that arrive together
             kept = self._released.get(key)
-            if kept is not None and kept[0] == window:
-                return dict(kept[1])
-        each = self.epsilon / len(queries)
-        noisy = {
-            name: max(0, round(values[name] + laplace(query.sensitivity / each)))
-            for query in queries
-            for name in query.fields
-        }
-        with self._lock:
-            self._released[key] = (window, noisy)
-        return dict(noisy)
+            if kept is None or kept[0] != window:
+                each = self.epsilon / len(queries)
+                noisy = {
+                    name: max(0, round(values[name] + laplace(query.sensitivity / each)))
+                    for query in queries
+                    for name in query.fields
+                }
+                kept = self._released[key] = (window, noisy)
+            return dict(kept[1])

@@ -27,7 +27,7 @@ from llmasos.agents.storage_calls import agent_principal
 from llmasos.runtime.model_calls import ManagerModelCalls
 from llmasos.server.agent_schemas import AgentRequest
 from llmasos.server.api_docs import AGENT_ROUTES, Pid, links, streamed
-from llmasos.server.guards import audit
+from llmasos.server.guards import audit, caller_of
 from llmasos.server.openai_api import models_of
 from llmasos.server.ownership import owned_agent, visible
 from llmasos.storage.paths import Principal
@@ -57,7 +57,8 @@ async def start_agent(body: AgentRequest, request: Request) -> dict[str, Any]:
         caps = caps.narrowed(wanted.resolved(agent_principal(owner, spec.name)))
     for tool in spec.tools:
         caps.check_tool(tool)
-    calls = ManagerModelCalls(models_of(request), owner)
+    limiter, caller = request.app.state.rate_limiter, caller_of(request)
+    calls = ManagerModelCalls(models_of(request), owner, lambda n: limiter.take_tokens(caller, n))
     agent = runtime.start(
         run_spec,
         (spec, body.task),

@@ -9,12 +9,12 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from llmasos.agents.runtime import AgentRuntime
 from llmasos.auth.audit import AuditLog
-from llmasos.auth.keys import PREFIX, KeyStore
+from llmasos.auth.keys import KeyStore
 from llmasos.models.import_policy import ImportPolicy
 from llmasos.runtime.embedding import manager_embed
 from llmasos.runtime.manager import ModelManager
@@ -38,7 +38,7 @@ from llmasos.server.api_docs import (
     errors,
 )
 from llmasos.server.errors import install_error_handlers
-from llmasos.server.guards import MAX_BODY_BYTES, Access, BodyLimit, RequestIds, caller_of
+from llmasos.server.guards import MAX_BODY_BYTES, Access, BodyLimit, RequestIds, guards
 from llmasos.server.rate_limits import RateLimiter, RateLimits
 from llmasos.server.usage_release import STATS_EPSILON, STATS_WINDOW_S
 from llmasos.storage.service import Storage
@@ -89,35 +89,30 @@ def create_app(
         await run_in_threadpool(models.close)
         await run_in_threadpool(app.state.storage.close)
 
-    limiter = RateLimiter(rate_limits or RateLimits())
-
-    async def authenticate(request: Request) -> None:
-        if request.headers.get("authorization", "").lower().startswith(f"bearer {PREFIX}"):
-            await run_in_threadpool(access.authenticate, request)  # a stored key: scrypt
-        else:
-            access.authenticate(request)
-        limiter.take_request(caller_of(request))
-
-    async def require_admin(request: Request) -> None:
-        access.require_admin(request)
-
     app = FastAPI(title="LLMasOS", version="0.1.0", lifespan=lifespan)
     app.state.models = models
     app.state.imports = imports or ImportPolicy.for_server()
     app.state.started_at = int(time.time())
-    app.state.access = access
-    app.state.rate_limiter = limiter
-    app.state.audit = AuditLog(storage)
-    access.keys.on_login = lambda info: app.state.audit.append(
-        "key.login", f"{info.owner} (key {info.id})", "api", "ok", info.role.value
-    )
-    app.state.usage_release = PrivateRelease(STATS_EPSILON, STATS_WINDOW_S)
+    _add_security(app, access, storage, RateLimiter(rate_limits or RateLimits()))
     _add_services(app, models, storage)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(RequestIds)
-    _add_routes(app, [Depends(authenticate)], [Depends(authenticate), Depends(require_admin)])
+    protected, admin = guards(access, app.state.rate_limiter)
+    _add_routes(app, protected, admin)
     return app
+
+
+def _add_security(app: FastAPI, access: Access, storage: Storage, limiter: RateLimiter) -> None:
+    """Keys, rate limits, the audit log (key logins included) and the private usage release."""
+    app.state.access = access
+    app.state.rate_limiter = limiter
+    audit_log = app.state.audit = AuditLog(storage)
+    if access.keys is not None:
+        access.keys.on_login = lambda info: audit_log.append(
+            "key.login", f"{info.owner} (key {info.id})", "api", "ok", info.role.value
+        )
+    app.state.usage_release = PrivateRelease(STATS_EPSILON, STATS_WINDOW_S)
 
 
 def _add_services(app: FastAPI, models: ModelManager, storage: Storage) -> None:
@@ -136,7 +131,7 @@ def _add_services(app: FastAPI, models: ModelManager, storage: Storage) -> None:
 
 def _add_routes(app: FastAPI, protected: list, admin: list) -> None:
     """Every router, behind its guards, with its documented error responses."""
-    for router, guards, codes in (
+    for router, dependencies, codes in (
         (openai_api.router, protected, OPENAI_ERRORS),
         (embeddings_api.router, protected, OPENAI_ERRORS),
         (native_api.router, protected, PROCESS_ERRORS),
@@ -146,5 +141,5 @@ def _add_routes(app: FastAPI, protected: list, admin: list) -> None:
         (admin_api.router, admin, ADMIN_ERRORS),
         (keys_api.router, admin, ADMIN_ERRORS),
     ):
-        app.include_router(router, dependencies=guards, responses=errors(codes))
+        app.include_router(router, dependencies=dependencies, responses=errors(codes))
     app.include_router(native_api.open_router, responses=errors([500]))

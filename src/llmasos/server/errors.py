@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmasos.errors import (
     AuthenticationError,
+    CapabilityError,
     LLMasOSError,
     NotYoursError,
     PermissionDeniedError,
@@ -128,7 +129,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LLMasOSError)
     async def _kernel_error(request: Request, error: LLMasOSError) -> JSONResponse:
         if isinstance(error, AuthenticationError | PermissionDeniedError | NotYoursError):
-            event = "auth.refused" if isinstance(error, AuthenticationError) else "access.refused"
+            event = (
+                "auth.refused"
+                if isinstance(error, AuthenticationError)
+                else "capability.refused"
+                if isinstance(error, CapabilityError)
+                else "access.refused"
+            )
             target = f"{request.method} {request.url.path}"
             await run_in_threadpool(audit, request, event, target, "refused", str(error))
         response = error_for(error)

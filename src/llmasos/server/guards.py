@@ -19,11 +19,13 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
 
 from llmasos.auth.capabilities import Capabilities
 from llmasos.auth.keys import PREFIX, KeyStore, Role
 from llmasos.errors import AuthenticationError, PermissionDeniedError
+from llmasos.server.rate_limits import RateLimiter
 from llmasos.storage.fs import PathLimit
 from llmasos.storage.paths import Principal
 
@@ -186,6 +188,27 @@ class Access:
                 "Authorization: Bearer <admin key>"
             )
         raise PermissionDeniedError("this administrative route needs the admin key")
+
+
+def guards(access: Access, limiter: RateLimiter) -> tuple[list[Any], list[Any]]:
+    """The dependencies of the protected routes and of the administrative ones: the key
+    (failed tries count against the client's address), then the caller's rate."""
+
+    async def authenticate(request: Request) -> None:
+        try:
+            if request.headers.get("authorization", "").lower().startswith(f"bearer {PREFIX}"):
+                await run_in_threadpool(access.authenticate, request)  # a stored key: scrypt
+            else:
+                access.authenticate(request)
+        except AuthenticationError:
+            limiter.take_request(f"address {request.client.host if request.client else '?'}")
+            raise
+        limiter.take_request(caller_of(request))
+
+    async def require_admin(request: Request) -> None:
+        access.require_admin(request)
+
+    return [Depends(authenticate)], [Depends(authenticate), Depends(require_admin)]
 
 
 def path_limit(request: Request, principal: Principal) -> PathLimit | None:

@@ -70,6 +70,10 @@ def memory_of(request: Request, agent: str | None) -> AgentMemory:
 
 
 async def call(request: Request, agent: str | None, method: str, *args: Any, **kw: Any) -> Any:
+    caps = request.state.capabilities
+    if caps.read is not None or caps.write is not None:
+        principal = Principal(request.state.owner, agent)
+        caps.resolved(Principal(principal.owner)).check_memory(principal, method, len(args))
     memory = await run_in_threadpool(memory_of, request, agent)
     return await run_in_threadpool(getattr(memory, method), *args, **kw)
 

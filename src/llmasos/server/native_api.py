@@ -20,7 +20,7 @@ from llmasos.kernel.process import ProcessInfo, Signal
 from llmasos.models.repository import Repository
 from llmasos.server.api_docs import PROCESS_ROUTES, ModelNameParameter, Pid, links, streamed
 from llmasos.server.events import merged_events
-from llmasos.server.guards import audit
+from llmasos.server.guards import audit, caller_of
 from llmasos.server.metrics import render_metrics
 from llmasos.server.openai_api import chat_prompts, models_of, plain_prompts, spawn_all
 from llmasos.server.ownership import owned_process, sees_all, visible
@@ -144,9 +144,12 @@ async def signal(pid: Pid, body: SignalRequest, request: Request) -> dict[str, A
 )
 async def fork(pid: Pid, body: ForkRequest, request: Request) -> dict[str, Any]:
     """Children of `pid` that share what it computed so far; see ProcessHandle.fork."""
-    kernel, _ = owned_process(request, pid)
+    kernel, parent = owned_process(request, pid)
     seeds = body.seeds if isinstance(body, ForkSeeds) else None
     n = len(body.seeds) if isinstance(body, ForkSeeds) else body.n
+    request.state.capabilities.check_model(kernel.engine.info.model_name)
+    left = max(0, parent.params.max_tokens - parent.num_output_tokens)
+    request.app.state.rate_limiter.take_tokens(caller_of(request), n * left)
     children = await run_in_threadpool(kernel.fork, pid, n, seeds=seeds)
     return {"object": "list", "data": [info_to_json(ProcessInfo.of(c)) for c in children]}
 
@@ -181,7 +184,14 @@ def repository_of(request: Request) -> Repository:
 
 @router.get("/v1/models/loaded")
 def loaded_models(request: Request) -> dict[str, Any]:
-    rows = [dataclasses.asdict(m) for m in models_of(request).loaded()]
+    """The loaded models; a non-admin's live_processes counts its own processes only."""
+    models = models_of(request)
+    rows = [dataclasses.asdict(m) for m in models.loaded()]
+    if not sees_all(request):
+        for row in rows:
+            kernel = models.peek(row["name"])
+            own = kernel.processes() if kernel is not None else []
+            row["live_processes"] = sum(visible(request, p.owner) and p.alive for p in own)
     return {"object": "list", "data": rows}
 
 

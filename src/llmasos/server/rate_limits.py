@@ -4,7 +4,8 @@ A caller is its stored key's id, or its owner for the static keys (and "anonymou
 server without keys). A request takes one from the request bucket; a generation takes its
 max_tokens times its number of outputs from the token bucket, before anything is spawned. A
 bucket that cannot pay answers 429 with Retry-After: the whole seconds until it can. A bucket
-holds a minute's worth and refills continuously; idle callers' buckets are forgotten.
+holds a minute's worth and refills continuously; once MAX_CALLERS buckets exist, the full ones
+(idle callers') are forgotten. Failed authentications count against the client's address.
 """
 
 from __future__ import annotations

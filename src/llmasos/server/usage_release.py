@@ -5,8 +5,10 @@
 queries, each with its L1 sensitivity to one process more or less (C the context length, S the
 slot count):
 
-    generated_tokens, prompt_tokens, kv_tokens, steps   C each (a process feeds at most C
+    generated_tokens, prompt_tokens, steps              C each (a process feeds at most C
                                                         tokens, one or more per step)
+    kv_tokens                                           (S+1)*C (its arrival can also push
+                                                        S others out of their slots)
     swap_outs + swap_ins                                2*S*C (its arrival can preempt up to
                                                         S others at each of its steps)
     processes by state + num_used_slots                 3*S + 2 (it is counted once; its
@@ -42,7 +44,7 @@ def released_status(release: PrivateRelease, status: KernelStatus) -> dict[str, 
     queries = [
         Query(("generated_tokens",), context),
         Query(("prompt_tokens",), context),
-        Query(("kv_tokens",), context),
+        Query(("kv_tokens",), (slots + 1) * context),
         Query(("steps",), context),
         Query(("swap_outs", "swap_ins"), 2 * slots * context),
         Query((*_STATES, "num_used_slots"), 3 * slots + 2),

@@ -96,9 +96,13 @@ class FileSystemView:
         me = self.principal
         return loc.namespace == me.name or (me.agent is None and loc.owner == me.owner)
 
-    def _check(self, loc: Location, mode: GrantMode, field: str = "path") -> None:
+    def _limited(self, loc: Location, *, write: bool) -> None:
+        """The acting agent's (or key's) capabilities: every method passes here first."""
         if self._limit is not None:
-            self._limit(loc, mode is GrantMode.WRITE)
+            self._limit(loc, write)
+
+    def _check(self, loc: Location, mode: GrantMode, field: str = "path") -> None:
+        self._limited(loc, write=mode is GrantMode.WRITE)
         if self._owns(loc):
             return
         with self._fs.store.routed(loc.owner) as shard:
@@ -215,6 +219,7 @@ class FileSystemView:
         """Remove the path with its whole history (owner only); the bytes freed. With
         expected_version, only if that is still the latest (else ConflictError)."""
         loc = locate(self.principal, path)
+        self._limited(loc, write=True)
         if not self._owns(loc):
             raise PermissionDeniedError(f"path: only the owner of ~{loc.namespace} may purge")
         with self._fs.store.routed(loc.owner) as shard:
@@ -273,8 +278,7 @@ class FileSystemView:
     def list(self, prefix: str = "") -> list[FileInfo]:
         """The live files at or under the folder `prefix` that the caller may read."""
         loc = locate(self.principal, prefix, "prefix", allow_root=True)
-        if self._limit is not None:
-            self._limit(loc, False)
+        self._limited(loc, write=False)
         with self._fs.store.routed(loc.owner) as shard:
             heads = shard.files.list(loc.namespace, loc.path)
             grants = [] if self._owns(loc) else shard.files.grants(loc.namespace)
@@ -318,10 +322,10 @@ class FileSystemView:
 
     # -- grants --------------------------------------------------------------------------
 
-    def _own_folder(self, prefix: str) -> Location:
+    def _own_folder(self, prefix: str, *, write: bool = True) -> Location:
+        """A folder of the caller's own (granting in it changes who may reach it: a write)."""
         loc = locate(self.principal, prefix, "prefix", allow_root=True)
-        if self._limit is not None:  # grants change who may reach the folder: a write
-            self._limit(loc, True)
+        self._limited(loc, write=write)
         if not self._owns(loc):
             raise PermissionDeniedError(f"prefix: only the owner of ~{loc.namespace} may grant")
         return loc
@@ -348,7 +352,7 @@ class FileSystemView:
 
     def grants(self, prefix: str = "") -> list[Grant]:
         """The grants on the caller's namespace (or one it owns) at or under `prefix`."""
-        loc = self._own_folder(prefix)
+        loc = self._own_folder(prefix, write=False)
         with self._fs.store.routed(loc.owner) as shard:
             found = shard.files.grants(loc.namespace)
         return [g for g in found if is_under(g.prefix, loc.path)]
