@@ -121,6 +121,8 @@ def test_http_imports_keep_to_the_rules(guarded):
         assert refused.status_code == 422
         assert "not on a public address" in error(refused)["message"]
     assert "scheme https" in error(imported("http://example.com/m.gguf", ADMIN))["message"]
+    for file_url in (f"file://{home}/outside.gguf", f"file://{home}/imports/zero-alignment.gguf"):
+        assert imported(file_url, ADMIN).status_code == 422  # file: is not a download scheme
     outside = error(imported(str(home / "outside.gguf"), ADMIN))["message"]
     missing = error(imported(str(home / "imports" / "none.gguf"), ADMIN))["message"]
     assert outside.split(" is not ")[1] == missing.split(" is not ")[1]
