@@ -187,6 +187,14 @@ class RateLimitedError(LLMasOSError):
         self.retry_after_s = retry_after_s
 
 
+class UnknownObjectError(LLMasOSError, LookupError):
+    """Raised when no batch file or batch of the caller's has the given id (HTTP 404)."""
+
+    def __init__(self, field: str, object_id: str) -> None:
+        super().__init__(f"{field}: no {field.removesuffix('_id')} has id {object_id!r}")
+        self.field = field
+
+
 class UnknownKeyError(LLMasOSError, LookupError):
     """Raised when no stored API key has the given id (HTTP 404)."""
 

@@ -166,6 +166,7 @@ ERROR_STATUSES: list[tuple[type[errors.LLMasOSError], ErrorStatus]] = [
         ErrorStatus(404, "invalid_request_error", "file_not_found", "path"),
     ),
     (errors.UnknownKeyError, ErrorStatus(404, "invalid_request_error", "key_not_found", "key_id")),
+    (errors.UnknownObjectError, ErrorStatus(404, "invalid_request_error", "not_found")),
     (
         errors.PathExistsError,
         ErrorStatus(409, "invalid_request_error", "path_exists", "destination"),

@@ -5,6 +5,7 @@ not classify fails the test, so every route is looked at when it is added."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,6 +30,8 @@ class Objects:
     bob: dict[str, str]
     process: int
     agent: int
+    batch_file: str
+    batch: str
     file: str = "~alice/notes.txt"
 
 
@@ -59,7 +62,17 @@ def objects(tmp_path_factory, session_home, model_path):
     assert httpx.post(
         f"{url}/v1/agent-memory/recall", json={"role": "user", "text": SECRET}, headers=alice
     ).is_success
-    yield Objects(url, alice, bob, pid, agent)
+    line = {"custom_id": SECRET, "method": "POST", "url": "/v1/completions",
+            "body": {"prompt": SECRET, "max_tokens": 1}}  # fmt: skip
+    files = {"file": ("in.jsonl", json.dumps(line).encode())}
+    batch_file = httpx.post(
+        f"{url}/v1/files", files=files, data={"purpose": "batch"}, headers=alice
+    ).json()["id"]
+    batch = httpx.post(
+        f"{url}/v1/batches", json={"input_file_id": batch_file, "endpoint": "/v1/completions"},
+        headers=alice,
+    ).json()["id"]  # fmt: skip
+    yield Objects(url, alice, bob, pid, agent, batch_file, batch)
     stop_server(server)
 
 
@@ -120,6 +133,18 @@ ROUTES: dict[tuple[str, str], tuple[str, Attempt]] = {
     ("POST", "/v1/agents"): (OWN, lambda o: ("/v1/agents", {"task": "b", "instructions": "b",
                                                              "max_steps": 1,
                                                              "max_tokens_per_step": 1})),
+    ("GET", "/v1/files/{file_id}"): (OBJECT, lambda o: (f"/v1/files/{o.batch_file}", None)),
+    ("GET", "/v1/files/{file_id}/content"): (
+        OBJECT, lambda o: (f"/v1/files/{o.batch_file}/content", None)),
+    ("DELETE", "/v1/files/{file_id}"): (OBJECT, lambda o: (f"/v1/files/{o.batch_file}", None)),
+    ("POST", "/v1/files"): (OWN, lambda o: ("/v1/files", None)),
+    ("GET", "/v1/files"): (OWN, lambda o: ("/v1/files", None)),
+    ("POST", "/v1/batches"): (OBJECT, lambda o: ("/v1/batches", {
+        "input_file_id": o.batch_file, "endpoint": "/v1/completions"})),
+    ("GET", "/v1/batches"): (OWN, lambda o: ("/v1/batches", None)),
+    ("GET", "/v1/batches/{batch_id}"): (OBJECT, lambda o: (f"/v1/batches/{o.batch}", None)),
+    ("POST", "/v1/batches/{batch_id}/cancel"): (
+        OBJECT, lambda o: (f"/v1/batches/{o.batch}/cancel", None)),
     ("GET", "/v1/stats"): (OWN, lambda o: ("/v1/stats", None)),
     ("GET", "/v1/memory"): (OWN, lambda o: ("/v1/memory", None)),
     ("POST", "/v1/completions"): (OWN, lambda o: ("/v1/completions", {"prompt": "b",
@@ -187,6 +212,9 @@ def test_alices_objects_are_untouched_and_the_admin_sees_them(objects):
     assert process["state"] == "suspended"  # bob's kill did not land
     assert httpx.get(f"{o.url}/v1/agents/{o.agent}", headers=o.alice).status_code == 200
     assert httpx.get(f"{o.url}/v1/fs/files/{o.file}", headers=o.alice).text == SECRET
+    content = httpx.get(f"{o.url}/v1/files/{o.batch_file}/content", headers=o.alice)
+    assert SECRET in content.text
+    assert httpx.get(f"{o.url}/v1/batches/{o.batch}", headers=o.alice).status_code == 200
     core = httpx.get(f"{o.url}/v1/agent-memory/core", headers=o.alice).json()["core"]
     assert core["persona"] == SECRET
     listed = httpx.get(f"{o.url}/v1/processes", headers=ADMIN).json()["data"]

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from llmasos.agents.runtime import AgentRuntime
 from llmasos.auth.audit import AuditLog
 from llmasos.auth.keys import KeyStore
+from llmasos.jobs.batch_store import BatchStore
 from llmasos.models.import_policy import ImportPolicy
 from llmasos.runtime.embedding import manager_embed
 from llmasos.runtime.manager import ModelManager
@@ -23,6 +24,7 @@ from llmasos.security.privacy import PrivateRelease
 from llmasos.server import (
     admin_api,
     agents_api,
+    batches_api,
     embeddings_api,
     fs_api,
     keys_api,
@@ -37,6 +39,7 @@ from llmasos.server.api_docs import (
     STORAGE_ERRORS,
     errors,
 )
+from llmasos.server.batch_runner import BatchRunner
 from llmasos.server.errors import install_error_handlers
 from llmasos.server.guards import MAX_BODY_BYTES, Access, BodyLimit, RequestIds, guards
 from llmasos.server.rate_limits import RateLimiter, RateLimits
@@ -83,8 +86,10 @@ def create_app(
                     logger.exception("unloading idle models failed")
 
         reaper = asyncio.create_task(reap())
+        batches = asyncio.create_task(app.state.batch_runner.run_forever())
         yield
         reaper.cancel()
+        batches.cancel()
         await run_in_threadpool(app.state.agents.close)
         await run_in_threadpool(models.close)
         await run_in_threadpool(app.state.storage.close)
@@ -127,6 +132,8 @@ def _add_services(app: FastAPI, models: ModelManager, storage: Storage) -> None:
         embed=embed,
     )
     app.state.memory_of = lambda principal, limit: storage.memory(principal, embed, limit)
+    app.state.batch_store = BatchStore(storage)
+    app.state.batch_runner = BatchRunner(app, app.state.batch_store)
 
 
 def _add_routes(app: FastAPI, protected: list, admin: list) -> None:
@@ -137,6 +144,7 @@ def _add_routes(app: FastAPI, protected: list, admin: list) -> None:
         (native_api.router, protected, PROCESS_ERRORS),
         (agents_api.router, protected, PROCESS_ERRORS),
         (fs_api.router, protected, STORAGE_ERRORS),
+        (batches_api.router, protected, STORAGE_ERRORS),
         (memory_api.router, protected, STORAGE_ERRORS),
         (admin_api.router, admin, ADMIN_ERRORS),
         (keys_api.router, admin, ADMIN_ERRORS),

@@ -79,6 +79,20 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE api_keys ADD COLUMN capabilities TEXT",
         ],
     ),
+    (
+        5,
+        [  # OpenAI-style batch files and batches (kept in the first shard; contents in files)
+            """CREATE TABLE batch_files (
+                id TEXT PRIMARY KEY, owner TEXT NOT NULL, filename TEXT NOT NULL,
+                purpose TEXT NOT NULL, bytes {INT} NOT NULL, created_at {REAL} NOT NULL)""",
+            """CREATE TABLE batches (
+                id TEXT PRIMARY KEY, owner TEXT NOT NULL, key_id TEXT, created_at {REAL} NOT NULL,
+                body TEXT NOT NULL)""",
+            """CREATE TABLE batch_results (
+                batch_id TEXT NOT NULL, line {INT} NOT NULL, status {INT} NOT NULL,
+                body TEXT NOT NULL, PRIMARY KEY (batch_id, line))""",
+        ],
+    ),
 ]
 
 # The tables that hold an owner's rows, and the columns of each, for moving them between shards.

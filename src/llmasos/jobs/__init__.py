@@ -1,0 +1,1 @@
+"""Jobs: work the OS runs in the background (OpenAI-style batches so far)."""
