@@ -72,7 +72,7 @@ class BatchRunner:
         self._cancelled.add(batch_id)
 
     async def run_forever(self) -> None:
-        transport = httpx.ASGITransport(app=self._app)
+        transport = httpx.ASGITransport(app=self._app, raise_app_exceptions=False)  # a 500
         async with httpx.AsyncClient(transport=transport, base_url="http://batch") as client:
             while True:
                 self._wake.clear()
