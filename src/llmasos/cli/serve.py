@@ -73,6 +73,12 @@ Placement = Annotated[
 KeepAlive = Annotated[
     float, typer.Option(help="Seconds an idle model other than --model stays loaded.")
 ]
+RequestsPerMinute = Annotated[
+    int | None, typer.Option(help="Per key; past it, 429 with Retry-After.")
+]
+TokensPerMinute = Annotated[
+    int | None, typer.Option(help="max_tokens per key and minute; past it, 429.")
+]
 TlsCert = Annotated[
     Path | None,
     typer.Option(
@@ -112,12 +118,8 @@ def serve(
     memory_budget: MemoryBudget = None,
     placement: Placement = "first-fit",
     keep_alive: KeepAlive = 300.0,
-    requests_per_minute: Annotated[
-        int | None, typer.Option(help="Per key; past it, 429 with Retry-After.")
-    ] = None,
-    tokens_per_minute: Annotated[
-        int | None, typer.Option(help="max_tokens per key and minute; past it, 429.")
-    ] = None,
+    requests_per_minute: RequestsPerMinute = None,
+    tokens_per_minute: TokensPerMinute = None,
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
 ) -> None:
