@@ -195,6 +195,14 @@ class UnknownObjectError(LLMasOSError, LookupError):
         self.field = field
 
 
+class ObjectInUseError(LLMasOSError):
+    """Raised when a batch file is deleted while a running batch reads it (HTTP 409)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+
+
 class UnknownKeyError(LLMasOSError, LookupError):
     """Raised when no stored API key has the given id (HTTP 404)."""
 

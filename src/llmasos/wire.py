@@ -167,6 +167,7 @@ ERROR_STATUSES: list[tuple[type[errors.LLMasOSError], ErrorStatus]] = [
     ),
     (errors.UnknownKeyError, ErrorStatus(404, "invalid_request_error", "key_not_found", "key_id")),
     (errors.UnknownObjectError, ErrorStatus(404, "invalid_request_error", "not_found")),
+    (errors.ObjectInUseError, ErrorStatus(409, "invalid_request_error", "in_use")),
     (
         errors.PathExistsError,
         ErrorStatus(409, "invalid_request_error", "path_exists", "destination"),

@@ -92,6 +92,9 @@ def test_bad_files_are_refused_naming_the_line(served, tmp_path):
     refused([good, "{not json"], "line 2: not a JSON object")
     refused([good, {**request("b", "x"), "url": "/v1/embeddings"}], "line 2: url must be")
     refused([good], "line 1: url must be the batch's endpoint", "/v1/chat/completions")
+    refused([good, json.dumps(request("c", "x")).replace('"temperature": 0', '"temperature": NaN')],
+            "line 2: not a JSON object")  # fmt: skip
+    refused([good, "[" * 100_000], "line 2: not a JSON object")  # nesting past the parser
     with pytest.raises(openai.NotFoundError):
         served.batches.create(
             input_file_id="file-" + "0" * 24, endpoint="/v1/completions", completion_window="24h"
@@ -111,15 +114,21 @@ def test_a_line_the_server_refuses_goes_to_the_error_file(served, tmp_path):
     assert list(answers(served, batch.output_file_id)) == ["ok"]
 
 
-def test_a_cancelled_batch_stops_starting_lines(served, tmp_path):
+def test_a_cancelled_batch_stops_starting_lines_and_keeps_its_input(served, tmp_path):
     lines = [request(f"long-{n}", f"{PREFIX}{n}:", max_tokens=200) for n in range(40)]
+    input_file = upload(served, tmp_path, lines)
     batch = served.batches.create(
-        input_file_id=upload(served, tmp_path, lines), endpoint="/v1/completions",
-        completion_window="24h",
-    )  # fmt: skip
+        input_file_id=input_file, endpoint="/v1/completions", completion_window="24h"
+    )
+    with pytest.raises(openai.ConflictError, match="still reads this file"):
+        served.files.delete(input_file)
     assert served.batches.cancel(batch.id).status == "cancelling"
     batch = finished(served, batch.id)
     assert batch.status == "cancelled" and batch.request_counts.completed < 40
+    answered = answers(served, batch.output_file_id) if batch.output_file_id else {}
+    assert len(answered) == batch.request_counts.completed
+    assert served.batches.cancel(batch.id).status == "cancelled"  # ended: nothing changes
+    assert served.files.delete(input_file).deleted
 
 
 def test_a_batch_interrupted_by_a_restart_resumes_without_losing_or_repeating_a_line(

@@ -118,10 +118,19 @@ class KeyStore:
         return f"{PREFIX}{key_id}_{secret}", info
 
     def list(self) -> list[KeyInfo]:
+        return self._records("ORDER BY created_at", ())
+
+    def record(self, key_id: str) -> KeyInfo | None:
+        """The key's record (None for an unknown id)."""
+        found = self._records("WHERE id = ?", (key_id,))
+        return found[0] if found else None
+
+    def _records(self, where: str, params: tuple[str, ...]) -> list[KeyInfo]:
         with self._db.transaction(write=False) as tx:
             rows = tx.execute(
                 "SELECT id, owner, role, created_at, expires_at, revoked_at, capabilities FROM "
-                "api_keys ORDER BY created_at"
+                f"api_keys {where}",
+                params,
             )
         return [KeyInfo(i, o, Role(r), c, e, v, _caps(k)) for i, o, r, c, e, v, k in rows]
 

@@ -10,15 +10,37 @@ Requests answered with an error status go to the error file in the same shape.
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from llmasos.errors import InvalidRequestError
 
-ENDPOINTS = ("/v1/chat/completions", "/v1/completions")
 MAX_LINES = 50_000  # OpenAI's limit per batch
 MAX_CUSTOM_ID_CHARS = 512
+
+
+class BatchStatus(enum.StrEnum):
+    VALIDATING = "validating"
+    IN_PROGRESS = "in_progress"
+    FINALIZING = "finalizing"
+    CANCELLING = "cancelling"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE = (
+    BatchStatus.VALIDATING,
+    BatchStatus.IN_PROGRESS,
+    BatchStatus.FINALIZING,
+    BatchStatus.CANCELLING,
+)
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 @dataclass(frozen=True)
@@ -35,7 +57,8 @@ def parse_lines(data: bytes, endpoint: str) -> list[BatchLine]:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidRequestError("input_file_id", "the file is not UTF-8 text") from None
-    lines = [(n, raw) for n, raw in enumerate(text.splitlines(), 1) if raw.strip()]
+    # "\n" only: U+2028 and friends may stand inside a JSON string, unescaped
+    lines = [(n, raw) for n, raw in enumerate(text.split("\n"), 1) if raw.strip()]
     if not lines:
         raise InvalidRequestError("input_file_id", "the file holds no requests")
     if len(lines) > MAX_LINES:
@@ -57,10 +80,10 @@ def _parse_line(number: int, raw: str, endpoint: str) -> BatchLine:
     def bad(reason: str) -> InvalidRequestError:
         return InvalidRequestError("input_file_id", f"line {number}: {reason}")
 
-    try:
-        request = json.loads(raw)
-    except ValueError:
-        raise bad("not a JSON object") from None
+    try:  # NaN and Infinity are not JSON, and nesting is bounded by the parser
+        request = json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        raise bad("not a JSON object (standard JSON: no NaN, no Infinity)") from None
     if not isinstance(request, dict):
         raise bad("not a JSON object")
     unknown = set(request) - {"custom_id", "method", "url", "body"}
@@ -81,19 +104,22 @@ def _parse_line(number: int, raw: str, endpoint: str) -> BatchLine:
     return BatchLine(number, custom_id, body)
 
 
-def output_line(batch_id: str, item: BatchLine, status: int, body: str) -> str:
-    """The output (or error) file's line for one answered request."""
+def output_line(batch_id: str, line: int, custom_id: str, status: int, body: str) -> str:
+    """The output (or error) file's line for one answered request, with its newline."""
     try:
         response = json.loads(body)
     except ValueError:
         response = {"error": {"message": body}}
     request_id = response.get("id") if isinstance(response, dict) else None
-    return json.dumps(
-        {
-            "id": f"batch_req_{batch_id.split('-', 1)[-1]}_{item.line}",
-            "custom_id": item.custom_id,
-            "response": {"status_code": status, "request_id": request_id, "body": response},
-            "error": None,
-        },
-        ensure_ascii=False,
+    return (
+        json.dumps(
+            {
+                "id": f"batch_req_{batch_id.split('-', 1)[-1]}_{line}",
+                "custom_id": custom_id,
+                "response": {"status_code": status, "request_id": request_id, "body": response},
+                "error": None,
+            },
+            ensure_ascii=False,
+        )
+        + "\n"
     )

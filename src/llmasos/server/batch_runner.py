@@ -1,20 +1,24 @@
-"""Runs batches in the background: each line is sent, in-process, to the same completion route a
-client would call, as the batch's creator (its owner and its key's capabilities; a revoked key
-stops its batches), at background priority unless the line sets one. The fair policy shares
-the engine between owners and, within an owner, runs its interactive requests first.
+"""Runs batches in the background. Each line is sent, in-process, to the same completion route a
+client would call, as the batch's creator: its owner, its key's capabilities and request and
+token rates (a rate's 429 is waited out), at priority BATCH_PRIORITY at most, CONCURRENCY
+lines at a time. Owners' batches run side by side, one batch per owner at a time, oldest first;
+the fair policy shares the engine between owners and runs an owner's interactive requests
+before its batch lines. A revoked or expired key fails its batch at the next line.
 
-Each answer is committed as it arrives; a batch interrupted by a restart resumes with the
-lines that have none, so no line is lost or answered twice. When every line is answered (or
-the batch was cancelled: the lines in flight finish, no new one starts) the output and error
-files are written and the batch completes.
+Each answer is committed as it arrives (jobs/batch_store.py); a batch interrupted by a restart
+resumes with the lines that have none. A line that cannot be answered (a refused request, an
+error the server keeps answering after retries) gets its error as its answer, in the error
+file. Cancelling stops new lines from starting; the batch ends cancelled with what it answered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -22,18 +26,24 @@ from fastapi import Depends, FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
 from llmasos.errors import AuthenticationError
-from llmasos.jobs.batch_lines import BatchLine, output_line, parse_lines
+from llmasos.jobs.batch_lines import BatchLine, BatchStatus
 from llmasos.jobs.batch_store import BatchStore
 from llmasos.server import openai_api
 from llmasos.server.errors import install_error_handlers
-from llmasos.server.guards import UNLIMITED
+from llmasos.server.guards import UNLIMITED, caller_of
 
 logger = logging.getLogger(__name__)
 
 BATCH_PRIORITY = -100
 CONCURRENCY = 16  # lines in flight per batch (the default slot count)
 BATCH_HEADER = "x-llmasos-batch"
-ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
+RETRIED = {"rate_limited", "too_many_processes"}  # 429s that pass with time
+MAX_UNAVAILABLE_RETRIES = 5  # 503s (a model loading, the memory budget) before giving up
+RESCAN_S = 5.0
+
+
+class KeyRevoked(Exception):
+    """The batch's key was revoked or expired: the batch fails."""
 
 
 def internal_app(app: FastAPI, store: BatchStore) -> FastAPI:
@@ -45,11 +55,11 @@ def internal_app(app: FastAPI, store: BatchStore) -> FastAPI:
         request.state.admin = request.state.sees_all = False
         request.state.capabilities = UNLIMITED
         if key_id is not None:
-            keys = await run_in_threadpool(app.state.access.keys.list)
-            info = next((k for k in keys if k.id == key_id and k.active), None)
-            if info is None:
+            info = await run_in_threadpool(app.state.access.keys.record, key_id)
+            if info is None or not info.active:
                 raise AuthenticationError(f"the batch's key {key_id} was revoked or expired")
             request.state.capabilities = info.capabilities
+        app.state.rate_limiter.take_request(caller_of(request))
 
     internal = FastAPI()
     internal.state = app.state
@@ -64,6 +74,7 @@ class BatchRunner:
         self._app = internal_app(app, store)
         self._wake = asyncio.Event()
         self._cancelled: set[str] = set()
+        self._running: dict[str, asyncio.Task[None]] = {}  # owner -> its batch's task
 
     def wake(self) -> None:
         self._wake.set()
@@ -76,89 +87,138 @@ class BatchRunner:
         async with httpx.AsyncClient(transport=transport, base_url="http://batch") as client:
             while True:
                 self._wake.clear()
-                for batch in await run_in_threadpool(self.store.batches):
-                    if batch["status"] in ACTIVE:
-                        try:
-                            await self._run(client, batch)
-                        except Exception:  # one broken batch must not stop the others
-                            logger.exception("batch %s failed", batch["id"])
-                            await self._fail(batch["id"])
-                await self._wait()
+                try:
+                    await self._start_batches(client)
+                except Exception:  # the runner must outlive one bad scan
+                    logger.exception("scanning the batches failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=RESCAN_S)
 
-    async def _wait(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=5.0)
+    async def _start_batches(self, client: httpx.AsyncClient) -> None:
+        """Start the oldest active batch of each owner that runs none."""
+        for batch_id, owner in await run_in_threadpool(self.store.active):
+            if owner not in self._running:
+                task = asyncio.create_task(self._run_guarded(client, batch_id, owner))
+                self._running[owner] = task
 
-    async def _run(self, client: httpx.AsyncClient, batch: dict[str, Any]) -> None:
-        batch_id = batch["id"]
-        owner, _ = await run_in_threadpool(self.store.identity, batch_id)
-        data = await run_in_threadpool(self.store.content, owner, batch["input_file_id"])
-        lines = parse_lines(data, batch["endpoint"])
-        if batch["status"] == "cancelling":
+    async def _run_guarded(self, client: httpx.AsyncClient, batch_id: str, owner: str) -> None:
+        try:
+            await self._run(client, batch_id, owner)
+        except KeyRevoked as error:
+            await self._end(batch_id, owner, BatchStatus.FAILED, ("key_revoked", str(error)))
+        except Exception as error:  # one broken batch must not stop the others
+            logger.exception("batch %s failed", batch_id)
+            await self._end(batch_id, owner, BatchStatus.FAILED, ("failed", str(error)))
+        finally:
+            self._running.pop(owner, None)
+            self.wake()  # the owner's next batch, if any
+
+    async def _run(self, client: httpx.AsyncClient, batch_id: str, owner: str) -> None:
+        batch = await run_in_threadpool(self.store.batch, owner, batch_id)
+        if batch["status"] == BatchStatus.CANCELLING:
             self._cancelled.add(batch_id)
-        if batch["status"] == "validating":
-            await self._set(batch_id, status="in_progress", in_progress_at=int(time.time()))
-        done = await run_in_threadpool(self.store.results, batch_id)
-        gate = asyncio.Semaphore(CONCURRENCY)
+        fields = {"status": BatchStatus.IN_PROGRESS, "in_progress_at": int(time.time())}
+        await self._set(batch_id, (BatchStatus.VALIDATING,), fields)
+        lines = await run_in_threadpool(
+            self.store.requests, owner, batch["input_file_id"], batch["endpoint"]
+        )
+        answered = await run_in_threadpool(self.store.answered, batch_id)
+        pending = iter([item for item in lines if item.line not in answered])
 
-        async def answer(item: BatchLine) -> None:
-            async with gate:
+        async def worker() -> None:
+            for item in pending:  # shared: each line is taken by one worker
                 if batch_id in self._cancelled:
                     return
-                reply = await self._send(client, batch["endpoint"], batch_id, item)
+                status, body = await self._answer(client, batch["endpoint"], batch_id, item)
                 await run_in_threadpool(
-                    self.store.add_result, batch_id, item.line, reply.status_code, reply.text
-                )
+                    self.store.add_result, owner, batch_id, item.line, item.custom_id, status,
+                    body,
+                )  # fmt: skip
 
-        await asyncio.gather(*(answer(item) for item in lines if item.line not in done))
-        await self._finish(batch_id, owner, lines)
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        await self._end(batch_id, owner, None, None)
 
-    async def _send(
+    async def _answer(
         self, client: httpx.AsyncClient, endpoint: str, batch_id: str, item: BatchLine
-    ) -> httpx.Response:
-        """One line's answer; a 429 (the creator's token rate, a full kernel) is waited out."""
-        body = {"priority": BATCH_PRIORITY, **item.body}
+    ) -> tuple[int, str]:
+        """(status, body) of one line: a rate's 429 is waited out, a 503 retried a few times,
+        anything else is the answer."""
+        body = {**item.body, "priority": _priority(item.body.get("priority"))}
+        unavailable, delays = 0, _backoff()
         while True:
-            reply = await client.post(
-                endpoint, json=body, headers={BATCH_HEADER: batch_id}, timeout=None
-            )
-            if reply.status_code != 429 or batch_id in self._cancelled:
-                return reply
-            await asyncio.sleep(float(reply.headers.get("retry-after", "1")))
+            try:
+                reply = await client.post(
+                    endpoint, json=body, headers={BATCH_HEADER: batch_id}, timeout=None
+                )
+            except httpx.HTTPError as error:  # nothing came back from the route at all
+                return 500, json.dumps({"error": {"message": f"the line failed: {error}"}})
+            if reply.status_code == 401:
+                raise KeyRevoked(_message(reply))
+            if reply.status_code == 429 and _code(reply) in RETRIED:
+                await asyncio.sleep(float(reply.headers.get("retry-after", "1")))
+                continue
+            if reply.status_code == 503 and unavailable < MAX_UNAVAILABLE_RETRIES:
+                unavailable += 1
+                await asyncio.sleep(next(delays))
+                continue
+            return reply.status_code, reply.text
 
-    async def _finish(self, batch_id: str, owner: str, lines: list[BatchLine]) -> None:
-        """Write the output and error files; the batch completes (or is cancelled)."""
-        await self._set(batch_id, status="finalizing", finalizing_at=int(time.time()))
-        results = await run_in_threadpool(self.store.results, batch_id)
-        output, failed = [], []
-        for item in lines:
-            if item.line in results:
-                status, body = results[item.line]
-                (output if status < 400 else failed).append(
-                    output_line(batch_id, item, status, body)
-                )
-        files = {}
-        for field, rows, kind in (
-            ("output_file_id", output, "output"),
-            ("error_file_id", failed, "error"),
-        ):
-            if rows:
-                data = ("\n".join(rows) + "\n").encode()
-                record = await run_in_threadpool(
-                    self.store.add_file, owner, f"{batch_id}_{kind}.jsonl", "batch_output", data
-                )
-                files[field] = record.id
-        cancelled = batch_id in self._cancelled
-        ended = "cancelled" if cancelled else "completed"
-        counts = {"total": len(lines), "completed": len(output), "failed": len(failed)}
-        await self._set(
-            batch_id, status=ended, request_counts=counts, **{f"{ended}_at": int(time.time())},
-            **files,
-        )  # fmt: skip
+    async def _end(
+        self, batch_id: str, owner: str, ending: BatchStatus | None, error: tuple | None
+    ) -> None:
+        """Finalize: the output and error files, then completed (cancelled if a cancel came
+        first; `ending` when given, with `error` in the batch's errors)."""
+        moved = await self._set(
+            batch_id,
+            (BatchStatus.IN_PROGRESS, BatchStatus.CANCELLING, BatchStatus.FINALIZING),
+            {"status": BatchStatus.FINALIZING, "finalizing_at": int(time.time())},
+        )
+        if moved is None:
+            return  # ended already
+        files = await run_in_threadpool(self.store.add_output_files, owner, batch_id)
+        answered, failed = await run_in_threadpool(self.store.counts, batch_id)
+        if ending is None:
+            cancelled = moved[0] == BatchStatus.CANCELLING or batch_id in self._cancelled
+            ending = BatchStatus.CANCELLED if cancelled else BatchStatus.COMPLETED
+        counts = {**moved[1]["request_counts"], "completed": answered - failed, "failed": failed}
+        errors = None
+        if error is not None:
+            errors = {"object": "list", "data": [{"code": error[0], "message": error[1]}]}
+        fields = {"status": ending, f"{ending}_at": int(time.time()), "request_counts": counts,
+                  "errors": errors, **files}  # fmt: skip
+        await self._set(batch_id, (BatchStatus.FINALIZING,), fields)
         self._cancelled.discard(batch_id)
 
-    async def _fail(self, batch_id: str) -> None:
-        await self._set(batch_id, status="failed", failed_at=int(time.time()))
+    async def _set(
+        self, batch_id: str, states: tuple[BatchStatus, ...], fields: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]] | None:
+        return await run_in_threadpool(lambda: self.store.transition(batch_id, states, **fields))
 
-    async def _set(self, batch_id: str, **fields: Any) -> None:
-        await run_in_threadpool(lambda: self.store.update(batch_id, **fields))
+
+def _priority(given: object) -> object:
+    """A line's priority, at most BATCH_PRIORITY (a value that is no integer is left for the
+    route to refuse)."""
+    if given is None:
+        return BATCH_PRIORITY
+    if isinstance(given, int) and not isinstance(given, bool):
+        return min(given, BATCH_PRIORITY)
+    return given
+
+
+def _backoff() -> Iterator[float]:
+    delay = 1.0
+    while True:
+        yield delay
+        delay = min(delay * 2, 30.0)
+
+
+def _code(reply: httpx.Response) -> str | None:
+    with contextlib.suppress(ValueError, AttributeError, TypeError, KeyError):
+        return reply.json()["error"]["code"]
+    return None
+
+
+def _message(reply: httpx.Response) -> str:
+    with contextlib.suppress(ValueError, AttributeError, TypeError, KeyError):
+        return str(reply.json()["error"]["message"])
+    return reply.text[:200]

@@ -20,14 +20,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParameter
-from fastapi.responses import Response
+from fastapi.responses import StreamingResponse
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from llmasos.errors import InvalidRequestError
-from llmasos.jobs.batch_lines import parse_lines
+from llmasos.jobs.batch_lines import ACTIVE, BatchStatus
 from llmasos.jobs.batch_store import BatchStore, new_id
-from llmasos.server.batch_runner import ACTIVE, BatchRunner
+from llmasos.server.batch_runner import BatchRunner
 from llmasos.server.fs_api import Strict
 
 router = APIRouter(tags=["batches"])
@@ -41,9 +41,13 @@ class BatchBody(Strict):
     input_file_id: Annotated[str, Field(pattern="^file-[0-9a-f]{24}$")]
     endpoint: Literal["/v1/chat/completions", "/v1/completions"]
     completion_window: Literal["24h"] = "24h"
-    metadata: Annotated[dict[str, Annotated[str, Field(max_length=512)]], Field(max_length=16)] = (
-        Field(default_factory=dict)
-    )
+    metadata: (
+        Annotated[
+            dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]],
+            Field(max_length=16),
+        ]
+        | None
+    ) = None
 
 
 def store_of(request: Request) -> BatchStore:
@@ -63,7 +67,8 @@ async def upload(
     file: Annotated[UploadFile, File(description="The JSONL file")],
     purpose: Annotated[Literal["batch"], Form()],
 ) -> dict[str, Any]:
-    name = (file.filename or "upload.jsonl")[:MAX_FILENAME_CHARS]
+    name = "".join(c for c in file.filename or "" if c.isprintable())[:MAX_FILENAME_CHARS]
+    name = name or "upload.jsonl"
     data = await file.read()
     record = await run_in_threadpool(
         store_of(request).add_file, request.state.owner, name, purpose, data
@@ -83,10 +88,15 @@ async def get_file(file_id: FileId, request: Request) -> dict[str, Any]:
     return record.to_json()
 
 
-@router.get("/v1/files/{file_id}/content", response_class=Response)
-async def file_content(file_id: FileId, request: Request) -> Response:
-    data = await run_in_threadpool(store_of(request).content, request.state.owner, file_id)
-    return Response(data, media_type="application/octet-stream")
+@router.get(
+    "/v1/files/{file_id}/content",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {"schema": {}}}}},
+)
+async def file_content(file_id: FileId, request: Request) -> StreamingResponse:
+    """The bytes; an output file's lines are made from the batch's answers as they are sent."""
+    chunks = await run_in_threadpool(store_of(request).content, request.state.owner, file_id)
+    return StreamingResponse(chunks, media_type="application/octet-stream")
 
 
 @router.delete("/v1/files/{file_id}")
@@ -104,18 +114,17 @@ async def create_batch(body: BatchBody, request: Request) -> dict[str, Any]:
     record = await run_in_threadpool(store.file, owner, body.input_file_id, "input_file_id")
     if record.purpose != "batch":
         raise InvalidRequestError("input_file_id", f"is a {record.purpose} file, not a batch one")
-    data = await run_in_threadpool(store.content, owner, record.id, "input_file_id")
-    lines = parse_lines(data, body.endpoint)
+    lines = await run_in_threadpool(store.requests, owner, record.id, body.endpoint)
     now = int(time.time())
     batch = {
         "id": new_id("batch"), "object": "batch", "endpoint": body.endpoint, "errors": None,
         "input_file_id": record.id, "completion_window": body.completion_window,
-        "status": "validating", "output_file_id": None, "error_file_id": None,
+        "status": BatchStatus.VALIDATING, "output_file_id": None, "error_file_id": None,
         "created_at": now, "in_progress_at": None, "expires_at": now + WINDOW_S,
         "finalizing_at": None, "completed_at": None, "failed_at": None, "expired_at": None,
         "cancelling_at": None, "cancelled_at": None,
         "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
-        "metadata": body.metadata,
+        "metadata": body.metadata or {},
     }  # fmt: skip
     await run_in_threadpool(store.add_batch, owner, request.state.key_id, batch)
     runner_of(request).wake()
@@ -153,13 +162,14 @@ async def get_batch(batch_id: BatchId, request: Request) -> dict[str, Any]:
 async def cancel_batch(batch_id: BatchId, request: Request) -> dict[str, Any]:
     store = store_of(request)
     batch = await run_in_threadpool(store.batch, request.state.owner, batch_id)
-    if batch["status"] not in ("validating", "in_progress"):
-        return batch  # ended, or being cancelled already: nothing to stop
+    fields = {"status": BatchStatus.CANCELLING, "cancelling_at": int(time.time())}
+    states = (BatchStatus.VALIDATING, BatchStatus.IN_PROGRESS)
+    moved = await run_in_threadpool(lambda: store.transition(batch_id, states, **fields))
+    if moved is None:
+        return await run_in_threadpool(_with_counts, request, batch)  # ended, or ending
     runner_of(request).cancel(batch_id)
-    fields = {"status": "cancelling", "cancelling_at": int(time.time())}
-    batch = await run_in_threadpool(lambda: store.update(batch_id, **fields))
     runner_of(request).wake()
-    return batch
+    return await run_in_threadpool(_with_counts, request, moved[1])
 
 
 def _with_counts(request: Request, batch: dict[str, Any]) -> dict[str, Any]:

@@ -82,15 +82,21 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     (
         5,
         [  # OpenAI-style batch files and batches (kept in the first shard; contents in files)
+            # an upload's bytes are a file of its owner's at `version`; an output or error
+            # file (`part`) is made from its batch's results when read
             """CREATE TABLE batch_files (
                 id TEXT PRIMARY KEY, owner TEXT NOT NULL, filename TEXT NOT NULL,
-                purpose TEXT NOT NULL, bytes {INT} NOT NULL, created_at {REAL} NOT NULL)""",
+                purpose TEXT NOT NULL, bytes {INT} NOT NULL, created_at {REAL} NOT NULL,
+                version {INT}, batch_id TEXT, part TEXT)""",
+            "CREATE INDEX batch_files_owner ON batch_files (owner, created_at)",
             """CREATE TABLE batches (
-                id TEXT PRIMARY KEY, owner TEXT NOT NULL, key_id TEXT, created_at {REAL} NOT NULL,
-                body TEXT NOT NULL)""",
+                id TEXT PRIMARY KEY, owner TEXT NOT NULL, key_id TEXT, status TEXT NOT NULL,
+                input_file_id TEXT NOT NULL, created_at {REAL} NOT NULL, body TEXT NOT NULL)""",
+            "CREATE INDEX batches_status ON batches (status, created_at)",
+            "CREATE INDEX batches_owner ON batches (owner, created_at)",
             """CREATE TABLE batch_results (
-                batch_id TEXT NOT NULL, line {INT} NOT NULL, status {INT} NOT NULL,
-                body TEXT NOT NULL, PRIMARY KEY (batch_id, line))""",
+                batch_id TEXT NOT NULL, line {INT} NOT NULL, custom_id TEXT NOT NULL,
+                status {INT} NOT NULL, body {BLOB} NOT NULL, PRIMARY KEY (batch_id, line))""",
         ],
     ),
 ]
