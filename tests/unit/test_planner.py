@@ -229,3 +229,21 @@ def test_equals_of_the_urgent_run_with_it_and_other_policies_never_isolate():
     assert runs(plan) == [(urgent_a.pid, 4), (urgent_b.pid, 4)]
     fcfs = planner("fcfs", max_running=3).plan([low, proc(4, priority=5)], Ledger(available=2))
     assert len(fcfs.runs) == 2 and fcfs.held == ()
+
+
+def test_fair_runs_an_interactive_prompt_without_the_background_and_ignores_high_priority():
+    batch = [running(slot=i) for i in range(3)]
+    for p in batch:
+        p.priority = -100
+    interactive = proc(6, priority=0)
+    planner_ = planner("fair", max_running=4)
+    first = planner_.plan([*batch, interactive], Ledger(available=1))
+    assert runs(first) == [(interactive.pid, 6)] and pids(first.held) == pids(batch)
+    interactive.slot, interactive.num_computed_tokens = 3, 6
+    interactive.state = ProcessState.RUNNING
+    interactive.tokens.append(7000)
+    assert len(planner_.plan([*batch, interactive], Ledger()).runs) == 4  # decode together
+    others = [running(slot=i) for i in range(2)]
+    loud = proc(6, priority=1000)  # a high priority isolates nothing across the foreground
+    plan = planner("fair", max_running=3).plan([*others, loud], Ledger(available=1))
+    assert len(plan.runs) == 3 and plan.held == ()

@@ -116,6 +116,17 @@ def _isolate_urgent(draft: _Draft) -> list[Process]:
     return held
 
 
+def _isolate_background(draft: _Draft, floor: int) -> list[Process]:
+    """When a step would compute the prompt of a process of priority `floor` or more, the
+    processes below `floor` (background work) sit out this one step; they are returned."""
+    prompting = [p for p in draft.residents if draft.computed[p.pid] < len(p.prompt_tokens)]
+    if not any(p.priority >= floor for p in prompting):
+        return []
+    held = [p for p in draft.residents if p.priority < floor]
+    draft.residents = [p for p in draft.residents if p.priority >= floor]
+    return held
+
+
 class Planner:
     """Turns a policy's choice into a step plan within the slot and token budgets."""
 
@@ -136,6 +147,8 @@ class Planner:
         draft = _Draft()
         self._make_resident(chosen, _victims(processes, picked, newcomers, ledger), ledger, draft)
         held = _isolate_urgent(draft) if self.policy.isolates_urgent else []
+        if self.policy.background_below is not None:
+            held = _isolate_background(draft, self.policy.background_below)
         runs = self._fill(draft.residents, draft.computed)
         touched = [*preempted, *draft.swap_out, *draft.start, *draft.swap_in, *held]
         return StepPlan(

@@ -24,7 +24,9 @@ the ones it wants running. Whoever it leaves out is preempted (if it was running
               owners: a waiting process takes the place of a running one when its owner has
               at least two fewer processes running than the other owner, so running counts
               even out to within one and never swing back (no thrash; an owner preempts its
-              own processes only by priority). Only generated tokens are charged.
+              own processes only by priority). Only generated tokens are charged. A step that
+              computes the prompt of a process of priority 0 or more leaves out the background
+              processes (negative priority: batch lines), so their prompts do not lengthen it.
 Ties always go to the earlier arrival.
 """
 
@@ -47,6 +49,9 @@ class Policy(ABC):
     # A step that computes the prompt of a process outranking others runs it alone (with
     # its equals): see planner._isolate_urgent.
     isolates_urgent: ClassVar[bool] = False
+    # With a number: a step computing the prompt of a process of at least this priority
+    # leaves out the processes below it (background work): see planner._isolate_background.
+    background_below: ClassVar[int | None] = None
 
     @abstractmethod
     def select(self, runnable: Sequence[Process], capacity: int) -> list[Process]:
@@ -153,6 +158,8 @@ class FairShare(Policy):
     """Per-owner fair share (see the module docstring)."""
 
     name = "fair"
+    background_below = 0  # any client may lower its priority, so only that counts across owners
+    background_below = 0  # any client may lower its priority, so only that counts across owners
 
     def __init__(self, idle_ticks: int = 256) -> None:
         if idle_ticks < 1:
