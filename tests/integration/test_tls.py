@@ -19,8 +19,6 @@ from llmasos import Client
 from tests.integration.conftest import seed_home
 from tests.integration.test_server import LLMASOS, PROMPT, free_port, stop_server
 
-pytest.importorskip("cryptography")
-
 
 def write_self_signed(folder: Path, name: str = "server") -> tuple[Path, Path]:
     """A self-signed certificate for localhost and 127.0.0.1, and its key, as PEM files."""

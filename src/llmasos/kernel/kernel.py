@@ -19,7 +19,7 @@ import random
 import threading
 import time
 import uuid
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterator, Sequence
 
 from llmasos.engine.base import Engine, Sampler
@@ -46,6 +46,7 @@ from llmasos.kernel.process import FinishReason, Process, ProcessState, Signal
 from llmasos.kernel.quota import Admission
 from llmasos.kernel.scheduler import make_policy
 from llmasos.kernel.stats import KernelStats, KernelStatus, MemoryReport, TickRecord
+from llmasos.kernel.status import kernel_status
 from llmasos.kernel.table import ProcessTable
 from llmasos.kernel.tick import StepRunner
 from llmasos.sampling import SamplingParams
@@ -252,24 +253,7 @@ class Kernel:
         return self.memory.usage()
 
     def status(self) -> KernelStatus:
-        processes = self.processes()
-        memory = self.memory.usage()
-        info = self.engine.info
-        return KernelStatus(
-            model=info.model_name,
-            policy=self.config.policy,
-            uptime_s=round(time.monotonic() - self.stats.started_at, 3),
-            generated_tokens=self.stats.generated_tokens,
-            prompt_tokens=self.stats.prompt_tokens,
-            steps=self.stats.steps,
-            swap_outs=self.pager.stats.swap_outs,
-            swap_ins=self.pager.stats.swap_ins,
-            processes=dict(Counter(p.state.value for p in processes)),
-            num_slots=memory.num_slots,
-            num_used_slots=memory.owned_slots,
-            context_length=info.context_length,
-            kv_tokens=sum(p.num_computed_tokens for p in processes if p.slot is not None),
-        )
+        return kernel_status(self)
 
     def memory_report(self) -> MemoryReport:
         """Pages, slots, prefix-cache hits and swap use, with each live process's share."""
