@@ -62,12 +62,8 @@ class ProcessHandle(ABC):
         return f"<{type(self).__name__} pid={self.pid} state={self.state.value}>"
 
 
-class Backend(ABC):
-    """Where a Client's processes run: an in-process kernel or an LLMasOS server."""
-
-    @property
-    @abstractmethod
-    def model(self) -> str: ...
+class ModelCalls(ABC):
+    """Where model calls run (a Client's backend; an agent's calls on a server's models)."""
 
     @abstractmethod
     def spawn(
@@ -91,6 +87,14 @@ class Backend(ABC):
         max_pages: int | None = None,
     ) -> ProcessHandle:
         """Like spawn, with chat messages rendered by the model's chat template."""
+
+
+class Backend(ModelCalls):
+    """Where a Client's processes run: an in-process kernel or an LLMasOS server."""
+
+    @property
+    @abstractmethod
+    def model(self) -> str: ...
 
     @abstractmethod
     def attach(self, pid: int) -> ProcessHandle:

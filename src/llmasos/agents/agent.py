@@ -114,7 +114,7 @@ class Agent:
     priority: int
     limits: AgentLimits
     parent: int | None = None
-    calls: Any = None  # where its model calls run (a runtime.ModelCalls)
+    calls: Any = None  # where its model calls run (a handles.ModelCalls)
     capabilities: Capabilities = field(default_factory=Capabilities)
     account: TokenAccount | None = None  # its capabilities' token budget, shared with its tree
     state: AgentState = AgentState.RUNNING

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from llmasos.agents.agent import (
     Agent,
@@ -42,7 +42,7 @@ from llmasos.errors import (
     ProcessError,
     ProcessTerminatedError,
 )
-from llmasos.handles import ProcessHandle
+from llmasos.handles import ModelCalls, ProcessHandle
 from llmasos.kernel.limits import check_priority
 from llmasos.storage.agent_memory import AgentMemory, Embed
 from llmasos.storage.fs import FileSystemView
@@ -53,30 +53,6 @@ logger = logging.getLogger(__name__)
 
 MAX_LIVE_AGENTS = 256
 KEEP_FINISHED = 1024  # ended agents kept for wait() and ps --all, oldest dropped first
-
-
-class ModelCalls(Protocol):
-    """Where an agent's model calls run: Backend.spawn and spawn_chat, under some owner."""
-
-    def spawn(
-        self,
-        prompt: str,
-        sampling: dict[str, object],
-        *,
-        priority: int,
-        model: str | None,
-        max_pages: int | None = None,
-    ) -> ProcessHandle: ...
-
-    def spawn_chat(
-        self,
-        messages: object,
-        sampling: dict[str, object],
-        *,
-        priority: int,
-        model: str | None,
-        max_pages: int | None = None,
-    ) -> ProcessHandle: ...
 
 
 class AgentRuntime:

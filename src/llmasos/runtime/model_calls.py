@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from llmasos.chat import chat_spawn_args
-from llmasos.handles import ProcessHandle
+from llmasos.handles import ModelCalls, ProcessHandle
 from llmasos.local import LocalProcessHandle
 from llmasos.runtime.manager import ModelManager
 from llmasos.sampling import SamplingParams
 
 
-class ManagerModelCalls:
+class ManagerModelCalls(ModelCalls):
     def __init__(
         self, models: ModelManager, owner: str, charge: Callable[[int], None] | None = None
     ) -> None:
