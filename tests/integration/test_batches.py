@@ -13,7 +13,11 @@ from pathlib import Path
 import openai
 import pytest
 
+from llmasos.jobs.batch_lines import ACTIVE
+from llmasos.jobs.batch_store import BatchStore
 from llmasos.models.default import DEFAULT_MODEL
+from llmasos.settings import Settings
+from llmasos.storage.service import Storage
 from tests.integration.conftest import seed_home
 from tests.integration.test_server import start_server, stop_server
 
@@ -156,5 +160,31 @@ def test_a_batch_interrupted_by_a_restart_resumes_without_losing_or_repeating_a_
         assert sorted(got) == sorted(line["custom_id"] for line in lines)
         single = client.completions.create(**lines[-1]["body"])
         assert got[lines[-1]["custom_id"]]["body"]["choices"][0]["text"] == single.choices[0].text
+    finally:
+        stop_server(server)
+
+
+def test_a_batch_whose_window_ran_out_ends_expired_with_what_it_answered(home, tmp_path):
+    lines = [request(f"long-{n}", f"{PREFIX}{n}:", max_tokens=200) for n in range(40)]
+    server, url = start_server(home=home)
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+    batch = client.batches.create(
+        input_file_id=upload(client, tmp_path, lines), endpoint="/v1/completions",
+        completion_window="24h",
+    )  # fmt: skip
+    server.send_signal(signal.SIGKILL)
+    server.wait()
+    storage = Storage.from_settings(Settings(home=home))
+    try:  # the window ran out while the server was down
+        store = BatchStore(storage)
+        assert store.transition(batch.id, ACTIVE, expires_at=int(time.time()) - 1) is not None
+    finally:
+        storage.close()
+    server, url = start_server(home=home)
+    try:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        batch = finished(client, batch.id)
+        assert batch.status == "expired" and batch.expired_at is not None
+        assert batch.request_counts.completed < 40 and batch.errors.data[0].code == "expired"
     finally:
         stop_server(server)

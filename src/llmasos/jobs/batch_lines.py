@@ -29,6 +29,7 @@ class BatchStatus(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    EXPIRED = "expired"  # its completion window ran out before every line was answered
 
 
 ACTIVE = (

@@ -8,7 +8,9 @@ before its batch lines. A revoked or expired key fails its batch at the next lin
 Each answer is committed as it arrives (jobs/batch_store.py); a batch interrupted by a restart
 resumes with the lines that have none. A line that cannot be answered (a refused request, an
 error the server keeps answering after retries) gets its error as its answer, in the error
-file. Cancelling stops new lines from starting; the batch ends cancelled with what it answered.
+file. Cancelling stops new lines from starting; the batch ends cancelled with what it
+answered. When its completion window (24 h) runs out first, no new line starts and it ends
+expired, with what it answered.
 """
 
 from __future__ import annotations
@@ -127,7 +129,7 @@ class BatchRunner:
 
         async def worker() -> None:
             for item in pending:  # shared: each line is taken by one worker
-                if batch_id in self._cancelled:
+                if batch_id in self._cancelled or time.time() >= batch["expires_at"]:
                     return
                 status, body = await self._answer(client, batch["endpoint"], batch_id, item)
                 await run_in_threadpool(
@@ -136,6 +138,11 @@ class BatchRunner:
                 )  # fmt: skip
 
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        answered = await run_in_threadpool(self.store.answered, batch_id)
+        if len(answered) < len(lines) and time.time() >= batch["expires_at"]:
+            window = ("expired", "the completion window ran out before every line was answered")
+            await self._end(batch_id, owner, BatchStatus.EXPIRED, window)
+            return
         await self._end(batch_id, owner, None, None)
 
     async def _answer(
