@@ -36,6 +36,18 @@ def upload(client: openai.OpenAI, tmp_path: Path, lines: list) -> str:
         return client.files.create(file=handle, purpose="batch").id
 
 
+def submit(client: openai.OpenAI, tmp_path: Path, lines: list):
+    """A completions batch of `lines`, uploaded and created."""
+    file_id = upload(client, tmp_path, lines)
+    return client.batches.create(
+        input_file_id=file_id, endpoint="/v1/completions", completion_window="24h"
+    )
+
+
+def client_at(url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+
+
 def finished(client: openai.OpenAI, batch_id: str, timeout: float = 300):
     deadline = time.monotonic() + timeout
     batch = client.batches.retrieve(batch_id)
@@ -61,7 +73,7 @@ def home(tmp_path_factory, session_home, model_path):
 @pytest.fixture
 def served(home):
     server, url = start_server(home=home)
-    yield openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+    yield client_at(url)
     stop_server(server)
 
 
@@ -107,10 +119,7 @@ def test_bad_files_are_refused_naming_the_line(served, tmp_path):
 
 def test_a_line_the_server_refuses_goes_to_the_error_file(served, tmp_path):
     lines = [request("ok", "Hello"), request("too-long", "Hello", max_tokens=10**6)]
-    batch = served.batches.create(
-        input_file_id=upload(served, tmp_path, lines), endpoint="/v1/completions",
-        completion_window="24h",
-    )  # fmt: skip
+    batch = submit(served, tmp_path, lines)
     batch = finished(served, batch.id)
     assert (batch.request_counts.completed, batch.request_counts.failed) == (1, 1)
     failed = answers(served, batch.error_file_id)["too-long"]
@@ -140,11 +149,8 @@ def test_a_batch_interrupted_by_a_restart_resumes_without_losing_or_repeating_a_
 ):
     lines = [request(f"fact-{n}", f"{PREFIX}{n}:", max_tokens=24) for n in range(1, 25)]
     server, url = start_server(home=home)
-    client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
-    batch = client.batches.create(
-        input_file_id=upload(client, tmp_path, lines), endpoint="/v1/completions",
-        completion_window="24h",
-    )  # fmt: skip
+    client = client_at(url)
+    batch = submit(client, tmp_path, lines)
     deadline = time.monotonic() + 120
     while client.batches.retrieve(batch.id).request_counts.completed < 4:
         assert time.monotonic() < deadline
@@ -153,7 +159,7 @@ def test_a_batch_interrupted_by_a_restart_resumes_without_losing_or_repeating_a_
     server.wait()
     server, url = start_server(home=home)
     try:
-        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        client = client_at(url)
         batch = finished(client, batch.id)
         assert batch.status == "completed" and batch.request_counts.completed == 24
         got = answers(client, batch.output_file_id)
@@ -167,11 +173,8 @@ def test_a_batch_interrupted_by_a_restart_resumes_without_losing_or_repeating_a_
 def test_a_batch_whose_window_ran_out_ends_expired_with_what_it_answered(home, tmp_path):
     lines = [request(f"long-{n}", f"{PREFIX}{n}:", max_tokens=200) for n in range(40)]
     server, url = start_server(home=home)
-    client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
-    batch = client.batches.create(
-        input_file_id=upload(client, tmp_path, lines), endpoint="/v1/completions",
-        completion_window="24h",
-    )  # fmt: skip
+    client = client_at(url)
+    batch = submit(client, tmp_path, lines)
     server.send_signal(signal.SIGKILL)
     server.wait()
     storage = Storage.from_settings(Settings(home=home))
@@ -182,7 +185,7 @@ def test_a_batch_whose_window_ran_out_ends_expired_with_what_it_answered(home, t
         storage.close()
     server, url = start_server(home=home)
     try:
-        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        client = client_at(url)
         batch = finished(client, batch.id)
         assert batch.status == "expired" and batch.expired_at is not None
         assert batch.request_counts.completed < 40 and batch.errors.data[0].code == "expired"
