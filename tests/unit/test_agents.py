@@ -17,7 +17,7 @@ from llmasos.errors import (
     ReceiveTimeoutError,
 )
 from tests.unit.fake_engine import FakeEngine
-from tests.unit.test_kernel import client, wait_until
+from tests.unit.test_kernel import client, signal_through_gate, wait_until
 
 
 def test_agents_and_processes_share_one_pid_space():
@@ -142,8 +142,8 @@ def test_kill_ends_the_agent_its_model_calls_and_its_child_agents():
         wait_until(lambda: handle.info().processes)
         (call,) = handle.info().processes
         (child_pid,) = handle.info().child_agents
-        handle.kill()
-        engine.allow(1000)
+        signal_through_gate(engine, handle.kill)  # the kernel applies the kill between steps
+        engine.open_gate()
         result = handle.wait(10)
         assert result.outcome is AgentOutcome.KILLED
         assert c.agent(child_pid).wait(10).outcome is AgentOutcome.KILLED
