@@ -10,6 +10,7 @@
     │   ├── ModelExistsError          a name already taken
     │   ├── ModelBusyError            unloading a model that has live processes or calls
     │   ├── ModelPinnedError          unloading or deleting the model a server was started with
+    │   ├── ModelInUseError           removing a model that LoRA adapters run over
     │   └── MemoryBudgetError         a model that cannot fit the memory budget now
     ├── ProcessError                  a signal or wait on a process that cannot take it
     │   ├── NoSuchProcessError        no process has that pid
@@ -125,6 +126,19 @@ class ModelPinnedError(ModelError):
             f"model: {name} is the model this server was started with; it cannot {action} it "
             "while serving (restart the server with another --model first)"
         )
+
+
+class ModelInUseError(ModelError):
+    """Raised when removing a model that LoRA adapters in the repository are built on."""
+
+    def __init__(self, name: str, adapters: list[str]) -> None:
+        listing = ", ".join(adapters)
+        super().__init__(
+            f"model: {name} is the base model of the adapters {listing}; remove them first "
+            f"(llmasos models rm {adapters[0]})"
+        )
+        self.name = name
+        self.adapters = adapters
 
 
 class MemoryBudgetError(ModelError):

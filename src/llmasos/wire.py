@@ -157,6 +157,7 @@ ERROR_STATUSES: list[tuple[type[errors.LLMasOSError], ErrorStatus]] = [
     (errors.ModelExistsError, ErrorStatus(409, "invalid_request_error", "model_exists", "name")),
     (errors.ModelBusyError, ErrorStatus(409, "invalid_request_error", "model_busy", "model")),
     (errors.ModelPinnedError, ErrorStatus(409, "invalid_request_error", "model_pinned", "model")),
+    (errors.ModelInUseError, ErrorStatus(409, "invalid_request_error", "model_in_use", "model")),
     (
         errors.ModelFileError,
         ErrorStatus(422, "invalid_request_error", "invalid_model_file", "source"),

@@ -37,9 +37,13 @@ def model_path(session_home: Path) -> Path:
 
 
 def seed_home(home: Path, source: Path) -> Path:
-    """Give `home` the models of the home `source` (hard links to the same blobs)."""
+    """Give `home` the models of the home `source` (hard links to the same blobs) and its
+    Hugging Face copies (a link to the same folder: each takes minutes to make)."""
     for folder in ("blobs", "manifests"):
         (home / "models" / folder).mkdir(parents=True, exist_ok=True)
+    (source / "models" / "hf").mkdir(exist_ok=True)
+    if not (home / "models" / "hf").exists():
+        (home / "models" / "hf").symlink_to(source / "models" / "hf")
     for blob in (source / "models" / "blobs").iterdir():
         target = home / "models" / "blobs" / blob.name
         if not target.exists():

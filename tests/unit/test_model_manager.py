@@ -238,3 +238,32 @@ def test_a_close_that_fails_frees_the_books_and_stops_nothing(repository, caplog
     models.load("c")  # a's memory counted as free once its close ended, badly or not
     assert sorted(m.name for m in models.loaded()) == ["b:latest", "c:latest"]
     models.close()
+
+
+def test_an_adapter_model_loads_its_base_file_with_the_adapter_applied(repository, tmp_path):
+    from tests.unit.test_repository_adapters import write_adapter
+
+    adapter = repository.import_adapter(write_adapter(tmp_path / "lora.gguf"), "a:lora", "a")
+    calls = []
+
+    def load(path, name, device, adapter=None):
+        calls.append((path, name, adapter))
+        return FakeEngine(num_slots=2, model_name=name)
+
+    models = ModelManager(
+        repository,
+        kernel_config=KernelConfig(max_running=2),
+        load_engine=load,
+        kv_bytes_for=lambda manifest: 0,
+        devices=[Device("cpu", 10 * MODEL_BYTES)],
+        default_model="a",
+    )
+    loaded = models.load("a:lora")
+    models.load("a")
+    base = repository.blob_path(repository.show("a"))
+    assert calls == [
+        (base, "a:lora", repository.blob_path(adapter)),
+        (base, "a:latest", None),  # a plain model's loader call has no adapter
+    ]
+    assert loaded.memory_bytes == adapter.size_bytes > MODEL_BYTES  # base and adapter
+    models.close()

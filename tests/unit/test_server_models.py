@@ -239,3 +239,20 @@ def test_monitoring_reads_never_load_a_model_nor_reset_its_keep_alive(setup):
     assert not models.is_loaded("idle:v1")
     assert [m.name for m in models.loaded()] == ["tiny:latest"]
     assert models._loaded["tiny:latest"].last_used == last_used  # keep-alive untouched
+
+
+def test_a_model_that_adapters_run_over_is_neither_deleted_nor_unloaded(setup):
+    from tests.unit.test_repository_adapters import write_adapter
+
+    http, tmp_path, _ = setup
+    models = http.app.state.models
+    assert import_(http, str(tmp_path / "imports" / "tiny.gguf"), "second:v1").status_code == 201
+    adapter = write_adapter(tmp_path / "lora.gguf")
+    models.repository.import_adapter(adapter, "second:lora", "second:v1")
+    assert http.post("/v1/models/second:v1/load").status_code == 200
+    refused = http.delete("/v1/models/second:v1", headers=ADMIN)
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "model_in_use"
+    assert "second:lora" in error_of(refused) and models.is_loaded("second:v1")
+    assert http.get("/v1/models/second:lora").json()["base"] == "second:v1"
+    assert http.delete("/v1/models/second:lora", headers=ADMIN).json()["deleted"] is True
+    assert http.delete("/v1/models/second:v1", headers=ADMIN).json()["deleted"] is True

@@ -45,9 +45,17 @@ def models_import(
     sha256: Annotated[
         str | None, typer.Option(help="Refuse the file unless it has this sha256.")
     ] = None,
+    base: Annotated[
+        str | None,
+        typer.Option(help="Import SOURCE, a GGUF LoRA adapter file, to run over this model."),
+    ] = None,
 ) -> None:
     """Import a model into the repository (downloads stream with a progress bar). As the
-    machine's own user, any path, any http(s) URL and pypi: packages are allowed."""
+    machine's own user, any path, any http(s) URL and pypi: packages are allowed. With --base,
+    SOURCE is a LoRA adapter (a GGUF file) and the new name runs BASE with it applied."""
+    if base is not None:
+        _import_adapter(source, name, base)
+        return
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     from llmasos.models.import_policy import ImportPolicy
@@ -83,11 +91,31 @@ def models_import(
     )
 
 
+def _import_adapter(source: str, name: str | None, base: str) -> None:
+    from pathlib import Path
+
+    from llmasos.models.default import canonical_model_name
+    from llmasos.models.sources import default_name
+
+    path = Path(source)
+    try:
+        manifest = _repository().import_adapter(
+            path, name or default_name(path.name), canonical_model_name(base)
+        )
+    except LLMasOSError as error:
+        fail(str(error))
+    console.print(
+        f"imported {manifest.name} (a LoRA adapter over {manifest.base}, "
+        f"{_mib(manifest.size_bytes)} with its base, {manifest.digest})"
+    )
+
+
 @models_app.command("list")
 def models_list() -> None:
-    """The models in the repository."""
+    """The models in the repository. A LoRA adapter names its base model under LORA OVER;
+    its SIZE counts the base too (what loading it takes)."""
     table = Table(box=None, header_style="bold")
-    for column in ("NAME", "ARCH", "PARAMS", "QUANT", "CONTEXT", "SIZE", "DIGEST"):
+    for column in ("NAME", "ARCH", "PARAMS", "QUANT", "CONTEXT", "SIZE", "DIGEST", "LORA OVER"):
         table.add_column(column)
     for m in _repository().list():
         table.add_row(
@@ -98,6 +126,7 @@ def models_list() -> None:
             str(m.context_length),
             _mib(m.size_bytes),
             m.digest[7:19],
+            m.base or "",
         )
     console.print(table)
 

@@ -61,7 +61,13 @@ def echo_stream(pieces: Iterable[str]) -> None:
 
 
 def run(
-    prompt: Annotated[str, typer.Argument(help="The text to continue.")],
+    words: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="[MODEL] PROMPT",
+            help="The text to continue, after the model to run it on (or give --model).",
+        ),
+    ],
     max_tokens: MaxTokens = 128,
     temperature: Temperature = 0.8,
     seed: Seed = None,
@@ -72,11 +78,14 @@ def run(
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
 ) -> None:
-    """Generate a continuation of PROMPT and stream it to the terminal."""
+    """Generate a continuation of PROMPT and stream it to the terminal (`llmasos run PROMPT`,
+    or `llmasos run MODEL PROMPT`)."""
+    model, prompt = _model_and_prompt(words, model)
     try:
         with session_client(url, api_key, local=local, model=model) as client:
             pieces = client.generate_text(
                 prompt,
+                model=model,
                 stream=True,
                 max_tokens=max_tokens,
                 temperature=temperature,
@@ -88,6 +97,15 @@ def run(
             echo_stream(pieces)
     except LLMasOSError as error:
         fail(str(error))
+
+
+def _model_and_prompt(words: list[str], model: str | None) -> tuple[str | None, str]:
+    """(model, prompt) from run's arguments: PROMPT, or MODEL PROMPT (then not --model too)."""
+    if len(words) == 1:
+        return model, words[0]
+    if len(words) == 2 and model is None:
+        return words[0], words[1]
+    fail("give the prompt as one argument (quote it), after the model if --model is not given")
 
 
 def chat(
@@ -113,7 +131,12 @@ def chat(
                     continue
                 history.append({"role": "user", "content": line})
                 pieces = client.chat(
-                    history, stream=True, max_tokens=max_tokens, temperature=temperature, seed=seed
+                    history,
+                    model=model,
+                    stream=True,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    seed=seed,
                 )
                 reply: list[str] = []
                 echo_stream(_recording(pieces, reply))

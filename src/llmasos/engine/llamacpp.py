@@ -37,6 +37,7 @@ import numpy as np
 
 from llmasos.engine.base import BatchItem, EngineInfo, Sampler
 from llmasos.engine.llamacpp_constraint import ConstraintCompiler
+from llmasos.engine.llamacpp_lora import apply_lora, free_lora
 from llmasos.engine.llamacpp_sampler import LlamaSampler
 from llmasos.errors import EngineError
 from llmasos.sampling import SamplingParams
@@ -204,10 +205,13 @@ class LlamaCppEngine:
         n_threads: int | None = None,
         gpu_index: int | None = None,
         kv_cache_type: str = "q8_0",
+        adapter_path: str | Path | None = None,
+        adapter_scale: float = 1.0,
     ) -> None:
         """On the CPU, or with gpu_index on that GPU (where llama.cpp's GPU kernels apply and
         the exactness guarantees of the module docstring are not claimed). kv_cache_type "f16"
-        prefills faster and gives up exact batching (see the module docstring)."""
+        prefills faster and gives up exact batching (see the module docstring). With
+        adapter_path, the LoRA adapter there is applied to every step, at adapter_scale."""
         if kv_cache_type not in _GGML_KV_TYPES:
             raise EngineError(f"kv_cache_type: must be one of {sorted(_GGML_KV_TYPES)}")
         self._model = load_model(model_path, gpu_index)
@@ -221,6 +225,9 @@ class LlamaCppEngine:
             raise EngineError(
                 f"llama.cpp could not create a context of {num_slots} x {context_length} KV cells"
             )
+        self._adapter = None
+        if adapter_path is not None:
+            self._apply_adapter(Path(adapter_path), adapter_scale)
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         cells_per_slot = int(llama_cpp.llama_n_ctx_seq(self._ctx))  # rounded up to 256 by llama.cpp
         trained = int(llama_cpp.llama_model_n_ctx_train(self._model))
@@ -243,6 +250,15 @@ class LlamaCppEngine:
         self._scratch_token = int(llama_cpp.llama_vocab_bos(self._vocab))
         self._closed = False
         self.timings = StepTimings()
+
+    def _apply_adapter(self, path: Path, scale: float) -> None:
+        """Apply the LoRA adapter at `path`; on failure free the context and the model."""
+        try:
+            self._adapter = apply_lora(self._model, self._ctx, path, scale)
+        except BaseException:
+            llama_cpp.llama_free(self._ctx)
+            llama_cpp.llama_model_free(self._model)
+            raise
 
     # -- text -----------------------------------------------------------------------------
 
@@ -366,4 +382,5 @@ class LlamaCppEngine:
             return
         self._closed = True
         llama_cpp.llama_free(self._ctx)
+        free_lora(self._adapter)
         llama_cpp.llama_model_free(self._model)

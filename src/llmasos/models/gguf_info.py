@@ -10,6 +10,9 @@ vocabulary, 253 MB) on this repository's 2-core machine, GGUFReader (gguf 0.19.0
 open the file, since it builds a NumPy array for every vocabulary string; this parser reads the
 same header in 0.2 s. The constants (quantization block sizes, file types) come from `gguf`.
 
+A LoRA adapter (general.type "adapter") reads like a model without hyperparameters: its context
+length and KV bytes are 0, and is_adapter says what it is.
+
 Every file is untrusted: anything malformed (a bad alignment, a truncated or nonsensical value,
 nesting too deep) is a ModelFileError naming the problem, never another exception.
 """
@@ -85,6 +88,7 @@ class GGUFInfo:
     license: str | None
     size_bytes: int
     kv_bytes_per_token: int  # KV cache per token with a q8_0 cache (what the engine uses); 0: none
+    is_adapter: bool = False  # general.type "adapter": a LoRA adapter, run over a base model
 
 
 def read_gguf_info(path: Path) -> GGUFInfo:
@@ -157,6 +161,7 @@ def _info(
         kv_bytes_per_token=0
         if arch in _NO_KV_CACHE
         else arch_int("block_count") * per_layer * q8_0[1] // q8_0[0],
+        is_adapter=meta.get("general.type") == "adapter",
     )
 
 

@@ -8,6 +8,11 @@
 An import writes to tmp/, checks the file (a complete GGUF, the expected sha256), moves it into
 blobs/ and only then writes the manifest, each step by an atomic rename. An import that fails
 or is interrupted leaves no new name and no new blob behind.
+
+A LoRA adapter (a GGUF of general.type "adapter") is imported over a base model with
+import_adapter: its manifest names the base, carries the base's architecture, context length,
+chat template and KV size, and counts both files in size_bytes (loading it loads the base and
+applies the adapter). A base model cannot be removed while adapters name it.
 """
 
 from __future__ import annotations
@@ -30,9 +35,10 @@ from llmasos.errors import (
     ModelError,
     ModelExistsError,
     ModelFileError,
+    ModelInUseError,
     UnknownModelError,
 )
-from llmasos.models.gguf_info import GGUFInfo, read_gguf_info
+from llmasos.models.gguf_info import GGUFInfo, is_encoder, read_gguf_info
 
 DEFAULT_TAG = "latest"
 _PART = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -40,6 +46,8 @@ CHUNK_BYTES = 1 << 20
 
 # bytes copied so far, total bytes if known
 Progress = Callable[[int, int | None], None]
+# (name, digest, the file's GGUF info, source label) -> the manifest to write
+Describe = Callable[[str, str, GGUFInfo, str], "Manifest"]
 
 
 @dataclass(frozen=True)
@@ -59,19 +67,58 @@ class Manifest:
     kv_bytes_per_token: int
     source: str
     imported_at: str
+    base: str | None = None  # for a LoRA adapter: the model (name:tag) it runs over
 
     @classmethod
     def of(cls, name: str, digest: str, info: GGUFInfo, source: str) -> Manifest:
         fields = asdict(info)
         fields.pop("name")  # the GGUF's own display name; the manifest is keyed by ours
+        if fields.pop("is_adapter"):
+            raise ModelFileError(
+                source,
+                "is a LoRA adapter, not a model; import it over its base model "
+                "(llmasos models import PATH --base MODEL)",
+            )
+        return cls(
+            name=name, digest=digest, format="gguf", source=source, imported_at=_now(), **fields
+        )
+
+    @classmethod
+    def of_adapter(
+        cls, name: str, digest: str, info: GGUFInfo, source: str, base: Manifest
+    ) -> Manifest:
+        """An adapter's manifest: what runs is the base with the adapter applied."""
+        if not info.is_adapter:
+            raise ModelFileError(source, "is not a LoRA adapter (its general.type is not adapter)")
+        if info.architecture != base.architecture:
+            raise ModelFileError(
+                source,
+                f"is an adapter for {info.architecture} models; {base.name} is {base.architecture}",
+            )
         return cls(
             name=name,
             digest=digest,
             format="gguf",
+            architecture=base.architecture,
+            parameters=base.parameters + info.parameters,
+            quantization=base.quantization,
+            context_length=base.context_length,
+            chat_template=base.chat_template,
+            license=base.license,
+            size_bytes=base.size_bytes + info.size_bytes,
+            kv_bytes_per_token=base.kv_bytes_per_token,
             source=source,
-            imported_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            **fields,
+            imported_at=_now(),
+            base=base.name,
         )
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """What an engine loads for a model: a GGUF, and a LoRA adapter to apply to it, if any."""
+
+    model: Path
+    adapter: Path | None = None
 
 
 def parse_name(name: object) -> tuple[str, str]:
@@ -127,6 +174,17 @@ class Repository:
     def blob_path(self, manifest: Manifest) -> Path:
         return self.blobs / manifest.digest.replace(":", "-")
 
+    def model_files(self, manifest: Manifest) -> ModelFiles:
+        """The files an engine loads for `manifest`: an adapter's base blob and its own."""
+        if manifest.base is None:
+            return ModelFiles(self.blob_path(manifest))
+        return ModelFiles(self.blob_path(self.show(manifest.base)), self.blob_path(manifest))
+
+    def adapters_of(self, name: str) -> list[str]:
+        """The adapters built on the model `name`."""
+        canonical = full_name(name)
+        return [m.name for m in self.list() if m.base == canonical]
+
     # -- changing --------------------------------------------------------------------------
 
     def import_file(
@@ -162,6 +220,41 @@ class Repository:
         progress: Progress | None = None,
     ) -> Manifest:
         """Import bytes from `stream` (a binary file or an iterator of chunks)."""
+        return self._import(stream, name, source_label, sha256, total, progress, Manifest.of)
+
+    def import_adapter(self, path: Path, name: str, base: str) -> Manifest:
+        """Copy the GGUF LoRA adapter at `path` into the repository under `name`, as a model
+        that runs `base` (a model of the same architecture, not itself an adapter) with the
+        adapter applied."""
+        base_manifest = self.show(full_name(base))
+        if base_manifest.base is not None:
+            raise InvalidRequestError(
+                "base", f"{base_manifest.name} is itself an adapter; name its base model"
+            )
+        if is_encoder(base_manifest.architecture):
+            raise InvalidRequestError(
+                "base", f"{base_manifest.name} is an embedding model; adapters need a generator"
+            )
+        if not path.is_file():
+            raise ModelFileError(path, "does not exist or is not a file")
+
+        def describe(canonical: str, digest: str, info: GGUFInfo, label: str) -> Manifest:
+            return Manifest.of_adapter(canonical, digest, info, label, base_manifest)
+
+        with path.open("rb") as source:
+            total = path.stat().st_size
+            return self._import(source, name, str(path), None, total, None, describe)
+
+    def _import(
+        self,
+        stream: BinaryIO | Iterator[bytes],
+        name: str,
+        source_label: str,
+        sha256: str | None,
+        total: int | None,
+        progress: Progress | None,
+        describe: Describe,
+    ) -> Manifest:
         canonical = full_name(name)
         self._refuse_taken(canonical)
         expected = _expected_digest(sha256)
@@ -174,7 +267,7 @@ class Repository:
                     source_label, f"has sha256 {digest}, not the expected {expected}"
                 )
             info = read_gguf_info(temp)
-            manifest = Manifest.of(canonical, f"sha256:{digest}", info, source_label)
+            manifest = describe(canonical, f"sha256:{digest}", info, source_label)
             blob = self.blob_path(manifest)
             new_blob = not blob.exists()
             if new_blob:
@@ -207,8 +300,10 @@ class Repository:
         return tagged
 
     def remove(self, name: str) -> Manifest:
-        """Forget `name`; its blob goes too when no other name uses it."""
+        """Forget `name`; its blob goes too when no other name uses it. ModelInUseError while
+        adapters are built on it."""
         manifest = self.show(full_name(name))
+        self.check_removable(manifest.name)
         path = self._manifest_path(manifest.name)
         path.unlink()
         with contextlib.suppress(OSError):
@@ -216,6 +311,12 @@ class Repository:
         if not self._referenced(manifest.digest):
             self.blob_path(manifest).unlink(missing_ok=True)
         return manifest
+
+    def check_removable(self, name: str) -> None:
+        """ModelInUseError if adapters are built on the model `name`."""
+        adapters = self.adapters_of(name)
+        if adapters:
+            raise ModelInUseError(full_name(name), adapters)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -242,6 +343,10 @@ class Repository:
             os.replace(temp, path)
         finally:
             Path(temp).unlink(missing_ok=True)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _expected_digest(sha256: str | None) -> str | None:

@@ -14,7 +14,7 @@ from llmasos.kernel.config import KernelConfig
 from llmasos.models.default import DEFAULT_MODEL, canonical_model_name, ensure_default_model
 from llmasos.models.placement import Device, FitPolicy
 from llmasos.models.repository import Manifest, Repository
-from llmasos.runtime.manager import DEFAULT_KEEP_ALIVE_S, ModelManager
+from llmasos.runtime.manager import DEFAULT_KEEP_ALIVE_S, EngineLoader, ModelManager
 from llmasos.settings import Settings
 
 CPU = Device("cpu", 0)  # where a standalone engine runs (a budget applies only under a manager)
@@ -61,15 +61,15 @@ class EngineOptions:
 
 def load_engine(model: str | None, options: EngineOptions) -> Engine:
     """An engine for `model`: a repository name (the default model if None, imported on first
-    use) or the path of a GGUF file."""
+    use; an adapter loads its base with the adapter applied) or the path of a GGUF file."""
     if model is not None and is_model_file(model):
         return engine_loader(options)(Path(model), model, CPU)
     name = canonical_model_name(model or DEFAULT_MODEL)
     repository = Repository(Settings.from_environment().home / "models")
     if name == DEFAULT_MODEL:
         ensure_default_model(repository)
-    path = repository.blob_path(repository.show(name))
-    return engine_loader(options)(path, name, CPU)
+    files = repository.model_files(repository.show(name))
+    return engine_loader(options)(files.model, name, CPU, adapter=files.adapter)
 
 
 def is_model_file(model: str) -> bool:
@@ -77,10 +77,11 @@ def is_model_file(model: str) -> bool:
     return ("/" in model or model.endswith(".gguf")) and Path(model).is_file()
 
 
-def engine_loader(options: EngineOptions) -> Callable[[Path, str, Device], Engine]:
-    """Builds llama.cpp engines of the given size (the model manager's loader)."""
+def engine_loader(options: EngineOptions) -> EngineLoader:
+    """Builds llama.cpp engines of the given size (the model manager's loader); with
+    `adapter`, the LoRA adapter at that path is applied to the model."""
 
-    def load(path: Path, name: str, device: Device) -> Engine:
+    def load(path: Path, name: str, device: Device, adapter: Path | None = None) -> Engine:
         from llmasos.engine.llamacpp import LlamaCppEngine  # loads llama.cpp: only when needed
 
         return LlamaCppEngine(
@@ -92,6 +93,7 @@ def engine_loader(options: EngineOptions) -> Callable[[Path, str, Device], Engin
             n_threads=options.n_threads,
             gpu_index=device.gpu_index,
             kv_cache_type=options.kv_cache_type,
+            adapter_path=adapter,
         )
 
     return load

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 from llmasos.engine.base import Embedder, Engine
 from llmasos.errors import (
@@ -53,7 +54,17 @@ logger = logging.getLogger(__name__)
 MIB = 1 << 20
 DEFAULT_KEEP_ALIVE_S = 300.0
 
-EngineLoader = Callable[[Path, str, Device], Engine]
+
+class EngineLoader(Protocol):
+    """Builds an engine for the GGUF at `path` on `device`; with `adapter`, the LoRA adapter at
+    that path applied. The manager passes `adapter` only for adapter models, so a loader of
+    plain models may leave it out."""
+
+    def __call__(
+        self, path: Path, name: str, device: Device, /, adapter: Path | None = None
+    ) -> Engine: ...
+
+
 EmbedderLoader = Callable[[Path, str, Device], Embedder]
 
 
@@ -197,12 +208,15 @@ class ModelManager:
         self, name: str, manifest: Manifest, device: Device, victims: list[LoadedModel]
     ) -> Kernel | Embedder:
         self._close(victims)  # their memory is this model's now
-        path = self.repository.blob_path(manifest)  # type: ignore[union-attr]
+        files = self.repository.model_files(manifest)  # type: ignore[union-attr]
         if is_encoder(manifest.architecture):
             if self._load_embedder is None:
                 raise InvalidRequestError("model", f"{name}: this server loads no embedding models")
-            return self._load_embedder(path, name, device)
-        engine = self._load_engine(path, name, device)
+            return self._load_embedder(files.model, name, device)
+        if files.adapter is None:
+            engine = self._load_engine(files.model, name, device)
+        else:  # the base model's GGUF, with the adapter applied
+            engine = self._load_engine(files.model, name, device, adapter=files.adapter)
         try:
             return Kernel(engine, self.kernel_config, pids=self.pids)
         except BaseException:

@@ -44,6 +44,7 @@ async def import_(body: ImportRequest, request: Request) -> dict[str, Any]:
 def delete_model(name: ModelNameParameter, request: Request) -> dict[str, Any]:
     models = models_of(request)
     models.check_removable(name)
+    repository_of(request).check_removable(name)  # before unloading: no adapter is built on it
     if models.is_loaded(name):
         models.unload(name)
     manifest = repository_of(request).remove(name)

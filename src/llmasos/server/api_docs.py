@@ -21,8 +21,8 @@ WHEN = {
     "keys may only GET), has no grant on that path, or asks for something outside its "
     "capabilities (code capability_denied).",
     404: "No such model, process, agent or file.",
-    409: "The process or agent already ended, the name is taken, the model is busy or pinned, or "
-    "a write's expected_version is no longer the latest.",
+    409: "The process or agent already ended, the name is taken, the model is busy or pinned (or "
+    "LoRA adapters run over it), or a write's expected_version is no longer the latest.",
     413: "The body is over 8 MiB, the prompt plus max_tokens exceed the model's context, or a "
     "write would pass the owner's storage quota.",
     422: "Well formed, but beyond what this model can take: top_k over its vocabulary, a "
