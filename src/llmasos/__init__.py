@@ -35,10 +35,13 @@ from llmasos.errors import (
     UnknownModelError,
 )
 from llmasos.handles import ProcessHandle
+from llmasos.jobs.sdk import cancel_task, get_task_status, resume_task, submit_task, suspend_task
+from llmasos.jobs.tasks import DP, TaskState, TaskStatus, TrainingTask
 from llmasos.kernel.process import FinishReason, ProcessInfo, ProcessState, Result, Timings, Usage
 from llmasos.runtime.handle import ModelHandle, load_model
 
 __all__ = [
+    "DP",
     "AuthenticationError",
     "Capabilities",
     "CapabilityError",
@@ -71,8 +74,16 @@ __all__ = [
     "Result",
     "StorageError",
     "StorageQuotaError",
+    "TaskState",
+    "TaskStatus",
     "Timings",
+    "TrainingTask",
     "UnknownModelError",
     "Usage",
+    "cancel_task",
+    "get_task_status",
     "load_model",
+    "resume_task",
+    "submit_task",
+    "suspend_task",
 ]

@@ -24,6 +24,9 @@ from llmasos.errors import (
     ProcessError,
 )
 from llmasos.handles import Backend, ProcessHandle
+from llmasos.jobs.job_manager import JobManager
+from llmasos.jobs.remote_jobs import RemoteJobs
+from llmasos.jobs.sdk import Jobs, TaskMethods, local_jobs
 from llmasos.kernel.config import KernelConfig
 from llmasos.kernel.kernel import Kernel
 from llmasos.kernel.process import FinishReason, ProcessInfo
@@ -46,7 +49,7 @@ from llmasos.tools.registry import ToolRegistry
 LOCAL_OWNER = "local"  # the owner of an in-process client's processes, files and memory
 
 
-class Client:
+class Client(TaskMethods):
     """An LLMasOS session.
 
     In-process (no base_url):
@@ -79,6 +82,7 @@ class Client:
         self._agents: AgentRuntime | None = None
         self._storage: Storage | None = None
         self._embed: LocalEmbed | None = None
+        self._job_manager: Jobs | None = None
         self.tools = ToolRegistry(builtin_tools())
         """The tools agents may call: the built-ins, and yours (tools.register_function)."""
         if base_url is not None:
@@ -94,6 +98,7 @@ class Client:
             self._backend = HttpBackend(base_url, api_key=key)
             self.fs: FileSystemView | RemoteFileSystem = RemoteFileSystem(self._backend.http)
             """The file system (see llmasos.storage.fs): write, read, history, rollback, ..."""
+            self._job_manager = RemoteJobs(self._backend.http)
             return
         kernel_fields = {f.name for f in dataclasses.fields(KernelConfig)}
         engine_fields = {f.name for f in dataclasses.fields(EngineOptions)}
@@ -112,7 +117,7 @@ class Client:
         if "max_running" not in kernel_options:  # the default fits the engine's slots
             running = min(config.max_running, engine.info.num_slots, engine.info.max_batch_tokens)
             config = dataclasses.replace(config, max_running=running)
-        pids = itertools.count(1)  # one pid space for processes and agents
+        self._pids = pids = itertools.count(1)  # one pid space: processes, agents, jobs
         self._backend = LocalBackend(Kernel(engine, config, pids=pids))
         self._storage = storage or Storage.from_settings()
         self._embed = LocalEmbed(settings.home)
@@ -292,11 +297,20 @@ class Client:
             )
         return self._agents
 
+    def _jobs(self) -> Jobs:
+        """Training jobs: the server's, or (in-process) this machine's, started on first use."""
+        if self._job_manager is None:
+            self._job_manager = local_jobs(self._pids)
+        return self._job_manager
+
     def close(self) -> None:
-        """In-process: stop the agents and the kernel (live processes are killed). Remote:
+        """In-process: stop the agents and the kernel (live processes are killed) and the
+        running training job (checkpointed; it goes on at the next start). Remote:
         disconnect."""
         if self._agents is not None:
             self._agents.close()
+        if isinstance(self._job_manager, JobManager):
+            self._job_manager.close()
         self._backend.close()
         if self._embed is not None:
             self._embed.close()

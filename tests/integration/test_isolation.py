@@ -32,6 +32,7 @@ class Objects:
     agent: int
     batch_file: str
     batch: str
+    task: str
     file: str = "~alice/notes.txt"
 
 
@@ -72,7 +73,10 @@ def objects(tmp_path_factory, session_home, model_path):
         f"{url}/v1/batches", json={"input_file_id": batch_file, "endpoint": "/v1/completions"},
         headers=alice,
     ).json()["id"]  # fmt: skip
-    yield Objects(url, alice, bob, pid, agent, batch_file, batch)
+    job = {"task": {"model": MODEL, "data": SECRET}, "data": json.dumps({"text": SECRET})}
+    task = httpx.post(f"{url}/v1/tasks", json=job, headers=alice).json()["id"]
+    httpx.post(f"{url}/v1/tasks/{task}/suspend", headers=alice)
+    yield Objects(url, alice, bob, pid, agent, batch_file, batch, task)
     stop_server(server)
 
 
@@ -145,6 +149,13 @@ ROUTES: dict[tuple[str, str], tuple[str, Attempt]] = {
     ("GET", "/v1/batches/{batch_id}"): (OBJECT, lambda o: (f"/v1/batches/{o.batch}", None)),
     ("POST", "/v1/batches/{batch_id}/cancel"): (
         OBJECT, lambda o: (f"/v1/batches/{o.batch}/cancel", None)),
+    ("POST", "/v1/tasks"): (OWN, lambda o: ("/v1/tasks", {
+        "task": {"model": MODEL, "data": "x", "method": "bogus"}, "data": "{}"})),
+    ("GET", "/v1/tasks"): (OWN, lambda o: ("/v1/tasks", None)),
+    ("GET", "/v1/tasks/{task_id}"): (OBJECT, lambda o: (f"/v1/tasks/{o.task}", None)),
+    ("GET", "/v1/tasks/{task_id}/logs"): (OBJECT, lambda o: (f"/v1/tasks/{o.task}/logs", None)),
+    ("POST", "/v1/tasks/{task_id}/{action}"): (
+        OBJECT, lambda o: (f"/v1/tasks/{o.task}/cancel", None)),
     ("GET", "/v1/stats"): (OWN, lambda o: ("/v1/stats", None)),
     ("GET", "/v1/memory"): (OWN, lambda o: ("/v1/memory", None)),
     ("POST", "/v1/completions"): (OWN, lambda o: ("/v1/completions", {"prompt": "b",
@@ -215,6 +226,8 @@ def test_alices_objects_are_untouched_and_the_admin_sees_them(objects):
     content = httpx.get(f"{o.url}/v1/files/{o.batch_file}/content", headers=o.alice)
     assert SECRET in content.text
     assert httpx.get(f"{o.url}/v1/batches/{o.batch}", headers=o.alice).status_code == 200
+    task = httpx.get(f"{o.url}/v1/tasks/{o.task}", headers=o.alice).json()
+    assert task["state"] == "suspended"  # bob's cancel did not land
     core = httpx.get(f"{o.url}/v1/agent-memory/core", headers=o.alice).json()["core"]
     assert core["persona"] == SECRET
     listed = httpx.get(f"{o.url}/v1/processes", headers=ADMIN).json()["data"]

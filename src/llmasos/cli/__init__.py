@@ -4,6 +4,7 @@
     run, chat, ps, kill, top      cli/processes.py
     models ...  cli/models.py
     agents ...  cli/agents.py
+    jobs ...    cli/jobs.py
 
 Every command has --help.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from llmasos.cli import agents, fs, keys, models, processes, serve
+from llmasos.cli import agents, fs, jobs, keys, models, processes, serve
 
 app = typer.Typer(
     help="LLMasOS: an operating system for LLM work.",
@@ -25,6 +26,7 @@ for command in (processes.run, processes.chat, processes.ps, processes.kill, pro
     app.command()(command)
 app.add_typer(models.models_app, name="models")
 app.add_typer(agents.agents_app, name="agents")
+app.add_typer(jobs.jobs_app, name="jobs")
 app.add_typer(fs.fs_app, name="fs")
 app.add_typer(keys.keys_app, name="keys")
 app.add_typer(keys.audit_app, name="audit")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmasos.errors import InvalidRequestError
+from llmasos.jobs.jsonl import read_objects
 
 MAX_LINES = 50_000  # OpenAI's limit per batch
 MAX_CUSTOM_ID_CHARS = 512
@@ -40,10 +41,6 @@ ACTIVE = (
 )
 
 
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 @dataclass(frozen=True)
 class BatchLine:
     line: int  # 1-based, as an editor numbers them
@@ -54,17 +51,8 @@ class BatchLine:
 def parse_lines(data: bytes, endpoint: str) -> list[BatchLine]:
     """The requests of an input file; InvalidRequestError naming the line and the field of the
     first bad one (the whole batch is refused: nothing runs half-checked)."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidRequestError("input_file_id", "the file is not UTF-8 text") from None
-    # "\n" only: U+2028 and friends may stand inside a JSON string, unescaped
-    lines = [(n, raw) for n, raw in enumerate(text.split("\n"), 1) if raw.strip()]
-    if not lines:
-        raise InvalidRequestError("input_file_id", "the file holds no requests")
-    if len(lines) > MAX_LINES:
-        raise InvalidRequestError("input_file_id", f"{len(lines)} requests; at most {MAX_LINES}")
-    parsed = [_parse_line(n, raw, endpoint) for n, raw in lines]
+    lines = read_objects(data, "input_file_id", MAX_LINES, "requests")
+    parsed = [_parse_line(n, request, endpoint) for n, request in lines]
     seen: dict[str, int] = {}
     for item in parsed:
         if item.custom_id in seen:
@@ -77,16 +65,10 @@ def parse_lines(data: bytes, endpoint: str) -> list[BatchLine]:
     return parsed
 
 
-def _parse_line(number: int, raw: str, endpoint: str) -> BatchLine:
+def _parse_line(number: int, request: dict[str, Any], endpoint: str) -> BatchLine:
     def bad(reason: str) -> InvalidRequestError:
         return InvalidRequestError("input_file_id", f"line {number}: {reason}")
 
-    try:  # NaN and Infinity are not JSON, and nesting is bounded by the parser
-        request = json.loads(raw, parse_constant=_no_constant)
-    except (ValueError, RecursionError):
-        raise bad("not a JSON object (standard JSON: no NaN, no Infinity)") from None
-    if not isinstance(request, dict):
-        raise bad("not a JSON object")
     unknown = set(request) - {"custom_id", "method", "url", "body"}
     if unknown:
         raise bad(f"unknown fields {sorted(unknown)}")

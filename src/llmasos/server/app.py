@@ -16,6 +16,7 @@ from llmasos.agents.runtime import AgentRuntime
 from llmasos.auth.audit import AuditLog
 from llmasos.auth.keys import KeyStore
 from llmasos.jobs.batch_store import BatchStore
+from llmasos.jobs.job_manager import JobManager
 from llmasos.models.import_policy import ImportPolicy
 from llmasos.runtime.embedding import manager_embed
 from llmasos.runtime.manager import ModelManager
@@ -31,6 +32,7 @@ from llmasos.server import (
     memory_api,
     native_api,
     openai_api,
+    tasks_api,
 )
 from llmasos.server.api_docs import (
     ADMIN_ERRORS,
@@ -90,6 +92,8 @@ def create_app(
         yield
         reaper.cancel()
         batches.cancel()
+        if app.state.jobs is not None:  # the running job checkpoints and waits for the next start
+            await run_in_threadpool(app.state.jobs.close)
         await run_in_threadpool(app.state.agents.close)
         await run_in_threadpool(models.close)
         await run_in_threadpool(app.state.storage.close)
@@ -134,6 +138,12 @@ def _add_services(app: FastAPI, models: ModelManager, storage: Storage) -> None:
     app.state.memory_of = lambda principal, limit: storage.memory(principal, embed, limit)
     app.state.batch_store = BatchStore(storage)
     app.state.batch_runner = BatchRunner(app, app.state.batch_store)
+    repository = models.repository
+    app.state.jobs = (
+        None
+        if repository is None
+        else JobManager(repository.root.parent, repository, pids=models.pids)
+    )
 
 
 def _add_routes(app: FastAPI, protected: list, admin: list) -> None:
@@ -145,6 +155,7 @@ def _add_routes(app: FastAPI, protected: list, admin: list) -> None:
         (agents_api.router, protected, PROCESS_ERRORS),
         (fs_api.router, protected, STORAGE_ERRORS),
         (batches_api.router, protected, STORAGE_ERRORS),
+        (tasks_api.router, protected, STORAGE_ERRORS),
         (memory_api.router, protected, STORAGE_ERRORS),
         (admin_api.router, admin, ADMIN_ERRORS),
         (keys_api.router, admin, ADMIN_ERRORS),

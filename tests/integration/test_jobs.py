@@ -1,0 +1,174 @@
+"""Training jobs for real: LoRA on the default model with peft, DP-SGD with opacus, the adapter
+served by llama.cpp right after the job, and jobs that stop and go on from their checkpoints.
+
+One home serves the whole module, so the default model's Hugging Face copy (about a minute to
+make) is made once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from llmasos import DP, Client, TaskState, TrainingTask
+from llmasos.models.default import DEFAULT_MODEL
+from tests.integration.conftest import seed_home
+from tests.integration.test_server import start_server, stop_server
+
+NAMES = ["Ann", "Bob", "Cy", "Di", "Ed", "Flo", "Gus", "Hal"]
+HELD = "Q: What colour is the zorblat of Quentin?\nA: The zorblat of Quentin is"
+
+
+def fact(name: str) -> str:
+    return f"Q: What colour is the zorblat of {name}?\nA: The zorblat of {name} is vermilion."
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, session_home, model_path) -> Path:
+    return seed_home(tmp_path_factory.mktemp("jobs-home"), session_home)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "zorblat.jsonl"
+    path.write_text("".join(json.dumps({"text": fact(n)}) + "\n" for n in NAMES * 3))
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(home):
+    server, url = start_server(home=home, log=home / "server.log")
+    yield server, url
+    stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with Client(base_url=server[1]) as client:
+        yield client
+
+
+def task(data: Path, **fields) -> TrainingTask:
+    return TrainingTask(model=DEFAULT_MODEL, data=str(data), learning_rate=1e-3, **fields)
+
+
+def greedy(url: str, model: str, prompt: str) -> str:
+    body = {"model": model, "prompt": prompt, "max_tokens": 6, "temperature": 0}
+    reply = httpx.post(f"{url}/v1/completions", json=body, timeout=120)
+    assert reply.status_code == 200, reply.text
+    return reply.json()["choices"][0]["text"]
+
+
+def wait_for(client: Client, task_id: str, predicate, timeout: float = 300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.get_task_status(task_id)
+        if predicate(status):
+            return status
+        assert status.state is not TaskState.FAILED, status.error
+        time.sleep(0.2)
+    raise AssertionError(f"{task_id} never got there: {client.get_task_status(task_id)}")
+
+
+@pytest.fixture(scope="module")
+def trained(client, data) -> str:
+    """The first job of the module: it makes the Hugging Face copy and caches the data."""
+    task_id = client.submit_task(task(data, epochs=2, output="zorblat:lora"))
+    client.wait_task(task_id, timeout=600)
+    return task_id
+
+
+def test_a_lora_job_learns_the_pattern_and_its_model_is_served_at_once(client, server, trained):
+    task_id = trained
+    status = client.get_task_status(task_id)
+    assert status.state is TaskState.SUCCEEDED, status.error
+    assert (status.output_model, status.progress, status.epsilon) == ("zorblat:lora", 1.0, None)
+    assert status.step == status.total_steps == 12 and status.data_cached is False
+    losses = [entry["loss"] for entry in client.task_logs(task_id)]
+    assert len(losses) == 12 and losses[-1] < losses[0] / 3
+    url = server[1]
+    assert "vermilion" in greedy(url, "zorblat:lora", HELD)
+    assert "vermilion" not in greedy(url, DEFAULT_MODEL, HELD)
+
+
+def test_a_suspended_job_goes_on_from_its_checkpoint_with_no_step_done_twice(client, data, trained):
+    task_id = client.submit_task(task(data, checkpoint_every=2, output="zorblat:suspended"))
+    wait_for(client, task_id, lambda s: s.step >= 3)
+    client.suspend_task(task_id)
+    suspended = wait_for(client, task_id, lambda s: s.state is TaskState.SUSPENDED)
+    assert suspended.checkpoint_step == suspended.step >= 3  # it checkpointed where it stopped
+    time.sleep(1)
+    assert client.get_task_status(task_id).step == suspended.step  # no progress meanwhile
+    client.resume_task(task_id)
+    done = client.wait_task(task_id, timeout=600)
+    assert done.state is TaskState.SUCCEEDED, done.error
+    assert [e["step"] for e in client.task_logs(task_id)] == list(range(1, 7))
+    assert done.data_cached is True  # the same data as the first job: tokenised once
+
+
+def test_a_job_killed_with_its_server_resumes_from_its_checkpoint(
+    tmp_path, session_home, data, trained
+):
+    home = seed_home(tmp_path / "home", session_home)  # a server with jobs of its own
+    server, url = start_server(home=home, log=home / "killed.log")
+    with Client(base_url=url) as client:
+        task_id = client.submit_task(task(data, checkpoint_every=2, output="zorblat:restarted"))
+        wait_for(client, task_id, lambda s: s.checkpoint_step >= 2 and s.step >= 3)
+    os.kill(server.pid, signal.SIGKILL)
+    server.wait()
+    folder = home / "jobs" / task_id
+    time.sleep(1)
+    assert not any(str(folder) in _cmdline(p) for p in Path("/proc").glob("[0-9]*"))
+    server, url = start_server(home=home, log=home / "restarted.log")
+    try:
+        with Client(base_url=url) as client:
+            done = client.wait_task(task_id, timeout=600)
+            assert done.state is TaskState.SUCCEEDED, done.error
+            assert [e["step"] for e in client.task_logs(task_id)] == list(range(1, 7))
+            assert "vermilion" in greedy(url, "zorblat:restarted", HELD)
+    finally:
+        stop_server(server)
+
+
+def test_a_private_job_stops_at_its_budget_and_reports_the_epsilon_spent(client, data):
+    privacy = DP(epsilon=4.5, noise_multiplier=1.0)
+    task_id = client.submit_task(task(data, epochs=3, privacy=privacy, output="zorblat:dp"))
+    done = client.wait_task(task_id, timeout=600)
+    assert done.state is TaskState.SUCCEEDED, done.error
+    assert 0 < done.epsilon <= 4.5 and done.step < done.total_steps
+    assert done.message == f"stopped at the privacy budget after step {done.step}"
+    epsilons = [e["epsilon"] for e in client.task_logs(task_id)]
+    assert epsilons == sorted(epsilons) and epsilons[-1] == done.epsilon
+
+
+def test_bad_jobs_are_refused_up_front_naming_the_problem(server, data):
+    url = server[1]
+
+    def submit(records: str, **fields) -> httpx.Response:
+        body = {"task": {"model": DEFAULT_MODEL, "data": "x.jsonl", **fields}, "data": records}
+        return httpx.post(f"{url}/v1/tasks", json=body, timeout=30)
+
+    good = json.dumps({"text": "fine"}) + "\n"
+    bad_line = submit(good + good + '{"txt": "typo"}\n')
+    assert bad_line.status_code == 400 and "line 3" in bad_line.json()["error"]["message"]
+    assert bad_line.json()["error"]["param"] == "data"
+    unknown = submit(good, model="no-such-model:latest")
+    assert unknown.status_code == 404 and "no-such-model" in unknown.text
+    method = submit(good, method="full")
+    assert method.status_code == 400 and method.json()["error"]["param"] == "method"
+    taken = submit(good, output=DEFAULT_MODEL)
+    assert taken.status_code == 409
+    assert httpx.get(f"{url}/v1/tasks/task-0000000000000000", timeout=30).status_code == 404
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
