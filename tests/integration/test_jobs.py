@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pytest
 from llmasos import DP, Client, TaskState, TrainingTask
 from llmasos.models.default import DEFAULT_MODEL
 from tests.integration.conftest import seed_home
-from tests.integration.test_server import start_server, stop_server
+from tests.integration.test_server import LLMASOS, start_server, stop_server
 
 NAMES = ["Ann", "Bob", "Cy", "Di", "Ed", "Flo", "Gus", "Hal"]
 HELD = "Q: What colour is the zorblat of Quentin?\nA: The zorblat of Quentin is"
@@ -165,6 +166,33 @@ def test_bad_jobs_are_refused_up_front_naming_the_problem(server, data):
     taken = submit(good, output=DEFAULT_MODEL)
     assert taken.status_code == 409
     assert httpx.get(f"{url}/v1/tasks/task-0000000000000000", timeout=30).status_code == 404
+
+
+def test_the_cli_lists_shows_follows_and_cancels_jobs(server, data, trained, tmp_path):
+    url = server[1]
+
+    def jobs(*args: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "COLUMNS": "250"}
+        command = [LLMASOS, "jobs", *args, "--url", url]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+
+    listed = jobs("ls")
+    assert trained in listed.stdout and "succeeded" in listed.stdout
+    env = {**os.environ, "COLUMNS": "250"}
+    ps = subprocess.run([LLMASOS, "ps", "--all", "--url", url], capture_output=True, text=True,
+                        env=env, timeout=120)  # fmt: skip
+    assert trained in ps.stdout  # a job is listed with the processes and agents
+    assert json.loads(jobs("status", trained).stdout)["output_model"] == "zorblat:lora"
+    steps = jobs("logs", trained).stdout.splitlines()
+    assert len(steps) == 12 and steps[0].startswith("step 1  epoch 1  loss ")
+    task_id = jobs("submit", str(data), "--output", "zorblat:cli", "--detach").stdout.strip()
+    assert jobs("cancel", task_id).returncode == 0
+    with Client(base_url=url) as client:
+        assert client.wait_task(task_id, timeout=300).state is TaskState.CANCELLED
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine"}\n{"text": 7}\n')
+    refused = jobs("submit", str(bad))
+    assert refused.returncode == 2 and "line 2: text must be a non-empty string" in refused.stderr
 
 
 def _cmdline(proc: Path) -> str:

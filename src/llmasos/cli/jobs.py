@@ -137,7 +137,10 @@ def show_end(status: TaskStatus) -> None:
 def jobs_ls(url: Url = "http://127.0.0.1:8000", api_key: ApiKey = None) -> None:
     """Your jobs (an admin's: everyone's)."""
     with jobs_at(url, api_key) as jobs:
-        statuses = jobs.list()
+        console.print(job_table(jobs.list()))
+
+
+def job_table(statuses: list[TaskStatus]) -> Table:
     table = Table("TASK", "PID", "OWNER", "STATE", "MODEL", "STEP", "LOSS", "ε", "OUTPUT")
     for s in statuses:
         loss = "" if s.loss is None else f"{s.loss:.4f}"
@@ -147,7 +150,7 @@ def jobs_ls(url: Url = "http://127.0.0.1:8000", api_key: ApiKey = None) -> None:
             s.id, str(s.pid), s.owner, s.state.value, s.model, step, loss, epsilon,
             s.output_model or "",
         )  # fmt: skip
-    console.print(table)
+    return table
 
 
 @jobs_app.command("status")

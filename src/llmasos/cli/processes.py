@@ -29,6 +29,7 @@ from llmasos.cli.common import (
     server_answers,
 )
 from llmasos.errors import LLMasOSError
+from llmasos.jobs.tasks import ENDED, TaskStatus
 
 if TYPE_CHECKING:
     from llmasos.client import Client
@@ -185,8 +186,10 @@ def ps(
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
 ) -> None:
-    """List the server's processes and agents (live ones; --all for ended ones too)."""
+    """List the server's processes, agents and training jobs (live ones; --all for ended ones
+    too)."""
     from llmasos.cli.agents import Api, agent_table
+    from llmasos.cli.jobs import job_table
 
     try:
         with remote_client(url, api_key) as client:
@@ -197,6 +200,10 @@ def ps(
     agents = Api(url, api_key).call("GET", "/v1/agents", params={"all": all_processes})
     if agents["data"]:
         console.print(agent_table(agents))
+    jobs = [TaskStatus.from_json(j) for j in Api(url, api_key).call("GET", "/v1/tasks")["data"]]
+    jobs = [j for j in jobs if all_processes or j.state not in ENDED]
+    if jobs:
+        console.print(job_table(jobs))
 
 
 def kill(
