@@ -87,6 +87,10 @@ TlsCert = Annotated[
         help="Serve HTTPS with this PEM certificate (chain); needs --tls-key.",
     ),
 ]
+JobCpuShare = Annotated[
+    float,
+    typer.Option(help="CPU share (0-1) a training job keeps while interactive requests run."),
+]
 TlsKey = Annotated[
     Path | None,
     typer.Option(
@@ -122,9 +126,11 @@ def serve(
     tokens_per_minute: TokensPerMinute = None,
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
+    job_cpu_share: JobCpuShare = 0.0,
 ) -> None:
     """Serve the OS over HTTP: OpenAI-compatible and native routes; one kernel per loaded
     model, --model loaded at start and kept, others loaded on demand."""
+    from llmasos.jobs.throttle import check_share
     from llmasos.kernel.config import KernelConfig
     from llmasos.models.default import DEFAULT_MODEL
     from llmasos.models.placement import FitPolicy
@@ -138,6 +144,7 @@ def serve(
     try:
         tls = tls_files(tls_cert, tls_key)  # checked before the model loads
         rates = RateLimits(requests_per_minute, tokens_per_minute)
+        check_share(job_cpu_share)
         master_key = parse_master_key(settings.master_key) if settings.master_key else None
         config = KernelConfig(
             policy=policy,
@@ -163,7 +170,7 @@ def serve(
         models.load(pin=True)  # the model served from the start stays loaded
     except LLMasOSError as error:
         fail(str(error))
-    _run(models, host, port, api_key or [], admin_key, import_dir or [], tls, rates)
+    _run(models, host, port, api_key or [], admin_key, import_dir or [], tls, rates, job_cpu_share)
 
 
 def _run(
@@ -175,6 +182,7 @@ def _run(
     import_dirs: list[Path],
     tls: tuple[Path, Path] | None,
     rates: RateLimits,
+    job_cpu_share: float,
 ) -> None:
     import uvicorn
 
@@ -192,7 +200,9 @@ def _run(
         f"(policy {policy}, {auth}, {admin})"
     )
     imports = ImportPolicy.for_server(tuple(import_dirs))
-    app = create_app(models, access=access, imports=imports, rate_limits=rates)
+    app = create_app(
+        models, access=access, imports=imports, rate_limits=rates, job_cpu_share=job_cpu_share
+    )
     cert, key = tls or (None, None)
     uvicorn.run(app, host=host, port=port, log_level="warning", ssl_certfile=cert, ssl_keyfile=key)
 

@@ -30,6 +30,7 @@ from llmasos.errors import ModelExistsError, ObjectInUseError, UnknownObjectErro
 from llmasos.jobs.job_files import ASK_CANCEL, ASK_SHUTDOWN, ASK_SUSPEND, ENDS_AS, TaskFiles
 from llmasos.jobs.task_data import read_records
 from llmasos.jobs.tasks import ENDED, TaskState, TaskStatus, TrainingTask
+from llmasos.jobs.throttle import Throttle
 from llmasos.models.repository import Repository, full_name
 
 POLL_S = 0.2
@@ -45,12 +46,21 @@ def _die_with_parent() -> None:  # pragma: no cover (runs in the child before ex
 
 class JobManager:
     def __init__(
-        self, home: Path, repository: Repository, *, pids: Iterator[int] | None = None
+        self,
+        home: Path,
+        repository: Repository,
+        *,
+        pids: Iterator[int] | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
+        """Jobs under `home`/jobs, trained on `repository`'s models (their results registered
+        there); `throttle` pauses the running job while interactive work runs."""
+        self.home = home
         self.root = home / "jobs"
         self.root.mkdir(parents=True, exist_ok=True)
         self.repository = repository
         self._pids = pids or itertools.count(1)
+        self._throttle = throttle
         self._lock = threading.Condition()
         self._worker: tuple[TaskFiles, subprocess.Popen[bytes]] | None = None
         self._closing = False
@@ -137,9 +147,11 @@ class JobManager:
             worker = self._worker
             if worker is not None:
                 worker[0].ask(ASK_SHUTDOWN)
-                worker[1].send_signal(signal.SIGTERM)
+                self._signal(worker[1])
             self._lock.notify_all()
         self._supervisor.join(STOP_WAIT_S + 5)
+        if self._throttle is not None:
+            self._throttle.close()
 
     # -- internals --------------------------------------------------------------------------
 
@@ -163,7 +175,7 @@ class JobManager:
                 files.ask(ask)
                 worker = self._worker
                 if worker is not None and worker[0].folder == files.folder:
-                    worker[1].send_signal(signal.SIGTERM)
+                    self._signal(worker[1])
                 else:  # run by another manager on this home
                     with contextlib.suppress(ProcessLookupError, KeyError):
                         os.kill(files.status().extra["worker_pid"], signal.SIGTERM)
@@ -171,6 +183,12 @@ class JobManager:
             if ask == ASK_CANCEL:
                 return files.update(state=TaskState.CANCELLED, finished_at=time.time())
             return files.update(state=TaskState.SUSPENDED)
+
+    def _signal(self, process: subprocess.Popen[bytes]) -> None:
+        """Ask the running worker to stop (SIGTERM), unpaused so that it finishes its step."""
+        if self._throttle is not None:
+            self._throttle.watch(None)
+        process.send_signal(signal.SIGTERM)
 
     def _take_the_runner_lock(self) -> bool:
         """One manager a jobs folder runs the jobs (another OS or script on the same home only
@@ -192,6 +210,8 @@ class JobManager:
         while True:
             with self._lock:
                 if self._worker is not None and self._worker[1].poll() is not None:
+                    if self._throttle is not None:
+                        self._throttle.watch(None)
                     self._reap(*self._worker)
                     self._worker = None
                 if self._closing and self._worker is None:
@@ -213,9 +233,11 @@ class JobManager:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 preexec_fn=_die_with_parent,
-                env=os.environ.copy(),
+                env={**os.environ, "LLMASOS_HOME": str(self.home)},
             )
         files.update(extra={"worker_pid": process.pid})
+        if self._throttle is not None:
+            self._throttle.watch(process)
         return files, process
 
     def _reap(self, files: TaskFiles, process: subprocess.Popen[bytes]) -> None:

@@ -17,6 +17,7 @@ from llmasos.auth.audit import AuditLog
 from llmasos.auth.keys import KeyStore
 from llmasos.jobs.batch_store import BatchStore
 from llmasos.jobs.job_manager import JobManager
+from llmasos.jobs.throttle import Throttle
 from llmasos.models.import_policy import ImportPolicy
 from llmasos.runtime.embedding import manager_embed
 from llmasos.runtime.manager import ModelManager
@@ -65,13 +66,15 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     storage: Storage | None = None,
     rate_limits: RateLimits | None = None,
+    job_cpu_share: float = 0.0,
 ) -> FastAPI:
     """An ASGI app serving the models of `models`. With `access.api_keys`, every route but
     /health needs `Authorization: Bearer <key>`; the administrative routes need
     `access.admin_key` and are off without one. `imports` says what an HTTP import may read
     (default: https from public addresses, no local paths, no packages). `storage` holds the
-    file system and agent memory (default: opened from the settings). The models are unloaded
-    and the storage closed when the app shuts down."""
+    file system and agent memory (default: opened from the settings). A training job gets
+    `job_cpu_share` of the CPU while interactive requests run (jobs/throttle.py). The models
+    are unloaded and the storage closed when the app shuts down."""
     storage = storage or Storage.from_settings()
     access = access or Access()
     if access.keys is None:  # the stored keys (llmasos keys create) always count
@@ -104,6 +107,7 @@ def create_app(
     app.state.started_at = int(time.time())
     _add_security(app, access, storage, RateLimiter(rate_limits or RateLimits()))
     _add_services(app, models, storage)
+    app.state.jobs = _job_manager(models, job_cpu_share)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(RequestIds)
@@ -138,12 +142,20 @@ def _add_services(app: FastAPI, models: ModelManager, storage: Storage) -> None:
     app.state.memory_of = lambda principal, limit: storage.memory(principal, embed, limit)
     app.state.batch_store = BatchStore(storage)
     app.state.batch_runner = BatchRunner(app, app.state.batch_store)
+
+
+def _job_manager(models: ModelManager, share: float) -> JobManager | None:
+    """Training jobs over the models' repository (none without one), paused but for `share`
+    while a process of priority >= 0 is live."""
     repository = models.repository
-    app.state.jobs = (
-        None
-        if repository is None
-        else JobManager(repository.root.parent, repository, pids=models.pids)
-    )
+    if repository is None:
+        return None
+
+    def interactive() -> bool:
+        return any(p.alive and p.priority >= 0 for p in models.processes())
+
+    throttle = Throttle(interactive, share)
+    return JobManager(repository.root.parent, repository, pids=models.pids, throttle=throttle)
 
 
 def _add_routes(app: FastAPI, protected: list, admin: list) -> None:
