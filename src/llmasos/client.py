@@ -26,7 +26,7 @@ from llmasos.errors import (
 from llmasos.handles import Backend, ProcessHandle
 from llmasos.jobs.job_manager import JobManager
 from llmasos.jobs.remote_jobs import RemoteJobs
-from llmasos.jobs.sdk import Jobs, TaskMethods, local_jobs
+from llmasos.jobs.sdk import LOCAL_OWNER, Jobs, TaskMethods, local_jobs
 from llmasos.kernel.config import KernelConfig
 from llmasos.kernel.kernel import Kernel
 from llmasos.kernel.process import FinishReason, ProcessInfo
@@ -45,8 +45,6 @@ from llmasos.storage.service import Storage
 from llmasos.storage.virtual_context import Conversation, VirtualContext
 from llmasos.tools.builtins import builtin_tools
 from llmasos.tools.registry import ToolRegistry
-
-LOCAL_OWNER = "local"  # the owner of an in-process client's processes, files and memory
 
 
 class Client(TaskMethods):

@@ -24,7 +24,9 @@ def lines(*records: object) -> bytes:
         ({"epochs": 1.5}, "epochs"),
         ({"learning_rate": float("nan")}, "learning_rate"),
         ({"batch_size": 65}, "batch_size"),
-        ({"output": "Bad Name"}, "name"),
+        ({"output": "Bad Name"}, "output"),
+        ({"epochs": 10**400}, "epochs"),  # compared as it is, never turned into a float
+        ({"batch_size": 32, "max_tokens_per_sample": 256}, "batch_size"),
         ({"privacy": {"epsilon": 8}}, "privacy"),  # a dict is not a DP in Python
         ({"max_tokens_per_sample": 5000}, "max_tokens_per_sample"),
     ],
@@ -97,3 +99,18 @@ def test_status_updates_under_the_lock_and_the_log_is_cut_back(tmp_path):
     assert [e["step"] for e in files.log(after_step=2)] == [3, 4, 5]
     files.cut_log(3)  # a killed worker's steps past its checkpoint are done again
     assert [e["step"] for e in files.log()] == [1, 2, 3]
+
+
+def test_a_stop_request_is_never_weakened_and_is_used_up_with_the_final_state(tmp_path):
+    files = TaskFiles(tmp_path / "task-00000000000000aa")
+    status = TaskStatus("task-00000000000000aa", TaskState.RUNNING, "ann", 1, -10, "m:l", "lora")
+    files.create(TrainingTask(model="m", data="d"), b'{"text": "x"}\n', status)
+    files.ask("suspend")
+    files.ask("cancel")
+    files.ask("shutdown")  # the OS stopping does not turn a cancel into "run again later"
+    assert files.asked() == "cancel"
+    assert files.end_as_asked("shutdown") is TaskState.CANCELLED
+    assert files.asked() is None and files.status().finished_at is not None
+    assert files.update(only_from=(TaskState.QUEUED,), state=TaskState.RUNNING) is None
+    assert files.status().state is TaskState.CANCELLED  # a stale change did not land
+    assert str(files.secret()) not in files.status_path.read_text()  # never shown

@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -33,6 +34,7 @@ ENDS_AS = {  # what a worker asked to stop ends as
     ASK_CANCEL: TaskState.CANCELLED,
     ASK_SHUTDOWN: TaskState.QUEUED,  # resumed when the OS starts again
 }
+RANK = {ASK_SHUTDOWN: 1, ASK_SUSPEND: 2, ASK_CANCEL: 3}
 
 
 class TaskFiles:
@@ -54,6 +56,7 @@ class TaskFiles:
 
     def create(self, task: TrainingTask, data: bytes, status: TaskStatus) -> None:
         self.folder.mkdir(parents=True)
+        write_atomic(self.folder / "secret", str(secrets.randbits(63)).encode())
         write_atomic(self.data_path, data)
         write_atomic(self.task_path, json.dumps(task.to_json()).encode())
         write_atomic(self.status_path, json.dumps(status.to_json()).encode())
@@ -61,20 +64,41 @@ class TaskFiles:
     def task(self) -> TrainingTask:
         return TrainingTask.from_json(json.loads(self.task_path.read_text()))
 
+    def secret(self) -> int:
+        """The job's secret seed (DP sampling and noise): never in its status."""
+        return int((self.folder / "secret").read_text())
+
     def data(self) -> bytes:
         return self.data_path.read_bytes()
 
     def status(self) -> TaskStatus:
         return TaskStatus.from_json(json.loads(self.status_path.read_text()))
 
-    def update(self, **changes: Any) -> TaskStatus:
-        """Change status fields under the folder's lock; the status as written."""
+    def update(self, *, only_from: tuple[TaskState, ...] = (), **changes: Any) -> TaskStatus | None:
+        """Change status fields under the folder's lock; the status as written. With
+        `only_from`, only a job in one of those states changes (None otherwise): a change
+        another process made meanwhile is never overwritten."""
         with self._locked():
             status = self.status()
+            if only_from and status.state not in only_from:
+                return None
             for name, value in changes.items():
                 setattr(status, name, value)
             write_atomic(self.status_path, json.dumps(status.to_json()).encode())
             return status
+
+    def end_as_asked(self, otherwise: str) -> TaskState:
+        """A running job stopped: it takes the state the latest request asks for (`otherwise`
+        without one), and the request is used up, in one step under the lock."""
+        with self._locked():
+            ask = self.asked() or otherwise
+            status = self.status()
+            status.state = ENDS_AS.get(ask, TaskState.QUEUED)
+            status.eta_s = None
+            status.finished_at = time.time() if status.state is TaskState.CANCELLED else None
+            write_atomic(self.status_path, json.dumps(status.to_json()).encode())
+            self.control_path.unlink(missing_ok=True)
+            return status.state
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -93,26 +117,37 @@ class TaskFiles:
 
     def log(self, after_step: int = 0) -> list[dict[str, Any]]:
         """The step log past `after_step` (at most MAX_LOG_LINES lines)."""
-        if not self.log_path.is_file():
-            return []
         entries = []
-        for line in self.log_path.read_text().splitlines():
-            with contextlib.suppress(ValueError):  # a line being written just now
-                entry = json.loads(line)
-                if entry["step"] > after_step:
-                    entries.append(entry)
-        return entries[:MAX_LOG_LINES]
+        for entry in self._entries():
+            if entry["step"] > after_step:
+                entries.append(entry)
+                if len(entries) == MAX_LOG_LINES:
+                    break
+        return entries
+
+    def _entries(self) -> Iterator[dict[str, Any]]:
+        if not self.log_path.is_file():
+            return
+        with self.log_path.open() as file:
+            for line in file:
+                with contextlib.suppress(ValueError):  # a line being written just now
+                    yield json.loads(line)
 
     def cut_log(self, last_step: int) -> None:
         """Drop log lines past `last_step` (steps a killed worker did after its checkpoint,
         which the resumed job does again)."""
-        kept = [e for e in self.log() if e["step"] <= last_step]
-        write_atomic(self.log_path, "".join(json.dumps(e) + "\n" for e in kept).encode())
+        kept = [json.dumps(e) + "\n" for e in self._entries() if e["step"] <= last_step]
+        write_atomic(self.log_path, "".join(kept).encode())
 
     # -- control from the manager ----------------------------------------------------------
 
     def ask(self, what: str) -> None:
-        write_atomic(self.control_path, what.encode())
+        """Ask the running worker to stop; a weaker request never replaces a stronger one
+        (cancel over suspend over shutdown)."""
+        with self._locked():
+            current = self.asked()
+            if current is None or RANK[what] > RANK.get(current, 0):
+                write_atomic(self.control_path, what.encode())
 
     def asked(self) -> str | None:
         try:
@@ -123,8 +158,12 @@ class TaskFiles:
     def clear_ask(self) -> None:
         self.control_path.unlink(missing_ok=True)
 
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+    def discard_work(self) -> None:
+        """The job ended: its checkpoints and adapter files are of no more use (the result,
+        if any, is in the model repository)."""
+        shutil.rmtree(self.checkpoint, ignore_errors=True)
+        shutil.rmtree(self.adapter, ignore_errors=True)
+        self.adapter_gguf.unlink(missing_ok=True)
 
 
 def write_atomic(path: Path, data: bytes) -> None:

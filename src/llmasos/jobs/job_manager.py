@@ -12,10 +12,10 @@ on the same home submit, read and signal them.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
+import dataclasses
 import fcntl
 import itertools
+import logging
 import os
 import secrets
 import signal
@@ -26,22 +26,23 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from llmasos.errors import ModelExistsError, ObjectInUseError, UnknownObjectError
-from llmasos.jobs.job_files import ASK_CANCEL, ASK_SHUTDOWN, ASK_SUSPEND, ENDS_AS, TaskFiles
+from llmasos.errors import (
+    CapabilityError,
+    ModelExistsError,
+    ObjectInUseError,
+    UnknownObjectError,
+)
+from llmasos.jobs.job_files import ASK_CANCEL, ASK_SHUTDOWN, ASK_SUSPEND, TaskFiles, write_atomic
 from llmasos.jobs.task_data import read_records
 from llmasos.jobs.tasks import ENDED, TaskState, TaskStatus, TrainingTask
 from llmasos.jobs.throttle import Throttle
+from llmasos.models.default import DEFAULT_MODEL, canonical_model_name, ensure_default_model
 from llmasos.models.repository import Repository, full_name
 
 POLL_S = 0.2
 STOP_WAIT_S = 120.0  # a worker asked to stop finishes its step first (seconds on a CPU)
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # pragma: no cover (runs in the child before exec)
-    """The worker gets SIGKILL when its supervisor thread's process dies (kill -9 of the OS):
-    an orphan must not go on writing a job the restarted OS resumes."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+_WAITING = (TaskState.QUEUED, TaskState.SUSPENDED)
+logger = logging.getLogger(__name__)
 
 
 class JobManager:
@@ -73,29 +74,46 @@ class JobManager:
 
     # -- the API ----------------------------------------------------------------------------
 
-    def submit(self, task: TrainingTask, data: bytes, owner: str) -> TaskStatus:
+    def submit(
+        self, task: TrainingTask, data: bytes, owner: str, *, name_prefix: str = ""
+    ) -> TaskStatus:
         """Queue `task` on `data` for `owner`; refused up front when the data, the model or the
-        output name is bad."""
+        output name is bad or taken. With `name_prefix`, the output's name must start with it
+        (a user's models are named for their owner)."""
         records = read_records(data)
-        base = self.repository.show(full_name(task.model))  # UnknownModelError otherwise
-        if task.output is not None and full_name(task.output) in self.repository:
-            raise ModelExistsError(full_name(task.output))
+        base = self._base_model(task.model)
         task_id = f"task-{secrets.token_hex(8)}"
+        output = full_name(task.output or f"{name_prefix}{task_id}:lora")
+        if not output.startswith(name_prefix):
+            raise CapabilityError("output", f"your models' names start with {name_prefix!r}")
+        task = dataclasses.replace(task, model=base, output=output)
         status = TaskStatus(
             id=task_id,
             state=TaskState.QUEUED,
             owner=owner,
             pid=next(self._pids),
             priority=task.priority,
-            model=base.name,
+            model=base,
             method=task.method,
             samples=len(records),
             created_at=time.time(),
         )
         with self._lock:
+            taken = {s.output_model for s in self.list() if s.state not in ENDED}
+            if output in self.repository or output in taken:  # reserved until the job ends
+                raise ModelExistsError(output)
+            status.output_model = output
             TaskFiles(self.root / task_id).create(task, data, status)
             self._lock.notify_all()
         return status
+
+    def _base_model(self, name: str) -> str:
+        """The canonical name of the base model to train (the default one imported if need
+        be); UnknownModelError naming `model` when there is none."""
+        canonical = canonical_model_name(name)
+        if canonical == DEFAULT_MODEL:
+            ensure_default_model(self.repository)
+        return self.repository.show(canonical).name
 
     def status(self, task_id: str, owner: str | None = None) -> TaskStatus:
         """The job's status; UnknownObjectError when there is none (or it is another owner's;
@@ -124,10 +142,10 @@ class JobManager:
     def resume(self, task_id: str, owner: str | None = None) -> TaskStatus:
         with self._lock:
             files = self._files(task_id, owner)
-            state = files.status().state
-            if state is not TaskState.SUSPENDED:
-                raise ObjectInUseError("task_id", f"the job is {state.value}, not suspended")
-            status = files.update(state=TaskState.QUEUED)
+            status = files.update(only_from=(TaskState.SUSPENDED,), state=TaskState.QUEUED)
+            if status is None:
+                state = files.status().state.value
+                raise ObjectInUseError("task_id", f"the job is {state}, not suspended")
             self._lock.notify_all()
             return status
 
@@ -168,21 +186,25 @@ class JobManager:
     def _stop(self, task_id: str, owner: str | None, ask: str) -> TaskStatus:
         with self._lock:
             files = self._files(task_id, owner)
-            state = files.status().state
-            if state in ENDED or (ask == ASK_SUSPEND and state is TaskState.SUSPENDED):
-                raise ObjectInUseError("task_id", f"the job is already {state.value}")
-            if state is TaskState.RUNNING:  # it stops after its step under way
-                files.ask(ask)
-                worker = self._worker
-                if worker is not None and worker[0].folder == files.folder:
-                    self._signal(worker[1])
-                else:  # run by another manager on this home
-                    with contextlib.suppress(ProcessLookupError, KeyError):
-                        os.kill(files.status().extra["worker_pid"], signal.SIGTERM)
-                return files.status()
+            waiting = (TaskState.QUEUED,) if ask == ASK_SUSPEND else _WAITING
             if ask == ASK_CANCEL:
-                return files.update(state=TaskState.CANCELLED, finished_at=time.time())
-            return files.update(state=TaskState.SUSPENDED)
+                status = files.update(
+                    only_from=waiting, state=TaskState.CANCELLED, finished_at=time.time()
+                )
+            else:
+                status = files.update(only_from=waiting, state=TaskState.SUSPENDED)
+            if status is not None:
+                return status
+            status = files.status()
+            if status.state is not TaskState.RUNNING:
+                raise ObjectInUseError("task_id", f"the job is already {status.state.value}")
+            files.ask(ask)  # it stops after its step under way
+            worker = self._worker
+            if worker is not None and worker[0].folder == files.folder:
+                self._signal(worker[1])
+            else:  # run by another manager on this home
+                _signal_worker_of(files)
+            return files.status()
 
     def _signal(self, process: subprocess.Popen[bytes]) -> None:
         """Ask the running worker to stop (SIGTERM), unpaused so that it finishes its step."""
@@ -202,60 +224,91 @@ class JobManager:
             self._runner = True
             for status in self.list():
                 if status.state is TaskState.RUNNING:  # its OS stopped under it
-                    TaskFiles(self.root / status.id).update(state=TaskState.QUEUED)
+                    TaskFiles(self.root / status.id).end_as_asked(ASK_SHUTDOWN)
         return True
 
     def _supervise(self) -> None:
         """Start queued jobs one at a time and notice when their workers end."""
         while True:
             with self._lock:
-                if self._worker is not None and self._worker[1].poll() is not None:
-                    if self._throttle is not None:
-                        self._throttle.watch(None)
-                    self._reap(*self._worker)
-                    self._worker = None
-                if self._closing and self._worker is None:
-                    self._runner_lock.close()  # the lock goes with it
-                    return
-                if self._worker is None and not self._closing and self._take_the_runner_lock():
-                    queued = [s for s in self.list() if s.state is TaskState.QUEUED]
-                    if queued:
-                        self._worker = self._start(TaskFiles(self.root / queued[0].id))
+                try:
+                    if self._tick():
+                        return
+                except Exception:  # one bad job folder must not stop every later job
+                    logger.exception("the job supervisor failed a round")
                 self._lock.wait(POLL_S)
 
-    def _start(self, files: TaskFiles) -> tuple[TaskFiles, subprocess.Popen[bytes]]:
+    def _tick(self) -> bool:
+        """One round of the supervisor (under the lock); True when it is to end."""
+        if self._worker is not None and self._worker[1].poll() is not None:
+            if self._throttle is not None:
+                self._throttle.watch(None)
+            worker, self._worker = self._worker, None
+            self._reap(*worker)
+        if self._closing and self._worker is None:
+            self._runner_lock.close()  # the lock goes with it
+            return True
+        if self._worker is None and not self._closing and self._take_the_runner_lock():
+            for status in self.list():
+                files = TaskFiles(self.root / status.id)
+                if status.state is TaskState.QUEUED and self._start(files):
+                    break
+        return False
+
+    def _start(self, files: TaskFiles) -> bool:
+        """Start the job's worker, if the job is still queued; whether it started."""
+        if files.update(only_from=(TaskState.QUEUED,), state=TaskState.RUNNING, error=None) is None:
+            return False
         files.clear_ask()
-        files.update(state=TaskState.RUNNING, error=None)
-        with files.worker_log.open("ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "llmasos.jobs.worker", str(files.folder)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
-                env={**os.environ, "LLMASOS_HOME": str(self.home)},
-            )
-        files.update(extra={"worker_pid": process.pid})
+        command = [sys.executable, "-m", "llmasos.jobs.worker", str(files.folder), str(os.getpid())]
+        try:
+            with files.worker_log.open("ab") as log:
+                process = subprocess.Popen(
+                    command,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # the terminal's Ctrl-C is the OS's, not the job's
+                    env=worker_environment(self.home),
+                )
+        except OSError as error:
+            files.update(state=TaskState.FAILED, error=f"the worker did not start: {error}")
+            return False
+        write_atomic(files.folder / "worker.pid", str(process.pid).encode())
+        self._worker = (files, process)
         if self._throttle is not None:
             self._throttle.watch(process)
-        return files, process
+        return True
 
     def _reap(self, files: TaskFiles, process: subprocess.Popen[bytes]) -> None:
-        """A worker ended; if it did not say how, it ends as it was asked to, or failed (the
-        log's tail says why)."""
-        status = files.status()
-        ask = files.asked()
-        if status.state is TaskState.RUNNING and ask in ENDS_AS:  # stopped before it could say
-            files.clear_ask()
-            ended = time.time() if ask == ASK_CANCEL else None
-            files.update(state=ENDS_AS[ask], finished_at=ended)
-        elif status.state is TaskState.RUNNING:
-            tail = _tail(files.worker_log)
-            files.update(
-                state=TaskState.FAILED,
-                error=f"the worker exited with status {process.returncode}: {tail}",
-                finished_at=time.time(),
-            )
+        """A worker ended; if it did not say how, it ends as it was asked to, or failed (its
+        log, in the job's folder, says why)."""
+        if files.status().state is not TaskState.RUNNING:
+            return
+        if files.asked() is not None:  # stopped before it could say
+            files.end_as_asked(ASK_SHUTDOWN)
+            return
+        logger.warning("job %s: worker exited %s: %s", files.task_id, process.returncode,
+                       _tail(files.worker_log))  # fmt: skip
+        error = f"the training worker exited with status {process.returncode}"
+        files.update(state=TaskState.FAILED, error=error, finished_at=time.time())
+
+
+def worker_environment(home: Path) -> dict[str, str]:
+    """What a worker inherits: no keys or secrets of the server, no network for libraries."""
+    keep = ("PATH", "HOME", "LANG", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH")
+    env = {k: v for k, v in os.environ.items() if k in keep or k.startswith(("LC_", "OMP_"))}
+    return {**env, "LLMASOS_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def _signal_worker_of(files: TaskFiles) -> None:
+    """SIGTERM to the worker another manager runs for this job, if that pid is still it."""
+    try:
+        pid = int((files.folder / "worker.pid").read_text())
+        if str(files.folder) in Path(f"/proc/{pid}/cmdline").read_text(errors="replace"):
+            os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        return  # gone: its runner's recovery ends the job as asked
 
 
 def _tail(path: Path, lines: int = 3) -> str:

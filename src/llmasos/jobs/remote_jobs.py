@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from llmasos.errors import InvalidRequestError
 from llmasos.jobs.tasks import ENDED, TaskStatus, TrainingTask
 from llmasos.remote import raise_for_error
 
@@ -24,7 +25,11 @@ class RemoteJobs:
         return response.json()
 
     def submit(self, task: TrainingTask, data: bytes, owner: str | None = None) -> TaskStatus:
-        body = {"task": task.to_json(), "data": data.decode("utf-8", "replace")}
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidRequestError("data", "the file is not UTF-8 text") from None
+        body = {"task": task.to_json(), "data": text}
         return TaskStatus.from_json(self._call("POST", "/v1/tasks", json=body))
 
     def status(self, task_id: str, owner: str | None = None) -> TaskStatus:

@@ -26,7 +26,7 @@ from llmasos.jobs.tasks import TaskStatus, TrainingTask
 from llmasos.models.repository import Repository
 from llmasos.settings import Settings
 
-LOCAL_OWNER = "local"
+LOCAL_OWNER = "local"  # the owner of an in-process client's processes, files, memory and jobs
 Jobs = JobManager | RemoteJobs
 _default: Jobs | None = None
 _default_lock = threading.Lock()

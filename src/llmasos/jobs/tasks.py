@@ -5,7 +5,9 @@ TaskStatus (what get_task_status answers).
                         epochs=1, learning_rate=2e-4, output="mine:lora", privacy=DP(epsilon=8))
 
 Every field is checked when the task is made (InvalidRequestError naming the field and its
-limit), so a bad task is refused at submit time, never half way through a job.
+limit), and its data, model and output name when it is submitted. What only training can find
+(a sample longer than max_tokens_per_sample, a privacy budget that no step fits) fails the job
+early, with the same kind of error.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ MAX_BATCH_SIZE = 64
 MAX_LORA_RANK = 256
 MAX_SEQUENCE_TOKENS = 4096
 MAX_CHECKPOINT_EVERY = 100_000
+MAX_STEP_TOKENS = 4096  # about 4 GiB of float32 logits a step over the default's 262k vocabulary
 BACKGROUND_PRIORITY = -10  # jobs run below interactive work unless asked otherwise
 
 
@@ -41,10 +44,12 @@ ENDED = (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)
 
 def _number(name: str, value: Any, low: float, high: float, *, whole: bool = False) -> None:
     kinds = (int,) if whole else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, kinds):
         kind = "a whole number" if whole else "a number"
         raise InvalidRequestError(name, f"must be {kind}, got {value!r}")
-    if not low <= value <= high:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidRequestError(name, f"must be a finite number, got {value!r}")
+    if not low <= value <= high:  # compared before any float(): a huge int is just too big
         raise InvalidRequestError(name, f"must be between {low} and {high}, got {value}")
 
 
@@ -98,7 +103,10 @@ class TrainingTask:
                 "method", f"must be one of {list(METHODS)}, got {self.method!r}"
             )
         if self.output is not None:
-            full_name(self.output)  # NAME[:TAG], or InvalidRequestError naming the rule
+            try:
+                full_name(self.output)
+            except InvalidRequestError as error:
+                raise InvalidRequestError("output", error.reason) from None
         if self.privacy is not None and not isinstance(self.privacy, DP):
             raise InvalidRequestError("privacy", "must be llmasos.DP(epsilon, delta, ...) or None")
         _number("epochs", self.epochs, 1, MAX_EPOCHS, whole=True)
@@ -110,6 +118,12 @@ class TrainingTask:
         )
         _number("checkpoint_every", self.checkpoint_every, 1, MAX_CHECKPOINT_EVERY, whole=True)
         _number("seed", self.seed, 0, 2**31 - 1, whole=True)
+        if self.batch_size * self.max_tokens_per_sample > MAX_STEP_TOKENS:
+            raise InvalidRequestError(
+                "batch_size",
+                f"batch_size x max_tokens_per_sample is at most {MAX_STEP_TOKENS} tokens a step "
+                "(the output layer's activations grow with it)",
+            )
         _number("priority", self.priority, -1000, 1000, whole=True)
 
     def to_json(self) -> dict[str, Any]:

@@ -28,13 +28,14 @@ LORA_TARGETS = ["q_proj", "v_proj"]
 class Plan:
     """Which samples each step takes. Without DP: a shuffled pass per epoch, `batch_size` a step.
     With DP: Poisson sampling (each sample joins a step with probability batch_size / n), which
-    is what the privacy accountant assumes."""
+    is what the privacy accountant assumes, from the job's secret seed: whoever knows the
+    task's public seed must not learn which records a step took."""
 
-    def __init__(self, samples: int, task: TrainingTask) -> None:
+    def __init__(self, samples: int, task: TrainingTask, secret: int = 0) -> None:
         self.samples = samples
         self.batch_size = min(task.batch_size, samples)
-        self.seed = task.seed
         self.poisson = task.privacy is not None
+        self.seed = secret if self.poisson else task.seed
         self.steps_per_epoch = math.ceil(samples / self.batch_size)
         self.total_steps = self.steps_per_epoch * task.epochs
         self.sample_rate = self.batch_size / samples
@@ -58,9 +59,15 @@ class LoraTrainer:
     """A peft LoRA over the model in `hf_dir`; with `noise_multiplier`, trained by DP-SGD."""
 
     def __init__(
-        self, hf_dir: Path, task: TrainingTask, plan: Plan, noise_multiplier: float | None
+        self,
+        hf_dir: Path,
+        task: TrainingTask,
+        plan: Plan,
+        noise_multiplier: float | None,
+        secret: int = 0,
     ) -> None:
         torch.manual_seed(task.seed)
+        self.noise = torch.Generator().manual_seed(secret)  # DP noise: from the secret seed
         base = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
         config = LoraConfig(
             r=task.lora_rank,
@@ -93,15 +100,21 @@ class LoraTrainer:
             max_grad_norm=task.privacy.max_grad_norm,
             expected_batch_size=self.plan.batch_size,
             loss_reduction="mean",
+            generator=self.noise,
         )
         self.accountant = RDPAccountant()
 
     def step(self, batch: list[Sample]) -> float | None:
-        """One optimiser step on `batch`; its mean loss (None for an empty Poisson batch, which
-        still counts for the privacy accountant)."""
+        """One optimiser step on `batch`; its mean loss (None for an empty Poisson batch: with
+        DP its step still adds the noise, as the accountant counts it)."""
         self.model.train()
         loss = None
-        if batch:
+        if not batch and self.accountant is not None:
+            for p in self.model.parameters():
+                if p.requires_grad:
+                    p.grad_sample = torch.zeros((0, *p.shape))
+            self.optimizer.step()
+        elif batch:
             ids, mask, labels = self._pad(batch)
             logits = self.module(input_ids=ids, attention_mask=mask).logits[:, :-1]
             targets = labels[:, 1:]
@@ -157,6 +170,7 @@ class LoraTrainer:
             "lora": get_peft_model_state_dict(self.model),
             "optimizer": optimizer.state_dict(),
             "rng": torch.get_rng_state(),
+            "noise": self.noise.get_state(),
         }
 
     def load_state(self, state: dict[str, Any], steps_done: int) -> None:
@@ -164,6 +178,7 @@ class LoraTrainer:
         optimizer = getattr(self.optimizer, "original_optimizer", self.optimizer)
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
+        self.noise.set_state(state["noise"])
         if self.accountant is not None and steps_done:
             self.accountant.history = [(self.noise_multiplier, self.plan.sample_rate, steps_done)]
 

@@ -12,6 +12,7 @@ and everything else on the machine leave it idle.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -22,18 +23,19 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from llmasos.errors import LLMasOSError
+from llmasos.errors import InvalidRequestError, LLMasOSError
 from llmasos.jobs.checkpoints import restore, save
 from llmasos.jobs.hf_model import hf_copy
-from llmasos.jobs.job_files import ASK_CANCEL, ASK_SHUTDOWN, ENDS_AS, TaskFiles
+from llmasos.jobs.job_files import ASK_SHUTDOWN, TaskFiles
 from llmasos.jobs.lora_gguf import write_lora_gguf
 from llmasos.jobs.tasks import TaskState, TrainingTask
 from llmasos.jobs.token_cache import tokenised
 from llmasos.jobs.trainer import LoraTrainer, Plan, noise_for
-from llmasos.models.repository import Repository
+from llmasos.models.repository import Repository, full_name
 from llmasos.settings import Settings
 
 logger = logging.getLogger("llmasos.jobs.worker")
+_PR_SET_PDEATHSIG = 1
 
 
 def run_in_background(priority: int) -> None:
@@ -44,7 +46,18 @@ def run_in_background(priority: int) -> None:
     os.nice(19 if priority < 0 else 5)
 
 
+def die_with(parent: int) -> None:
+    """Get SIGKILL when the manager that started this worker goes (kill -9 of the OS): an orphan
+    must not go on with a job the restarted OS resumes."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it went before the line above
+        os._exit(1)
+
+
 def main(argv: list[str]) -> int:
+    """argv: the job folder, the manager's pid."""
+    die_with(int(argv[2]))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the manager says when to stop
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     files = TaskFiles(Path(argv[1]))
     stop = Stop()
@@ -101,11 +114,11 @@ def train(files: TaskFiles, task: TrainingTask, stop: Stop) -> None:
     hf_dir = hf_copy(repository, task.model)
     tokenizer = AutoTokenizer.from_pretrained(hf_dir)
     cache = settings.home / "jobs" / "cache"
-    samples, cached = tokenised(
-        files.data(), tokenizer, hf_dir.name, task.max_tokens_per_sample, cache
-    )
-    plan = Plan(len(samples), task)
-    trainer = LoraTrainer(hf_dir, task, plan, noise_for(task, plan))
+    key = f"{files.status().owner}\0{hf_dir.name}"  # one owner's cache tells nothing of another's
+    samples, cached = tokenised(files.data(), tokenizer, key, task.max_tokens_per_sample, cache)
+    secret = files.secret()
+    plan = Plan(len(samples), task, secret)
+    trainer = LoraTrainer(hf_dir, task, plan, noise_for(task, plan), secret)
     done = restore(files, trainer)
     stop.stepping()
     files.cut_log(done)
@@ -124,6 +137,10 @@ def train(files: TaskFiles, task: TrainingTask, stop: Stop) -> None:
         if stop.is_set():
             return _stop(files, trainer, step - 1)
         if _over_budget(task, trainer, step):
+            if step == 1:
+                raise InvalidRequestError(
+                    "privacy.epsilon", "a single step would spend more; raise it or the noise"
+                )
             stopped_early = f"stopped at the privacy budget after step {step - 1}"
             break
         loss = trainer.step([samples[i] for i in plan.batch(step)])
@@ -153,12 +170,10 @@ def _over_budget(task: TrainingTask, trainer: LoraTrainer, step: int) -> bool:
 
 
 def _stop(files: TaskFiles, trainer: LoraTrainer | None, step: int) -> None:
-    ask = files.asked() or ASK_SHUTDOWN
-    if ask != ASK_CANCEL and trainer is not None:
+    if trainer is not None:
         save(files, trainer, step)
-    files.clear_ask()
-    ended = time.time() if ask == ASK_CANCEL else None
-    files.update(state=ENDS_AS.get(ask, TaskState.QUEUED), eta_s=None, finished_at=ended)
+    if files.end_as_asked(ASK_SHUTDOWN) is TaskState.CANCELLED:
+        files.discard_work()
 
 
 def _finish(
@@ -172,11 +187,14 @@ def _finish(
     trainer.save_adapter(files.adapter)
     base = repository.show(task.model)
     write_lora_gguf(files.adapter, files.adapter_gguf, architecture=base.architecture)
-    name = task.output or f"{files.task_id}:lora"
-    manifest = repository.import_adapter(files.adapter_gguf, name, base=base.name)
+    name = task.output or f"{files.task_id}:lora"  # the manager always names it
+    if name not in repository or repository.show(name).source != str(files.adapter_gguf):
+        repository.import_adapter(files.adapter_gguf, name, base=base.name)
+    # else this job registered it before it was killed: that part is done
+    files.discard_work()
     files.update(
         state=TaskState.SUCCEEDED,
-        output_model=manifest.name,
+        output_model=full_name(name),
         progress=1.0,
         eta_s=0.0,
         finished_at=time.time(),

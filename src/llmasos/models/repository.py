@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -151,8 +152,7 @@ class Repository:
         for folder in (self.blobs, self.manifests, self.tmp):
             folder.mkdir(parents=True, exist_ok=True)
         for leftover in self.tmp.iterdir():  # an import that died half way
-            with contextlib.suppress(OSError):
-                leftover.unlink()
+            _remove_unless_in_use(leftover)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -259,6 +259,7 @@ class Repository:
         self._refuse_taken(canonical)
         expected = _expected_digest(sha256)
         fd, temp_name = tempfile.mkstemp(dir=self.tmp, suffix=".partial")
+        fcntl.flock(fd, fcntl.LOCK_EX)  # in use: another Repository on this folder keeps it
         temp = Path(temp_name)
         try:
             digest = _copy_hashing(stream, fd, total, progress)
@@ -335,6 +336,7 @@ class Repository:
         path = self._manifest_path(manifest.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=self.tmp, suffix=".json")
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             with os.fdopen(fd, "w") as file:
                 json.dump(asdict(manifest), file, indent=2)
@@ -347,6 +349,20 @@ class Repository:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _remove_unless_in_use(path: Path) -> None:
+    """Delete a temporary file no import holds (each holds its own under a file lock while it
+    writes: a server, a job's worker and the CLI may open one repository at once)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            path.unlink()
+        except BlockingIOError:
+            return
+        finally:
+            os.close(fd)
 
 
 def _expected_digest(sha256: str | None) -> str | None:

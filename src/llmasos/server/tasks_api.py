@@ -11,6 +11,8 @@ POST /v1/tasks/{task_id}/resume     queue it again; it goes on from its checkpoi
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -40,6 +42,12 @@ def jobs_of(request: Request) -> JobManager:
     return jobs
 
 
+def model_prefix(owner: str) -> str:
+    """What the names of a user's trained models start with: its owner name as a model name
+    allows ("Bob@example" -> "bob-example."). Only admins name models freely."""
+    return re.sub(r"[^a-z0-9._-]", "-", owner.lower())[:40] + "."
+
+
 def _owner(request: Request) -> str | None:
     """Whose jobs the caller sees: its own, or every one for an admin."""
     return None if request.state.sees_all else request.state.owner
@@ -50,9 +58,10 @@ async def submit(request: Request, body: TaskBody) -> dict[str, Any]:
     task = TrainingTask.from_json(body.task)
     caps = request.state.capabilities
     caps.check_model(task.model)
-    status = await run_in_threadpool(
-        jobs_of(request).submit, task, body.data.encode(), request.state.owner
-    )
+    owner = request.state.owner
+    prefix = "" if request.state.sees_all else model_prefix(owner)
+    submit = functools.partial(jobs_of(request).submit, name_prefix=prefix)
+    status = await run_in_threadpool(submit, task, body.data.encode(), owner)
     await run_in_threadpool(audit, request, "task.submit", status.id, "ok", task.model)
     return status.to_json()
 
