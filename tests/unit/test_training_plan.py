@@ -33,3 +33,12 @@ def test_private_training_samples_each_record_with_the_batch_rate():
                                                   privacy=DP(epsilon=8))).batch(3)  # fmt: skip
     counts = Counter(i for step in range(1, 401) for i in plan.batch(step))
     assert all(60 <= counts[i] <= 140 for i in range(20))  # about 100 = 400 x 0.25 each
+
+
+def test_a_private_plan_takes_a_63_bit_secret_seed():
+    task = TrainingTask(model="m", data="d", batch_size=5, privacy=DP(epsilon=8))
+    secret = 2**63 - 1
+    assert Plan(20, task, secret).batch(7) == Plan(20, task, secret).batch(7)
+    assert [Plan(20, task, secret).batch(s) for s in range(1, 9)] != [
+        Plan(20, task, 1).batch(s) for s in range(1, 9)
+    ]

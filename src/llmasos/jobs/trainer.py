@@ -46,7 +46,7 @@ class Plan:
     def batch(self, step: int) -> list[int]:
         """The sample indices of `step` (1-based)."""
         if self.poisson:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+            generator = torch.Generator().manual_seed((self.seed * 1_000_003 + step) % 2**63)
             chosen = torch.rand(self.samples, generator=generator) < self.sample_rate
             return chosen.nonzero().flatten().tolist()
         order = list(range(self.samples))
