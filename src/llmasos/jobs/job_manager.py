@@ -34,7 +34,7 @@ from llmasos.errors import (
 )
 from llmasos.jobs.job_files import ASK_CANCEL, ASK_SHUTDOWN, ASK_SUSPEND, TaskFiles, write_atomic
 from llmasos.jobs.task_data import read_records
-from llmasos.jobs.tasks import ENDED, TaskState, TaskStatus, TrainingTask
+from llmasos.jobs.tasks import ENDED, TaskState, TaskStatus, TrainingTask, wait_for_end
 from llmasos.jobs.throttle import Throttle
 from llmasos.models.default import DEFAULT_MODEL, canonical_model_name, ensure_default_model
 from llmasos.models.repository import Repository, full_name
@@ -151,12 +151,7 @@ class JobManager:
 
     def wait(self, task_id: str, timeout: float | None = None) -> TaskStatus:
         """Block until the job ends (or `timeout` s pass); its status."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            status = self.status(task_id)
-            if status.state in ENDED or (deadline is not None and time.monotonic() >= deadline):
-                return status
-            time.sleep(POLL_S)
+        return wait_for_end(self.status, task_id, timeout, POLL_S)
 
     def close(self) -> None:
         """Stop the running job at a step boundary, checkpointed and queued for the next start."""

@@ -3,13 +3,12 @@ the caller from its key, so `owner` arguments are not sent)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
 
 from llmasos.errors import InvalidRequestError
-from llmasos.jobs.tasks import ENDED, TaskStatus, TrainingTask
+from llmasos.jobs.tasks import TaskStatus, TrainingTask, wait_for_end
 from llmasos.remote import raise_for_error
 
 POLL_S = 0.5
@@ -52,9 +51,5 @@ class RemoteJobs:
         return TaskStatus.from_json(self._call("POST", f"/v1/tasks/{task_id}/resume"))
 
     def wait(self, task_id: str, timeout: float | None = None) -> TaskStatus:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            status = self.status(task_id)
-            if status.state in ENDED or (deadline is not None and time.monotonic() >= deadline):
-                return status
-            time.sleep(POLL_S)
+        """Block until the job ends (or `timeout` s pass); its status."""
+        return wait_for_end(self.status, task_id, timeout, POLL_S)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import enum
 import math
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -193,3 +195,15 @@ class TaskStatus:
         values = {k: v for k, v in data.items() if k in known}
         values["state"] = TaskState(values["state"])
         return cls(**values)
+
+
+def wait_for_end(
+    status_of: Callable[[str], TaskStatus], task_id: str, timeout: float | None, poll_s: float
+) -> TaskStatus:
+    """Poll the job's status until it ended (or `timeout` s passed); the last status."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        status = status_of(task_id)
+        if status.state in ENDED or (deadline is not None and time.monotonic() >= deadline):
+            return status
+        time.sleep(poll_s)
