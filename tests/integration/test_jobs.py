@@ -22,6 +22,8 @@ from llmasos.models.default import DEFAULT_MODEL
 from tests.integration.conftest import seed_home
 from tests.integration.test_server import LLMASOS, start_server, stop_server
 
+pytestmark = pytest.mark.timeout(900)  # the first job also makes the Hugging Face copy
+
 NAMES = ["Ann", "Bob", "Cy", "Di", "Ed", "Flo", "Gus", "Hal"]
 HELD = "Q: What colour is the zorblat of Quentin?\nA: The zorblat of Quentin is"
 
