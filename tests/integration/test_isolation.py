@@ -154,8 +154,12 @@ ROUTES: dict[tuple[str, str], tuple[str, Attempt]] = {
     ("GET", "/v1/tasks"): (OWN, lambda o: ("/v1/tasks", None)),
     ("GET", "/v1/tasks/{task_id}"): (OBJECT, lambda o: (f"/v1/tasks/{o.task}", None)),
     ("GET", "/v1/tasks/{task_id}/logs"): (OBJECT, lambda o: (f"/v1/tasks/{o.task}/logs", None)),
-    ("POST", "/v1/tasks/{task_id}/{action}"): (
+    ("POST", "/v1/tasks/{task_id}/cancel"): (
         OBJECT, lambda o: (f"/v1/tasks/{o.task}/cancel", None)),
+    ("POST", "/v1/tasks/{task_id}/suspend"): (
+        OBJECT, lambda o: (f"/v1/tasks/{o.task}/suspend", None)),
+    ("POST", "/v1/tasks/{task_id}/resume"): (
+        OBJECT, lambda o: (f"/v1/tasks/{o.task}/resume", None)),
     ("GET", "/v1/stats"): (OWN, lambda o: ("/v1/stats", None)),
     ("GET", "/v1/memory"): (OWN, lambda o: ("/v1/memory", None)),
     ("POST", "/v1/completions"): (OWN, lambda o: ("/v1/completions", {"prompt": "b",

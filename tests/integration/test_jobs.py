@@ -159,12 +159,12 @@ def test_bad_jobs_are_refused_up_front_naming_the_problem(server, data):
 
     good = json.dumps({"text": "fine"}) + "\n"
     bad_line = submit(good + good + '{"txt": "typo"}\n')
-    assert bad_line.status_code == 400 and "line 3" in bad_line.json()["error"]["message"]
+    assert bad_line.status_code == 422 and "line 3" in bad_line.json()["error"]["message"]
     assert bad_line.json()["error"]["param"] == "data"
     unknown = submit(good, model="no-such-model:latest")
     assert unknown.status_code == 404 and "no-such-model" in unknown.text
     method = submit(good, method="full")
-    assert method.status_code == 400 and method.json()["error"]["param"] == "method"
+    assert method.status_code == 400 and method.json()["error"]["param"] == "task.method"
     taken = submit(good, output=DEFAULT_MODEL)
     assert taken.status_code == 409
     assert httpx.get(f"{url}/v1/tasks/task-0000000000000000", timeout=30).status_code == 404

@@ -28,9 +28,11 @@ from pathlib import Path
 
 from llmasos.errors import (
     CapabilityError,
+    InvalidRequestError,
     ModelExistsError,
     ObjectInUseError,
     UnknownObjectError,
+    UnprocessableError,
 )
 from llmasos.jobs.job_files import ASK_CANCEL, ASK_SHUTDOWN, ASK_SUSPEND, TaskFiles, write_atomic
 from llmasos.jobs.task_data import read_records
@@ -80,7 +82,10 @@ class JobManager:
         """Queue `task` on `data` for `owner`; refused up front when the data, the model or the
         output name is bad or taken. With `name_prefix`, the output's name must start with it
         (a user's models are named for their owner)."""
-        records = read_records(data)
+        try:
+            records = read_records(data)
+        except InvalidRequestError as error:  # well-formed JSON whose records are bad
+            raise UnprocessableError(error.field, error.reason) from None
         base = self._base_model(task.model)
         task_id = f"task-{secrets.token_hex(8)}"
         output = full_name(task.output or f"{name_prefix}{task_id}:lora")

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from llmasos.errors import InvalidRequestError
+from llmasos.errors import InvalidRequestError, UnprocessableError
 from llmasos.models.repository import full_name
 
 METHODS = ("lora",)
@@ -121,7 +121,7 @@ class TrainingTask:
         _number("checkpoint_every", self.checkpoint_every, 1, MAX_CHECKPOINT_EVERY, whole=True)
         _number("seed", self.seed, 0, 2**31 - 1, whole=True)
         if self.batch_size * self.max_tokens_per_sample > MAX_STEP_TOKENS:
-            raise InvalidRequestError(
+            raise UnprocessableError(
                 "batch_size",
                 f"batch_size x max_tokens_per_sample is at most {MAX_STEP_TOKENS} tokens a step "
                 "(the output layer's activations grow with it)",

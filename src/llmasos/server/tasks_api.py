@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParameter
@@ -22,7 +22,15 @@ from starlette.concurrency import run_in_threadpool
 
 from llmasos.errors import InvalidRequestError
 from llmasos.jobs.job_manager import JobManager
-from llmasos.jobs.tasks import TrainingTask
+from llmasos.jobs.tasks import (
+    BACKGROUND_PRIORITY,
+    MAX_BATCH_SIZE,
+    MAX_CHECKPOINT_EVERY,
+    MAX_EPOCHS,
+    MAX_LORA_RANK,
+    MAX_SEQUENCE_TOKENS,
+    TrainingTask,
+)
 from llmasos.server.fs_api import Strict
 from llmasos.server.guards import MAX_BODY_BYTES, audit
 
@@ -30,9 +38,37 @@ router = APIRouter(tags=["tasks"])
 TaskId = Annotated[str, PathParameter(pattern="^task-[0-9a-f]{16}$")]
 
 
+NAME = r"^[a-z0-9][a-z0-9._-]{0,63}(:[a-z0-9][a-z0-9._-]{0,63})?$"  # NAME[:TAG]
+
+
+class PrivacyFields(Strict):
+    epsilon: Annotated[float, Field(ge=0.01, le=1000)]
+    delta: Annotated[float, Field(ge=1e-12, le=0.1)] = 1e-5
+    max_grad_norm: Annotated[float, Field(ge=1e-6, le=1e6)] = 1.0
+    noise_multiplier: Annotated[float, Field(ge=0.1, le=100)] | None = None
+
+
+class TaskFields(Strict):
+    """TrainingTask's fields and bounds (llmasos.jobs.tasks)."""
+
+    model: Annotated[str, Field(pattern=NAME)]
+    data: Annotated[str, Field(min_length=1, max_length=4096)]  # the file's name, for the record
+    method: Literal["lora"] = "lora"
+    epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 1
+    learning_rate: Annotated[float, Field(ge=1e-8, le=1.0)] = 2e-4
+    output: Annotated[str, Field(pattern=NAME)] | None = None
+    privacy: PrivacyFields | None = None
+    batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)] = 4
+    lora_rank: Annotated[int, Field(ge=1, le=MAX_LORA_RANK)] = 8
+    max_tokens_per_sample: Annotated[int, Field(ge=8, le=MAX_SEQUENCE_TOKENS)] = 256
+    checkpoint_every: Annotated[int, Field(ge=1, le=MAX_CHECKPOINT_EVERY)] = 10
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+    priority: Annotated[int, Field(ge=-1000, le=1000)] = BACKGROUND_PRIORITY
+
+
 class TaskBody(Strict):
-    task: dict[str, Any]
-    data: Annotated[str, Field(max_length=MAX_BODY_BYTES)]
+    task: TaskFields
+    data: Annotated[str, Field(max_length=MAX_BODY_BYTES)]  # the JSONL records themselves
 
 
 def jobs_of(request: Request) -> JobManager:
@@ -55,7 +91,7 @@ def _owner(request: Request) -> str | None:
 
 @router.post("/v1/tasks", status_code=201)
 async def submit(request: Request, body: TaskBody) -> dict[str, Any]:
-    task = TrainingTask.from_json(body.task)
+    task = TrainingTask.from_json(body.task.model_dump())
     caps = request.state.capabilities
     caps.check_model(task.model)
     owner = request.state.owner
@@ -86,13 +122,22 @@ async def task_logs(
     return {"object": "list", "data": entries}
 
 
-@router.post("/v1/tasks/{task_id}/{action}")
-async def signal_task(
-    request: Request,
-    task_id: TaskId,
-    action: Annotated[str, PathParameter(pattern="^(cancel|suspend|resume)$")],
-) -> dict[str, Any]:
-    act = getattr(jobs_of(request), action)
-    status = await run_in_threadpool(act, task_id, _owner(request))
+async def _act(request: Request, task_id: str, action: str) -> dict[str, Any]:
+    status = await run_in_threadpool(getattr(jobs_of(request), action), task_id, _owner(request))
     await run_in_threadpool(audit, request, f"task.{action}", task_id)
     return status.to_json()
+
+
+@router.post("/v1/tasks/{task_id}/cancel")
+async def cancel_task(request: Request, task_id: TaskId) -> dict[str, Any]:
+    return await _act(request, task_id, "cancel")
+
+
+@router.post("/v1/tasks/{task_id}/suspend")
+async def suspend_task(request: Request, task_id: TaskId) -> dict[str, Any]:
+    return await _act(request, task_id, "suspend")
+
+
+@router.post("/v1/tasks/{task_id}/resume")
+async def resume_task(request: Request, task_id: TaskId) -> dict[str, Any]:
+    return await _act(request, task_id, "resume")
