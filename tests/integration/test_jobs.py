@@ -115,19 +115,31 @@ def test_a_suspended_job_goes_on_from_its_checkpoint_with_no_step_done_twice(cli
     assert done.data_cached is True  # the same data as the first job: tokenised once
 
 
-def test_a_job_killed_with_its_server_resumes_from_its_checkpoint(
-    tmp_path, session_home, data, trained
+def test_a_job_killed_with_its_server_resumes_from_its_sealed_checkpoint(
+    tmp_path, session_home, data, trained, monkeypatch
 ):
+    """With a master key, the job's data, seed, checkpoint and token cache are sealed at rest,
+    the worker gets the key on a pipe (not in its environment), and the job resumes after a
+    kill -9 from its sealed checkpoint."""
+    master_key = os.urandom(32).hex()
+    monkeypatch.setenv("LLMASOS_MASTER_KEY", master_key)
     home = seed_home(tmp_path / "home", session_home)  # a server with jobs of its own
     server, url = start_server(home=home, log=home / "killed.log")
     with Client(base_url=url) as client:
         task_id = client.submit_task(task(data, checkpoint_every=2, output="zorblat:restarted"))
         wait_for(client, task_id, lambda s: s.checkpoint_step >= 2 and s.step >= 3)
+    folder = home / "jobs" / task_id
+    worker = Path(f"/proc/{(folder / 'worker.pid').read_text()}")
+    assert master_key.encode() not in (worker / "environ").read_bytes() + _cmdline(worker).encode()
     os.kill(server.pid, signal.SIGKILL)
     server.wait()
-    folder = home / "jobs" / task_id
     time.sleep(1)
     assert not any(str(folder) in _cmdline(p) for p in Path("/proc").glob("[0-9]*"))
+    at_rest = [p for p in (home / "jobs").rglob("*") if p.is_file() and p.stat().st_size]
+    assert not [p for p in at_rest if b"vermilion" in p.read_bytes()]  # the data is in none
+    sealed = {p.relative_to(folder).parts[0] for p in folder.rglob("*") if _sealed(p)}
+    assert {"data.jsonl", "secret", "checkpoint"} <= sealed
+    assert all(_sealed(p) for p in (home / "jobs" / "cache").iterdir())
     server, url = start_server(home=home, log=home / "restarted.log")
     try:
         with Client(base_url=url) as client:
@@ -195,6 +207,10 @@ def test_the_cli_lists_shows_follows_and_cancels_jobs(server, data, trained, tmp
     bad.write_text('{"text": "fine"}\n{"text": 7}\n')
     refused = jobs("submit", str(bad))
     assert refused.returncode == 2 and "line 2: text must be a non-empty string" in refused.stderr
+
+
+def _sealed(path: Path) -> bool:
+    return path.is_file() and path.read_bytes().startswith(b"LS1")
 
 
 def _cmdline(proc: Path) -> str:

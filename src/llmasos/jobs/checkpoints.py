@@ -1,5 +1,6 @@
 """A job's checkpoints: the trainer's state after step N, in checkpoint/step-N.pt, each written
-atomically; only the newest is kept. Restoring reads the newest one that loads."""
+atomically (sealed with the job's data); only the newest is kept. Restoring reads the newest
+one that loads."""
 
 from __future__ import annotations
 
@@ -9,18 +10,16 @@ import logging
 
 import torch
 
-from llmasos.jobs.job_files import TaskFiles, write_atomic
+from llmasos.jobs.job_files import TaskFiles
 from llmasos.jobs.trainer import LoraTrainer
 
 logger = logging.getLogger(__name__)
 
 
 def save(files: TaskFiles, trainer: LoraTrainer, step: int) -> None:
-    files.checkpoint.mkdir(exist_ok=True)
     buffer = io.BytesIO()
     torch.save({"step": step, **trainer.state()}, buffer)
-    path = files.checkpoint / f"step-{step:09d}.pt"
-    write_atomic(path, buffer.getvalue())
+    path = files.write_checkpoint(step, buffer.getvalue())
     for older in files.checkpoint.glob("step-*.pt"):
         if older != path:
             older.unlink(missing_ok=True)
@@ -31,7 +30,7 @@ def restore(files: TaskFiles, trainer: LoraTrainer) -> int:
     """Load the newest checkpoint into `trainer`; the step it holds (0 without one)."""
     for path in sorted(files.checkpoint.glob("step-*.pt"), reverse=True):
         with contextlib.suppress(Exception):  # a damaged file: try the one before it
-            state = torch.load(path, weights_only=True)
+            state = torch.load(io.BytesIO(files.read_checkpoint(path)), weights_only=True)
             trainer.load_state(state, state["step"])
             return int(state["step"])
         logger.warning("checkpoint %s does not load; trying an older one", path)

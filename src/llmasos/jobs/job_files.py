@@ -2,11 +2,12 @@
 
 $LLMASOS_HOME/jobs/<task id>/
     task.json      the TrainingTask as submitted
-    data.jsonl     its data, as sent
+    data.jsonl     its data, as sent (sealed, as the secret and checkpoints are, see Seal)
+    secret         the seed of the job's DP sampling and noise
     status.json    the TaskStatus; both sides change it under a file lock (update())
     log.jsonl      one line per step: step, epoch, loss, epsilon, time
     control        what the manager asked of a running worker: suspend or cancel
-    checkpoint/    the latest checkpoint (state.pt, step.json), replaced atomically
+    checkpoint/    the latest checkpoint (step-N.pt), replaced atomically
     adapter/       the trained adapter (peft), then adapter.gguf
     worker.log     the worker's own output, for errors
 """
@@ -22,10 +23,13 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmasos.errors import IntegrityError
 from llmasos.jobs.tasks import TaskState, TaskStatus, TrainingTask
+from llmasos.security.crypto import MAGIC, Sealer
 
 MAX_LOG_LINES = 10_000  # a logs request returns at most this many steps
 ASK_SUSPEND, ASK_CANCEL, ASK_SHUTDOWN = "suspend", "cancel", "shutdown"
@@ -37,9 +41,44 @@ ENDS_AS = {  # what a worker asked to stop ends as
 RANK = {ASK_SHUTDOWN: 1, ASK_SUSPEND: 2, ASK_CANCEL: 3}
 
 
+@dataclass(frozen=True)
+class Seal:
+    """One owner's job data at rest: sealed under the owner's key when the OS has a master key
+    (LLMASOS_MASTER_KEY), plain otherwise. A record is bound to its place (`bound_to`), so one
+    copied onto another job, step or cache entry fails to open."""
+
+    sealer: Sealer | None
+    owner: str
+
+    def write(self, path: Path, bound_to: str, data: bytes) -> None:
+        if self.sealer is not None:
+            data = self.sealer.seal(self.owner, _job_record(bound_to), data)
+        write_atomic(path, data)
+
+    def read(self, path: Path, bound_to: str) -> bytes:
+        """The plaintext; IntegrityError when the record was altered or moved, or is sealed
+        and the OS has no master key now."""
+        record = path.read_bytes()
+        if self.sealer is not None:
+            return self.sealer.open(self.owner, _job_record(bound_to), record)
+        if record.startswith(MAGIC):
+            raise IntegrityError(f"{bound_to}: sealed at rest, and LLMASOS_MASTER_KEY is not set")
+        return record
+
+    def file_name(self, key: str) -> str:
+        """A file name for `key` that, sealed, tells nothing of it (a keyed digest)."""
+        return self.sealer.digest(self.owner, key.encode()) if self.sealer else key
+
+
+def _job_record(bound_to: str) -> bytes:
+    return b"job\0" + bound_to.encode()
+
+
 class TaskFiles:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, sealer: Sealer | None = None) -> None:
+        """The job in `folder`; `sealer` (the OS's master key) seals its data at rest."""
         self.folder = folder
+        self.sealer = sealer
         self.task_path = folder / "task.json"
         self.data_path = folder / "data.jsonl"
         self.status_path = folder / "status.json"
@@ -56,20 +95,39 @@ class TaskFiles:
 
     def create(self, task: TrainingTask, data: bytes, status: TaskStatus) -> None:
         self.folder.mkdir(parents=True)
-        write_atomic(self.folder / "secret", str(secrets.randbits(63)).encode())
-        write_atomic(self.data_path, data)
+        seal = Seal(self.sealer, status.owner)
+        seal.write(
+            self.folder / "secret", self._place("secret"), str(secrets.randbits(63)).encode()
+        )
+        seal.write(self.data_path, self._place("data"), data)
         write_atomic(self.task_path, json.dumps(task.to_json()).encode())
         write_atomic(self.status_path, json.dumps(status.to_json()).encode())
+
+    def seal(self) -> Seal:
+        """The sealing of this job's owner's data."""
+        return Seal(self.sealer, self.status().owner)
+
+    def _place(self, name: str) -> str:
+        return f"{self.task_id}/{name}"
 
     def task(self) -> TrainingTask:
         return TrainingTask.from_json(json.loads(self.task_path.read_text()))
 
     def secret(self) -> int:
         """The job's secret seed (DP sampling and noise): never in its status."""
-        return int((self.folder / "secret").read_text())
+        return int(self.seal().read(self.folder / "secret", self._place("secret")))
 
     def data(self) -> bytes:
-        return self.data_path.read_bytes()
+        return self.seal().read(self.data_path, self._place("data"))
+
+    def write_checkpoint(self, step: int, state: bytes) -> Path:
+        self.checkpoint.mkdir(exist_ok=True)
+        path = self.checkpoint / f"step-{step:09d}.pt"
+        self.seal().write(path, self._place(path.name), state)
+        return path
+
+    def read_checkpoint(self, path: Path) -> bytes:
+        return self.seal().read(path, self._place(path.name))
 
     def status(self) -> TaskStatus:
         return TaskStatus.from_json(json.loads(self.status_path.read_text()))

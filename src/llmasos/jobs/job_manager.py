@@ -12,6 +12,7 @@ on the same home submit, read and signal them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import itertools
@@ -40,6 +41,7 @@ from llmasos.jobs.tasks import ENDED, TaskState, TaskStatus, TrainingTask, wait_
 from llmasos.jobs.throttle import Throttle
 from llmasos.models.default import DEFAULT_MODEL, canonical_model_name, ensure_default_model
 from llmasos.models.repository import Repository, full_name
+from llmasos.security.crypto import Sealer
 
 POLL_S = 0.2
 STOP_WAIT_S = 120.0  # a worker asked to stop finishes its step first (seconds on a CPU)
@@ -55,10 +57,14 @@ class JobManager:
         *,
         pids: Iterator[int] | None = None,
         throttle: Throttle | None = None,
+        master_key: bytes | None = None,
     ) -> None:
         """Jobs under `home`/jobs, trained on `repository`'s models (their results registered
-        there); `throttle` pauses the running job while interactive work runs."""
+        there); `throttle` pauses the running job while interactive work runs; `master_key`
+        seals each job's data at rest (its worker gets the key on a pipe)."""
         self.home = home
+        self._master_key = master_key
+        self._sealer = Sealer(master_key) if master_key else None
         self.root = home / "jobs"
         self.root.mkdir(parents=True, exist_ok=True)
         self.repository = repository
@@ -108,7 +114,7 @@ class JobManager:
             if output in self.repository or output in taken:  # reserved until the job ends
                 raise ModelExistsError(output)
             status.output_model = output
-            TaskFiles(self.root / task_id).create(task, data, status)
+            TaskFiles(self.root / task_id, self._sealer).create(task, data, status)
             self._lock.notify_all()
         return status
 
@@ -267,10 +273,11 @@ class JobManager:
                     command,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
+                    stdin=subprocess.PIPE,
                     start_new_session=True,  # the terminal's Ctrl-C is the OS's, not the job's
                     env=worker_environment(self.home),
                 )
+            _hand_over(process, self._master_key or b"")
         except OSError as error:
             files.update(state=TaskState.FAILED, error=f"the worker did not start: {error}")
             return False
@@ -292,6 +299,15 @@ class JobManager:
                        _tail(files.worker_log))  # fmt: skip
         error = f"the training worker exited with status {process.returncode}"
         files.update(state=TaskState.FAILED, error=error, finished_at=time.time())
+
+
+def _hand_over(process: subprocess.Popen[bytes], master_key: bytes) -> None:
+    """Give the worker the master key on its stdin (a pipe: not in /proc's environ or cmdline)."""
+    assert process.stdin is not None
+    with contextlib.suppress(BrokenPipeError):  # it died already: its exit status says so
+        process.stdin.write(master_key)
+    with contextlib.suppress(BrokenPipeError):
+        process.stdin.close()
 
 
 def worker_environment(home: Path) -> dict[str, str]:

@@ -24,6 +24,7 @@ from llmasos.jobs.job_manager import JobManager
 from llmasos.jobs.remote_jobs import RemoteJobs
 from llmasos.jobs.tasks import TaskStatus, TrainingTask
 from llmasos.models.repository import Repository
+from llmasos.security.crypto import parse_master_key
 from llmasos.settings import Settings
 
 LOCAL_OWNER = "local"  # the owner of an in-process client's processes, files, memory and jobs
@@ -34,8 +35,10 @@ _default_lock = threading.Lock()
 
 def local_jobs(pids: Iterator[int] | None = None) -> JobManager:
     """A job manager over this machine's repository and jobs folder."""
-    home = Settings.from_environment().home
-    return JobManager(home, Repository(home / "models"), pids=pids)
+    settings = Settings.from_environment()
+    key = parse_master_key(settings.master_key) if settings.master_key else None
+    home = settings.home
+    return JobManager(home, Repository(home / "models"), pids=pids, master_key=key)
 
 
 def default_jobs() -> Jobs:

@@ -2,19 +2,21 @@
 limit reads the token ids back instead of tokenising again (its status says data_cached).
 
     $LLMASOS_HOME/jobs/cache/<sha256 of data, tokenizer, limit, format>.json
+
+With a master key the entry is sealed under the owner's key and named by a keyed digest, so
+neither its content nor its name lets anyone confirm a guess of the data.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmasos.errors import InvalidRequestError
+from llmasos.jobs.job_files import Seal
 from llmasos.jobs.task_data import Record, read_records
 
 FORMAT = 1  # bump when the way records become tokens changes
@@ -35,19 +37,18 @@ def cache_key(data: bytes, tokenizer_id: str, max_tokens: int) -> str:
 
 
 def tokenised(
-    data: bytes, tokenizer: Any, tokenizer_id: str, max_tokens: int, cache: Path
+    data: bytes, tokenizer: Any, tokenizer_id: str, max_tokens: int, cache: Path, seal: Seal
 ) -> tuple[list[Sample], bool]:
-    """The samples of `data` and whether they came from the cache."""
-    path = cache / f"{cache_key(data, tokenizer_id, max_tokens)}.json"
+    """The samples of `data` and whether they came from the cache (`seal`: the owner's)."""
+    key = cache_key(data, tokenizer_id, max_tokens)
+    path = cache / f"{seal.file_name(key)}.json"
     if path.is_file():
-        rows = json.loads(path.read_text())
+        rows = json.loads(seal.read(path, f"cache/{key}"))
         return [Sample(ids, prompt) for ids, prompt in rows], True
     samples = [to_sample(r, tokenizer, max_tokens) for r in read_records(data)]
     cache.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=cache, suffix=".partial")
-    with os.fdopen(fd, "w") as file:
-        json.dump([[s.ids, s.prompt_tokens] for s in samples], file)
-    os.replace(temp, path)
+    rows = json.dumps([[s.ids, s.prompt_tokens] for s in samples]).encode()
+    seal.write(path, f"cache/{key}", rows)
     return samples, False
 
 

@@ -6,6 +6,9 @@ it finishes the step under way, checkpoints, and ends as the manager asked (susp
 or queued again when the OS shuts down). Killed outright, it loses at most the steps since its
 last checkpoint, which the resumed job does again (their log lines are dropped first).
 
+The OS's master key, when it has one, comes on standard input (never in the environment or
+the command line); the job's data, secret seed, checkpoints and token cache are sealed with it.
+
 A background job (priority < 0) runs under SCHED_IDLE: the CPU goes to it only when the engine
 and everything else on the machine leave it idle.
 """
@@ -32,6 +35,7 @@ from llmasos.jobs.tasks import TaskState, TrainingTask
 from llmasos.jobs.token_cache import tokenised
 from llmasos.jobs.trainer import LoraTrainer, Plan, noise_for
 from llmasos.models.repository import Repository, full_name
+from llmasos.security.crypto import Sealer
 from llmasos.settings import Settings
 
 logger = logging.getLogger("llmasos.jobs.worker")
@@ -55,11 +59,12 @@ def die_with(parent: int) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """argv: the job folder, the manager's pid."""
+    """argv: the job folder, the manager's pid; stdin: the master key's bytes, or nothing."""
     die_with(int(argv[2]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the manager says when to stop
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    files = TaskFiles(Path(argv[1]))
+    master_key = sys.stdin.buffer.read()
+    files = TaskFiles(Path(argv[1]), Sealer(master_key) if master_key else None)
     stop = Stop()
     signal.signal(signal.SIGTERM, stop.handle)
     task = files.task()
@@ -115,7 +120,8 @@ def train(files: TaskFiles, task: TrainingTask, stop: Stop) -> None:
     tokenizer = AutoTokenizer.from_pretrained(hf_dir)
     cache = settings.home / "jobs" / "cache"
     key = f"{files.status().owner}\0{hf_dir.name}"  # one owner's cache tells nothing of another's
-    samples, cached = tokenised(files.data(), tokenizer, key, task.max_tokens_per_sample, cache)
+    limit = task.max_tokens_per_sample
+    samples, cached = tokenised(files.data(), tokenizer, key, limit, cache, files.seal())
     secret = files.secret()
     plan = Plan(len(samples), task, secret)
     trainer = LoraTrainer(hf_dir, task, plan, noise_for(task, plan), secret)

@@ -107,7 +107,7 @@ def create_app(
     app.state.started_at = int(time.time())
     _add_security(app, access, storage, RateLimiter(rate_limits or RateLimits()))
     _add_services(app, models, storage)
-    app.state.jobs = _job_manager(models, job_cpu_share)
+    app.state.jobs = _job_manager(models, job_cpu_share, storage.config.master_key)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(RequestIds)
@@ -144,9 +144,9 @@ def _add_services(app: FastAPI, models: ModelManager, storage: Storage) -> None:
     app.state.batch_runner = BatchRunner(app, app.state.batch_store)
 
 
-def _job_manager(models: ModelManager, share: float) -> JobManager | None:
+def _job_manager(models: ModelManager, share: float, master_key: bytes | None) -> JobManager | None:
     """Training jobs over the models' repository (none without one), paused but for `share`
-    while a process of priority >= 0 is live."""
+    while a process of priority >= 0 is live, their data sealed with `master_key`."""
     repository = models.repository
     if repository is None:
         return None
@@ -155,7 +155,10 @@ def _job_manager(models: ModelManager, share: float) -> JobManager | None:
         return any(p.alive and p.priority >= 0 for p in models.processes())
 
     throttle = Throttle(interactive, share)
-    return JobManager(repository.root.parent, repository, pids=models.pids, throttle=throttle)
+    return JobManager(
+        repository.root.parent, repository, pids=models.pids, throttle=throttle,
+        master_key=master_key,
+    )  # fmt: skip
 
 
 def _add_routes(app: FastAPI, protected: list, admin: list) -> None:
