@@ -2,10 +2,10 @@ import os
 
 import pytest
 
-from llmasos.cli.serve import parse_bytes
 from llmasos.engine.devices import DeviceKind, discover_devices
 from llmasos.errors import InvalidRequestError
 from llmasos.runtime.factory import default_devices
+from llmasos.server.launch import parse_bytes
 
 
 def test_the_cpu_is_discovered_with_the_machines_memory():

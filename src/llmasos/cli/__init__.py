@@ -5,6 +5,7 @@
     models ...  cli/models.py
     agents ...  cli/agents.py
     jobs ...    cli/jobs.py
+    cluster ... cli/cluster.py (and serve --cluster)
 
 Every command has --help.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import typer
 
-from llmasos.cli import agents, fs, jobs, keys, models, processes, serve
+from llmasos.cli import agents, cluster, fs, jobs, keys, models, processes, serve
 
 app = typer.Typer(
     help="LLMasOS: an operating system for LLM work.",
@@ -30,6 +31,7 @@ app.add_typer(jobs.jobs_app, name="jobs")
 app.add_typer(fs.fs_app, name="fs")
 app.add_typer(keys.keys_app, name="keys")
 app.add_typer(keys.audit_app, name="audit")
+app.add_typer(cluster.cluster_app, name="cluster")
 
 
 def main() -> None:

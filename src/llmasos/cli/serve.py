@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -10,11 +9,10 @@ import typer
 
 from llmasos.cli.common import Model, errors, fail
 from llmasos.cli.tls import tls_files
-from llmasos.errors import InvalidRequestError, LLMasOSError
+from llmasos.errors import LLMasOSError
 
 if TYPE_CHECKING:
-    from llmasos.runtime.manager import ModelManager
-    from llmasos.server.rate_limits import RateLimits
+    from llmasos.server.launch import ServeConfig
 
 Host = Annotated[str, typer.Option(help="Interface to listen on.")]
 Port = Annotated[int, typer.Option(help="TCP port.")]
@@ -101,6 +99,21 @@ TlsKey = Annotated[
 ]
 
 
+Cluster = Annotated[
+    str | None,
+    typer.Option(
+        help="Serve from engine replicas on a Ray cluster: auto (start a local one), "
+        "ray://HOST:PORT (Ray Client) or HOST:PORT (a cluster's GCS address)."
+    ),
+]
+Replicas = Annotated[int | None, typer.Option(help="Replicas at start (default: --min-replicas).")]
+MinReplicas = Annotated[int, typer.Option(help="Fewest replicas the scaler keeps.")]
+MaxReplicas = Annotated[int | None, typer.Option(help="Most replicas (default: the replicas).")]
+ScaleAlpha = Annotated[float, typer.Option(help="Scaler step: R + alpha (R_demand - R).")]
+ScaleInterval = Annotated[float, typer.Option(help="Seconds between scaler decisions.")]
+Routing = Annotated[str, typer.Option(help="cache-aware (longest cached prefix) or round-robin.")]
+
+
 def serve(
     host: Host = "127.0.0.1",
     port: Port = 8000,
@@ -127,114 +140,58 @@ def serve(
     tls_cert: TlsCert = None,
     tls_key: TlsKey = None,
     job_cpu_share: JobCpuShare = 0.0,
+    cluster: Cluster = None,
+    replicas: Replicas = None,
+    min_replicas: MinReplicas = 1,
+    max_replicas: MaxReplicas = None,
+    scale_alpha: ScaleAlpha = 0.5,
+    scale_interval: ScaleInterval = 10.0,
+    routing: Routing = "cache-aware",
 ) -> None:
     """Serve the OS over HTTP: OpenAI-compatible and native routes; one kernel per loaded
-    model, --model loaded at start and kept, others loaded on demand."""
-    from llmasos.jobs.throttle import check_share
-    from llmasos.kernel.config import KernelConfig
-    from llmasos.models.default import DEFAULT_MODEL
-    from llmasos.models.placement import FitPolicy
-    from llmasos.runtime.factory import EngineOptions, model_manager
-    from llmasos.security.crypto import parse_master_key
-    from llmasos.server.rate_limits import RateLimits
-    from llmasos.settings import Settings
+    model, --model loaded at start and kept, others loaded on demand. With --cluster, engine
+    replicas on Ray serve behind a routing front."""
+    from llmasos.server.launch import ServeConfig
 
-    settings = Settings.from_environment()
-    home = settings.home
+    config = ServeConfig(
+        model, policy, tuple(api_key or ()), admin_key, tuple(import_dir or ()), max_running,
+        num_slots, context_length, max_batch_tokens, threads, kv_cache_type, page_size,
+        swap_bytes, max_pages_per_process, max_pages_per_owner, memory_budget, placement,
+        keep_alive, requests_per_minute, tokens_per_minute, job_cpu_share,
+    )  # fmt: skip
     try:
         tls = tls_files(tls_cert, tls_key)  # checked before the model loads
-        rates = RateLimits(requests_per_minute, tokens_per_minute)
-        check_share(job_cpu_share)
-        master_key = parse_master_key(settings.master_key) if settings.master_key else None
-        config = KernelConfig(
-            policy=policy,
-            max_running=max_running or min(16, num_slots, max_batch_tokens),
-            page_size=page_size,
-            swap_bytes=swap_bytes,
-            swap_directory=home / "swap",
-            swap_key=master_key,
-            max_pages_per_process=max_pages_per_process,
-            max_pages_per_owner=max_pages_per_owner,
-        )
-        options = EngineOptions(num_slots, context_length, max_batch_tokens, threads, kv_cache_type)
-        models = model_manager(
-            config,
-            options,
-            home=home,
-            memory_budget_bytes=parse_bytes("memory_budget", memory_budget),
-            placement=FitPolicy.parse(placement),
-            keep_alive_s=keep_alive,
-            default_model=model or DEFAULT_MODEL,
-        )
+        config.check()
+    except LLMasOSError as error:
+        fail(str(error))
+    if cluster is not None:
+        from llmasos.cli.cluster import serve_cluster
+
+        scaling = (replicas, min_replicas, max_replicas, scale_alpha, scale_interval)
+        serve_cluster(cluster, config, host, port, tls, scaling, routing)
+        return
+    _serve_one(config, host, port, tls)
+
+
+def _serve_one(config: ServeConfig, host: str, port: int, tls: tuple[Path, Path] | None) -> None:
+    import uvicorn
+
+    from llmasos.server.launch import build_app, build_models
+
+    try:
+        models = build_models(config)
         errors.print(f"loading {models.default_model}...")
         models.load(pin=True)  # the model served from the start stays loaded
     except LLMasOSError as error:
         fail(str(error))
-    _run(models, host, port, api_key or [], admin_key, import_dir or [], tls, rates, job_cpu_share)
-
-
-def _run(
-    models: ModelManager,
-    host: str,
-    port: int,
-    api_keys: list[str],
-    admin_key: str | None,
-    import_dirs: list[Path],
-    tls: tuple[Path, Path] | None,
-    rates: RateLimits,
-    job_cpu_share: float,
-) -> None:
-    import uvicorn
-
-    from llmasos.models.import_policy import ImportPolicy
-    from llmasos.server.app import Access, create_app
-
-    keys = [*api_keys, *filter(None, os.environ.get("LLMASOS_API_KEYS", "").split(","))]
-    access = Access(api_keys=tuple(keys), admin_key=admin_key)
-    auth = f"{len(keys)} static API key(s)" if keys else "no static API key"
-    admin = "admin key set" if admin_key else "admin routes for admin-role keys only"
-    policy = models.kernel_config.policy
+    app = build_app(models, config)
+    keys = len(app.state.access.api_keys)
+    auth = f"{keys} static API key(s)" if keys else "no static API key"
+    admin = "admin key set" if config.admin_key else "admin routes for admin-role keys only"
     scheme = "https" if tls else "http"
     errors.print(
         f"LLMasOS serving {models.default_model} on {scheme}://{host}:{port} "
-        f"(policy {policy}, {auth}, {admin})"
-    )
-    imports = ImportPolicy.for_server(tuple(import_dirs))
-    app = create_app(
-        models, access=access, imports=imports, rate_limits=rates, job_cpu_share=job_cpu_share
+        f"(policy {models.kernel_config.policy}, {auth}, {admin})"
     )
     cert, key = tls or (None, None)
     uvicorn.run(app, host=host, port=port, log_level="warning", ssl_certfile=cert, ssl_keyfile=key)
-
-
-_UNITS = {
-    "": 1,
-    "k": 1e3,
-    "kb": 1e3,
-    "kib": 2**10,
-    "m": 1e6,
-    "mb": 1e6,
-    "mib": 2**20,
-    "g": 1e9,
-    "gb": 1e9,
-    "gib": 2**30,
-    "t": 1e12,
-    "tb": 1e12,
-    "tib": 2**40,
-}
-
-
-def parse_bytes(field: str, text: str | None) -> int | None:
-    """ "8GiB", "512MB", "1000000" -> bytes; InvalidRequestError naming `field` otherwise."""
-    if text is None:
-        return None
-    number = text.strip().lower()
-    digits = number.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = number[len(digits) :].strip()
-    try:
-        value = float(digits) * _UNITS[unit]
-    except (ValueError, KeyError):
-        raise InvalidRequestError(field, f"{text!r} is not a size like 8GiB or 512MB") from None
-    if value < 1:
-        raise InvalidRequestError(field, f"must be at least 1 byte, got {text!r}")
-    return int(value)

@@ -1,0 +1,151 @@
+"""`llmasos serve --cluster ...` (the front over a pool of replicas) and `llmasos cluster
+nodes|replicas` (what GET /v1/cluster says, as tables)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import typer
+from rich.table import Table
+
+from llmasos.cli.common import ApiKey, Url, console, errors, fail
+from llmasos.errors import InvalidRequestError, LLMasOSError
+
+if TYPE_CHECKING:
+    from llmasos.server.launch import ServeConfig
+
+cluster_app = typer.Typer(
+    help="The Ray cluster behind `llmasos serve --cluster`.", no_args_is_help=True
+)
+ROUTERS = ("cache-aware", "round-robin")
+
+
+def serve_cluster(
+    address: str,
+    config: ServeConfig,
+    host: str,
+    port: int,
+    tls: tuple[Path, Path] | None,
+    scaling: tuple[int | None, int, int | None, float, float],
+    routing: str,
+) -> None:
+    """Join (or start) the Ray cluster, start the replicas, and serve the front until stopped."""
+    import uvicorn
+
+    from llmasos.cluster.autoscale import Autoscaler
+    from llmasos.cluster.front import Front, Traffic
+    from llmasos.cluster.front_app import create_front
+    from llmasos.cluster.overview import describe
+    from llmasos.cluster.pool import Pool, connect
+
+    try:
+        scaler, initial, interval = _scaler(scaling)
+        router = _router(routing)
+        errors.print(f"joining the Ray cluster ({address})...")
+        connect(address)
+    except LLMasOSError as error:
+        fail(str(error))
+    pool, traffic = Pool(config), Traffic()
+    autoscaler = Autoscaler(pool, traffic, scaler, interval)
+    errors.print(f"starting {initial} replica(s) of {config.model or 'the default model'}...")
+    for handle in autoscaler.start_replicas(initial):
+        if not pool.wait_ready(handle):
+            errors.print(f"replica {handle.replica}: not ready yet ({handle.error or 'pending'})")
+    autoscaler.start()
+    front = Front(pool, router, traffic)
+    app = create_front(front, lambda: describe(pool, traffic, autoscaler, routing))
+    scheme = "https" if tls else "http"
+    errors.print(
+        f"LLMasOS cluster front on {scheme}://{host}:{port}: {len(pool.ready())} replica(s) "
+        f"ready, routing {routing}, scaling {scaler.config.low}-{scaler.config.high}"
+    )
+    cert, key = tls or (None, None)
+    try:
+        uvicorn.run(
+            app, host=host, port=port, log_level="warning", ssl_certfile=cert, ssl_keyfile=key
+        )
+    finally:
+        autoscaler.close()
+        pool.close()
+
+
+def _scaler(scaling: tuple[int | None, int, int | None, float, float]) -> tuple[Any, int, float]:
+    from llmasos.cluster.scaler import Scaler, ScalerConfig
+
+    replicas, low, high, alpha, interval = scaling
+    initial = replicas if replicas is not None else low
+    if initial < 1:
+        raise InvalidRequestError("--replicas", f"at least 1, got {initial}")
+    if interval <= 0:
+        raise InvalidRequestError("--scale-interval", f"more than 0 seconds, got {interval}")
+    config = ScalerConfig(
+        alpha=alpha, low=low, high=high if high is not None else max(initial, low)
+    )
+    return Scaler(config), initial, interval
+
+
+def _router(routing: str) -> Any:
+    from llmasos.cluster.router import CacheAwareRouter, RoundRobinRouter
+
+    if routing not in ROUTERS:
+        raise InvalidRequestError("--routing", f"one of {', '.join(ROUTERS)}, got {routing!r}")
+    return CacheAwareRouter() if routing == "cache-aware" else RoundRobinRouter()
+
+
+def _cluster(url: str, api_key: str | None) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        reply = httpx.get(f"{url.rstrip('/')}/v1/cluster", headers=headers, timeout=30)
+    except httpx.HTTPError as error:
+        fail(f"no LLMasOS cluster front answers at {url}: {error}")
+    if reply.status_code == 404:
+        fail(f"{url} is a single server, not a cluster front (llmasos serve --cluster auto)")
+    if not reply.is_success:
+        fail(f"{url}: {reply.status_code} {reply.text[:300]}")
+    return reply.json()
+
+
+@cluster_app.command()
+def nodes(url: Url = "http://127.0.0.1:8000", api_key: ApiKey = None) -> None:
+    """The cluster's nodes, their devices and the replicas on each."""
+    body = _cluster(url, api_key)
+    on_node: dict[str, list[str]] = {}
+    for replica in body["replicas"]:
+        on_node.setdefault(replica["node_id"] or "", []).append(str(replica["replica"]))
+    devices = {r["node_id"]: ", ".join(r.get("devices") or []) for r in body["replicas"]}
+    table = Table("NODE", "ADDRESS", "ALIVE", "CPUS", "GPUS", "MEMORY", "REPLICAS", "DEVICES")
+    for node in body["nodes"]:
+        table.add_row(
+            node["node_id"][:8], node["address"], "yes" if node["alive"] else "no",
+            f"{node['cpus']:g}", f"{node['gpus']:g}", f"{node['memory_bytes'] / 2**30:.0f}G",
+            ",".join(on_node.get(node["node_id"], [])) or "-",
+            devices.get(node["node_id"]) or "-",
+        )  # fmt: skip
+    console.print(table)
+
+
+@cluster_app.command()
+def replicas(url: Url = "http://127.0.0.1:8000", api_key: ApiKey = None) -> None:
+    """The engine replicas: state, node, load, tokens and prefix hits."""
+    body = _cluster(url, api_key)
+    table = Table(
+        "REPLICA", "STATE", "NODE", "MODEL", "IN FLIGHT", "SERVED", "TOKENS", "PREFIX HITS"
+    )
+    for replica in body["replicas"]:
+        stats = replica["stats"] or {}
+        hits, misses = stats.get("prefix_hits", 0), stats.get("prefix_misses", 0)
+        table.add_row(
+            str(replica["replica"]), replica["state"], (replica["node_id"] or "-")[:8],
+            replica["model"] or "-", str(replica["in_flight"]), str(replica["served"]),
+            str(stats.get("generated_tokens", "-")),
+            f"{hits}/{hits + misses}" if stats else "-",
+        )  # fmt: skip
+    console.print(table)
+    scaler = body["scaler"]
+    console.print(
+        f"routing {body['routing']}; scaler alpha {scaler['alpha']}, replicas "
+        f"{scaler['low']}-{scaler['high']}, "
+        f"last decision {scaler['current']} -> {scaler['desired']}"
+    )

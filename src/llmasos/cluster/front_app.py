@@ -1,0 +1,130 @@
+"""The front's HTTP app: the routes of one server, answered by the pool's replicas.
+
+POST /v1/completions, /v1/chat/completions   routed (front.py)
+GET  /v1/processes                           every replica's processes, merged
+*    /v1/processes/{pid}..., /v1/agents/{pid}...   the replica the pid belongs to
+GET  /v1/cluster                             nodes, replicas, load, the scaler
+GET  /health                                 the front's own
+*    anything else                           the first ready replica (models, files,
+                                             memory, jobs, keys: one shared storage)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from llmasos.cluster.front import Front, no_replica
+from llmasos.cluster.metrics import merged, pool_lines
+from llmasos.cluster.pool import ReplicaState
+from llmasos.cluster.replica import replica_of_pid
+from llmasos.errors import NoSuchProcessError
+from llmasos.server.errors import error_for, error_response
+from llmasos.server.guards import MAX_BODY_BYTES
+
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
+
+
+async def read_body(request: Request) -> bytes | Response:
+    """The request's body, or a 413 past the server's body limit."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            message = f"the request body is over {MAX_BODY_BYTES} bytes"
+            return error_response(413, message, kind="invalid_request_error")
+    return bytes(body)
+
+
+def create_front(front: Front, describe: Callable[[], dict[str, Any]]) -> FastAPI:
+    """The front's app; `describe()` gives GET /v1/cluster's body (blocking: run in a thread)."""
+    app = FastAPI(title="LLMasOS cluster front", docs_url=None, redoc_url=None)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        ready = len(front.pool.ready())
+        return {"status": "ok" if ready else "starting", "replicas": ready}
+
+    @app.get("/v1/cluster")
+    async def cluster(request: Request) -> Response:
+        refused = await _admin_check(front, request)
+        return refused or JSONResponse(await run_in_threadpool(describe))
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        return await _metrics(front, request)
+
+    @app.post("/v1/completions")
+    @app.post("/v1/chat/completions")
+    async def generate(request: Request) -> Response:
+        body = await read_body(request)
+        return body if isinstance(body, Response) else await front.generate(request, body)
+
+    @app.get("/v1/processes")
+    async def processes(request: Request) -> Response:
+        return await front.all_processes(request)
+
+    @app.api_route("/v1/processes/{pid:int}{rest:path}", methods=METHODS)
+    @app.api_route("/v1/agents/{pid:int}{rest:path}", methods=METHODS)
+    async def by_pid(request: Request, pid: int, rest: str) -> Response:
+        body = await read_body(request)
+        if isinstance(body, Response):
+            return body
+        handle = front.pool.get(replica_of_pid(pid))
+        if handle is None or handle.state is ReplicaState.DEAD:  # it went with its replica
+            return error_for(NoSuchProcessError(pid))
+        return await front.to_replica(request, body, handle)
+
+    @app.api_route("/{path:path}", methods=METHODS)
+    async def elsewhere(request: Request, path: str) -> Response:
+        body = await read_body(request)
+        if isinstance(body, Response):
+            return body
+        handle = front.primary()
+        return no_replica() if handle is None else await front.to_replica(request, body, handle)
+
+    return app
+
+
+async def _admin_check(front: Front, request: Request) -> Response | None:
+    """The caller may see the cluster if it may see a replica's /metrics (admin-only when the
+    OS has keys): the replicas keep the keys, the front asks one."""
+    handle = front.primary()
+    if handle is None:
+        return no_replica()
+    headers = {k: v for k, v in request.headers.items() if k.lower() == "authorization"}
+    try:
+        reply = await front.http.get(handle.url + "/metrics", headers=headers)
+    except httpx.TransportError:
+        return no_replica()
+    if reply.status_code == 200:
+        return None
+    kind = reply.headers.get("content-type", "application/json")
+    return Response(reply.content, reply.status_code, {"content-type": kind})
+
+
+async def _metrics(front: Front, request: Request) -> Response:
+    """Every ready replica's /metrics merged, and the pool's series; a replica's refusal (a
+    caller who may not read metrics) is answered as it is."""
+    headers = {k: v for k, v in request.headers.items() if k.lower() == "authorization"}
+    ready = front.pool.ready()
+    replies = await asyncio.gather(
+        *(front.http.get(h.url + "/metrics", headers=headers) for h in ready),
+        return_exceptions=True,
+    )
+    texts = {}
+    for handle, reply in zip(ready, replies, strict=True):
+        if isinstance(reply, BaseException):
+            continue  # gone meanwhile: the pool's series say so
+        if reply.status_code != 200:
+            return Response(reply.content, reply.status_code, {"content-type": "application/json"})
+        texts[handle.replica] = reply.text
+    lines = pool_lines(front.pool, front.traffic) + merged(texts)
+    return PlainTextResponse("\n".join(lines) + "\n", media_type=PROMETHEUS)

@@ -1,0 +1,50 @@
+"""GET /v1/cluster: the nodes, their devices, the replicas on them, their load and the
+scaler's last decision."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from llmasos.cluster.autoscale import Autoscaler
+from llmasos.cluster.front import Traffic
+from llmasos.cluster.pool import Pool
+from llmasos.cluster.replica import PID_RANGE
+
+
+def describe(pool: Pool, traffic: Traffic, autoscaler: Autoscaler, routing: str) -> dict[str, Any]:
+    """The cluster as JSON (blocking: it asks every replica for its counters)."""
+    replicas = []
+    for handle in pool.replicas():
+        stats = pool.stats(handle) if handle.info is not None else None
+        replicas.append(
+            {
+                "replica": handle.replica,
+                "state": handle.state.value,
+                "node_id": handle.info.node_id if handle.info else None,
+                "url": handle.info.url if handle.info else None,
+                "model": handle.info.model if handle.info else None,
+                "devices": list(handle.info.devices) if handle.info else [],
+                "pids_from": handle.replica * PID_RANGE + 1,
+                "in_flight": traffic.in_flight.get(handle.replica, 0),
+                "served": traffic.served.get(handle.replica, 0),
+                "stats": dataclasses.asdict(stats) if stats else None,
+            }
+        )
+    last = autoscaler.last
+    config = autoscaler.scaler.config
+    return {
+        "object": "cluster",
+        "routing": routing,
+        "nodes": [dataclasses.asdict(node) for node in pool.nodes()],
+        "replicas": replicas,
+        "retries": traffic.retries,
+        "scaler": {
+            "alpha": config.alpha,
+            "low": config.low,
+            "high": config.high,
+            "interval_s": autoscaler.interval_s,
+            "current": last.current if last else None,
+            "desired": last.desired if last else None,
+        },
+    }

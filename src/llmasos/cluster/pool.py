@@ -1,0 +1,190 @@
+"""The compute pool: a Ray cluster's nodes and the engine replicas placed on them.
+
+`connect` joins a cluster (or starts a local one); `Pool` discovers the nodes and their devices
+from Ray, starts replicas as actors (Ray places each where its CPUs and GPUs fit), watches them,
+and stops them. It does not route: the front does, with the pool's view of which replicas are
+ready.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import itertools
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError
+
+from llmasos.cluster.replica import Replica, ReplicaInfo, ReplicaStats
+from llmasos.errors import InvalidRequestError
+from llmasos.server.launch import ServeConfig
+
+START_TIMEOUT_S = 300.0  # loading a model on a busy node
+PING_TIMEOUT_S = 10.0
+logger = logging.getLogger(__name__)
+
+
+def connect(address: str) -> None:
+    """Join the Ray cluster at `address`: auto (a local cluster, started here), ray://HOST:PORT
+    (Ray Client) or HOST:PORT (a cluster's GCS address, from this cluster's machines)."""
+    if ray.is_initialized():
+        return
+    if address == "auto":
+        ray.init(include_dashboard=False, logging_level=logging.WARNING)
+    elif address.startswith("ray://") or ":" in address:
+        ray.init(address=address, logging_level=logging.WARNING)
+    else:
+        raise InvalidRequestError("--cluster", "auto, ray://HOST:PORT or HOST:PORT")
+
+
+class ReplicaState(enum.Enum):
+    STARTING = "starting"
+    READY = "ready"
+    DRAINING = "draining"  # takes no new requests; stops once its in-flight ones are done
+    DEAD = "dead"
+
+
+@dataclass
+class ReplicaHandle:
+    replica: int
+    actor: Any  # a Ray actor handle of Replica
+    state: ReplicaState = ReplicaState.STARTING
+    info: ReplicaInfo | None = None
+    error: str | None = None
+
+    @property
+    def url(self) -> str:
+        """Where its server answers ("" until it is ready)."""
+        return self.info.url if self.info is not None else ""
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    node_id: str
+    address: str
+    alive: bool
+    cpus: float
+    gpus: float
+    memory_bytes: int
+    resources: dict[str, float] = field(default_factory=dict)
+
+
+class _RayReplica(Replica):
+    """A Replica that learns its node from Ray."""
+
+    def __init__(self, replica: int, config: ServeConfig) -> None:
+        node_id = ray.get_runtime_context().get_node_id()
+        super().__init__(replica, config, node_id, ray.util.get_node_ip_address())
+
+
+class Pool:
+    """Engine replicas of one server config on the connected Ray cluster."""
+
+    def __init__(self, config: ServeConfig, *, cpus_per_replica: float = 1.0) -> None:
+        self.config = config
+        self.cpus_per_replica = cpus_per_replica
+        self._numbers = itertools.count(1)
+        self._replicas: dict[int, ReplicaHandle] = {}
+        self._lock = threading.Lock()
+        self._actor_class = ray.remote(_RayReplica)
+
+    def nodes(self) -> list[NodeInfo]:
+        """Every node Ray knows, with its devices (CPUs, GPUs, memory)."""
+        nodes = []
+        for node in ray.nodes():
+            resources = node.get("Resources", {})
+            nodes.append(
+                NodeInfo(
+                    node_id=node["NodeID"],
+                    address=node.get("NodeManagerAddress", ""),
+                    alive=bool(node.get("Alive")),
+                    cpus=resources.get("CPU", 0.0),
+                    gpus=resources.get("GPU", 0.0),
+                    memory_bytes=int(resources.get("memory", 0)),
+                    resources=dict(resources),
+                )
+            )
+        return nodes
+
+    def start_replica(self) -> ReplicaHandle:
+        """Start one replica; it turns READY once its model is loaded (see `wait_ready`)."""
+        number = next(self._numbers)
+        actor = self._actor_class.options(
+            num_cpus=self.cpus_per_replica, max_restarts=0, max_concurrency=4
+        ).remote(number, self.config)
+        handle = ReplicaHandle(number, actor)
+        with self._lock:
+            self._replicas[number] = handle
+        return handle
+
+    def wait_ready(self, handle: ReplicaHandle, timeout: float = START_TIMEOUT_S) -> bool:
+        """Wait for a starting replica; whether it is ready (else it stays starting or died)."""
+        try:
+            handle.info = ray.get(handle.actor.describe.remote(), timeout=timeout)
+        except GetTimeoutError:
+            return False  # no node has room yet: Ray places it when one does
+        except RayActorError as error:
+            self._mark_dead(handle, f"did not start: {error}")
+            return False
+        with self._lock:
+            if handle.state is ReplicaState.STARTING:
+                handle.state = ReplicaState.READY
+        return handle.state is ReplicaState.READY
+
+    def replicas(self) -> list[ReplicaHandle]:
+        with self._lock:
+            return [h for h in self._replicas.values() if h.state is not ReplicaState.DEAD]
+
+    def ready(self) -> list[ReplicaHandle]:
+        return [h for h in self.replicas() if h.state is ReplicaState.READY]
+
+    def get(self, replica: int) -> ReplicaHandle | None:
+        with self._lock:
+            return self._replicas.get(replica)
+
+    def stats(self, handle: ReplicaHandle) -> ReplicaStats | None:
+        try:
+            return ray.get(handle.actor.stats.remote(), timeout=PING_TIMEOUT_S)
+        except (GetTimeoutError, RayActorError):
+            return None
+
+    def check(self, handle: ReplicaHandle) -> bool:
+        """Whether the replica still answers; a dead one is marked so."""
+        try:
+            return bool(ray.get(handle.actor.ping.remote(), timeout=PING_TIMEOUT_S))
+        except RayActorError as error:
+            self._mark_dead(handle, f"died: {error}")
+            return False
+        except GetTimeoutError:
+            return False
+
+    def mark_unreachable(self, handle: ReplicaHandle, error: str) -> None:
+        """The front could not reach it: dead unless it still answers Ray."""
+        if not self.check(handle):
+            self._mark_dead(handle, error)
+
+    def drain(self, handle: ReplicaHandle) -> None:
+        with self._lock:
+            if handle.state is not ReplicaState.DEAD:
+                handle.state = ReplicaState.DRAINING
+
+    def stop(self, handle: ReplicaHandle) -> None:
+        """Stop a replica (drained first by the caller) and free its CPUs."""
+        with contextlib.suppress(GetTimeoutError, RayActorError):  # gone, or stuck: killed below
+            ray.get(handle.actor.stop.remote(), timeout=60)
+        ray.kill(handle.actor, no_restart=True)
+        self._mark_dead(handle, "stopped")
+
+    def _mark_dead(self, handle: ReplicaHandle, error: str) -> None:
+        with self._lock:
+            if handle.state is not ReplicaState.DEAD:
+                logger.warning("replica %d %s", handle.replica, error)
+                handle.state, handle.error = ReplicaState.DEAD, error
+
+    def close(self) -> None:
+        for handle in self.replicas():
+            self.stop(handle)

@@ -1,0 +1,114 @@
+"""An engine replica: a whole LLMasOS server (kernel over its own engine, the same process API)
+inside a Ray actor on its node.
+
+The pool makes it an actor (`ray.remote(num_cpus=...)(Replica)`); the class itself knows
+nothing of Ray but the node it runs on, so it is the same server `llmasos serve` runs. Its pids
+are its own range (replica k: k * PID_RANGE + 1 on), so a pid names one process across the
+cluster and tells the front which replica holds it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+import uvicorn
+
+from llmasos.engine.devices import discover_devices
+from llmasos.server.launch import ServeConfig, build_app, build_models
+
+PID_RANGE = 10**9  # pids of replica k: k * PID_RANGE + 1 .. (k + 1) * PID_RANGE
+START_TIMEOUT_S = 60.0
+
+
+def replica_of_pid(pid: int) -> int:
+    return pid // PID_RANGE
+
+
+@dataclass(frozen=True)
+class ReplicaInfo:
+    replica: int
+    url: str
+    node_id: str
+    node_address: str
+    model: str
+    devices: tuple[str, ...] = ()  # its node's devices as ggml reports them ("CPU 24G")
+
+
+@dataclass
+class ReplicaStats:
+    """A replica's load and counters (summed over its loaded models)."""
+
+    replica: int
+    processes: dict[str, int] = field(default_factory=dict)  # state -> count
+    generated_tokens: int = 0
+    prompt_tokens: int = 0
+    prefix_hits: int = 0
+    prefix_misses: int = 0
+    prefix_tokens_reused: int = 0
+    kv_pages_used: int = 0
+    kv_pages_total: int = 0
+
+
+class Replica:
+    """One server on this node, started at construction (the model loaded, the port open)."""
+
+    def __init__(self, replica: int, config: ServeConfig, node_id: str, address: str) -> None:
+        self.replica = replica
+        config = dataclasses.replace(config, first_pid=replica * PID_RANGE + 1)
+        self.models = build_models(config)
+        self.models.load(pin=True)
+        app = build_app(self.models, config)
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((address, 0))  # the node's own address, a port of the OS's choosing
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [listener]}, daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"replica {replica}: its server did not start")
+            time.sleep(0.02)
+        port = listener.getsockname()[1]
+        model = self.models.default_model
+        devices = tuple(
+            f"{d.name if d.name == d.kind.name else f'{d.kind.name} {d.name}'} "
+            f"{d.total_bytes / 2**30:.0f}G"
+            for d in discover_devices()
+        )
+        url = f"http://{address}:{port}"
+        self.info = ReplicaInfo(replica, url, node_id, address, model, devices)
+
+    def describe(self) -> ReplicaInfo:
+        return self.info
+
+    def stats(self) -> ReplicaStats:
+        """The replica's load and counters over its loaded models."""
+        stats = ReplicaStats(self.replica)
+        for kernel in self.models.kernels().values():
+            status = kernel.status()
+            memory = kernel.memory_report()
+            for state, count in status.processes.items():
+                stats.processes[state] = stats.processes.get(state, 0) + count
+            stats.generated_tokens += status.generated_tokens
+            stats.prompt_tokens += status.prompt_tokens
+            stats.prefix_hits += memory.prefix_hits
+            stats.prefix_misses += memory.prefix_misses
+            stats.prefix_tokens_reused += memory.prefix_tokens_reused
+            stats.kv_pages_used += memory.used_pages
+            stats.kv_pages_total += memory.total_pages
+        return stats
+
+    def ping(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        """Stop serving (the app's shutdown unloads the models)."""
+        self._server.should_exit = True
+        self._thread.join(timeout=30)

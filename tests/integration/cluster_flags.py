@@ -1,0 +1,80 @@
+"""What the cluster test's replicas and its single-server reference share: the same server
+flags, and one way to ask for a greedy completion."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+LLMASOS = shutil.which("llmasos", path=str(Path(sys.executable).parent)) or "llmasos"
+FLAGS = ["--threads", "1", "--num-slots", "4", "--max-running", "4", "--context-length", "1024"]
+MAX_TOKENS = 12
+
+
+def completion(url: str, prompt: str) -> dict[str, Any]:
+    """A greedy completion: its text, status, the replica that served it and its cached
+    prompt tokens."""
+    body = {"prompt": prompt, "max_tokens": MAX_TOKENS, "temperature": 0}
+    reply = httpx.post(f"{url}/v1/completions", json=body, timeout=600)
+    answer: dict[str, Any] = {
+        "status": reply.status_code,
+        "replica": reply.headers.get("x-llmasos-replica"),
+    }
+    if reply.is_success:
+        data = reply.json()
+        answer["text"] = data["choices"][0]["text"]
+        details = data["usage"].get("prompt_tokens_details") or {}
+        answer["cached_tokens"] = details.get("cached_tokens", 0)
+    else:
+        answer["error"] = reply.text[:500]
+    return answer
+
+
+def streamed(url: str, prompt: str) -> dict[str, Any]:
+    """The same greedy completion streamed: its status, the text of its chunks joined, the
+    ids of its chunks, its error events and whether it ended with [DONE]."""
+    body = {"prompt": prompt, "max_tokens": MAX_TOKENS, "temperature": 0, "stream": True}
+    answer: dict[str, Any] = {"text": "", "ids": [], "errors": [], "done": False}
+    with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=600) as reply:
+        answer["status"] = reply.status_code
+        for line in reply.iter_lines():
+            if line == "data: [DONE]":
+                answer["done"] = True
+            elif line.startswith("data: {"):
+                data = json.loads(line[6:])
+                if "error" in data:
+                    answer["errors"].append(data["error"])
+                    continue
+                answer["ids"].append(data["id"])
+                answer["text"] += "".join(c.get("text", "") for c in data["choices"])
+    return answer
+
+
+def signal_through_front(url: str, prompt: str) -> dict[str, Any]:
+    """A long streamed completion whose process is looked up and killed through the front by
+    its pid (the pid names the replica holding it); what each step answered."""
+    body = {"prompt": prompt, "max_tokens": 400, "temperature": 0, "stream": True}
+    seen: dict[str, Any] = {}
+    with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=600) as reply:
+        seen["replica"] = reply.headers.get("x-llmasos-replica")
+        for line in reply.iter_lines():
+            if not line.startswith("data: {"):
+                continue
+            if "pid" not in seen:
+                seen["pid"] = int(json.loads(line[6:])["id"].rsplit("-", 1)[1])
+                info = httpx.get(f"{url}/v1/processes/{seen['pid']}", timeout=60)
+                seen["lookup"] = [info.status_code, info.json().get("pid")]
+                listed = httpx.get(f"{url}/v1/processes", timeout=60).json()["data"]
+                seen["listed"] = seen["pid"] in [p["pid"] for p in listed]
+                kill = {"signal": "kill"}
+                answer = httpx.post(
+                    f"{url}/v1/processes/{seen['pid']}/signal", json=kill, timeout=60
+                )
+                seen["kill"] = answer.status_code
+            seen["last"] = line
+    return seen

@@ -1,0 +1,136 @@
+"""A real Ray cluster on this machine, run by test_cluster.py inside a network namespace of its
+own (Ray binds the machine's external address otherwise): a head with no CPUs and two 1-CPU
+worker nodes, `llmasos serve --cluster HEAD_ADDRESS` in front, and the requests of the tests.
+
+    unshare --user --net --map-root-user sh -c "ip link set lo up && python -m
+        tests.integration.cluster_world OUT.json PROMPTS.json"
+
+What it saw goes to OUT.json; test_cluster.py asserts on it (and compares the texts with a
+single server's). It also runs on its own, for a look at the cluster by hand.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+# Ray's files (sockets, the "current cluster" file) in a folder of this run's: a stale
+# /tmp/ray/ray_current_cluster of a killed run would make Ray join a dead cluster.
+os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: socket paths
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+from ray.cluster_utils import Cluster  # after RAY_TMPDIR
+
+from tests.integration.cluster_flags import (
+    FLAGS,
+    LLMASOS,
+    completion,
+    signal_through_front,
+    streamed,
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_front(address: str, log: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    command = [LLMASOS, "serve", "--cluster", address, "--port",
+               str(port), "--replicas", "2", "--min-replicas", "2", "--scale-interval", "2",
+               *FLAGS]  # fmt: skip
+    front = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if front.poll() is not None:
+            raise RuntimeError(log.read_text())
+        try:
+            if httpx.get(f"{url}/health", timeout=2).json().get("replicas") == 2:
+                return front, url
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.5)
+    front.kill()
+    raise RuntimeError("the front never had two replicas:\n" + log.read_text())
+
+
+def cluster_view(url: str) -> dict[str, Any]:
+    return httpx.get(f"{url}/v1/cluster", timeout=60).json()
+
+
+def run_all(url: str, prompts: list[str]) -> list[dict[str, Any]]:
+    with concurrent.futures.ThreadPoolExecutor(len(prompts)) as workers:
+        return list(workers.map(lambda p: completion(url, p), prompts))
+
+
+def node_of(view: dict[str, Any], replica: int) -> str:
+    return next(r["node_id"] for r in view["replicas"] if r["replica"] == replica)
+
+
+def main(out: Path, prompts_file: Path) -> None:
+    prompts = json.loads(prompts_file.read_text())
+    seen: dict[str, Any] = {}
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    front, url = start_front(cluster.address, out.with_suffix(".front.log"))
+    try:
+        view = cluster_view(url)
+        seen["nodes"] = view["nodes"]
+        seen["replica_nodes"] = {r["replica"]: r["node_id"] for r in view["replicas"]}
+        seen["spread"] = run_all(url, prompts["spread"])
+        seen["streamed"] = streamed(url, prompts["spread"][0])
+        seen["metrics"] = httpx.get(f"{url}/metrics", timeout=60).text
+        seen["signalled"] = signal_through_front(url, prompts["spread"][1])
+        for command in ("nodes", "replicas"):
+            shown = subprocess.run([LLMASOS, "cluster", command, "--url", url],
+                                   capture_output=True, text=True, check=False)  # fmt: skip
+            seen[f"cli_{command}"] = shown.stdout + shown.stderr
+        seen["families"] = [completion(url, p) for p in prompts["families"]]
+        seen["after_families"] = cluster_view(url)["replicas"]
+        # A node goes while requests run: each must still be answered once, elsewhere.
+        with concurrent.futures.ThreadPoolExecutor(len(prompts["failover"])) as pool:
+            futures = [pool.submit(completion, url, p) for p in prompts["failover"]]
+            futures += [pool.submit(streamed, url, p) for p in prompts["failover"]]
+            time.sleep(prompts["failover_after_s"])
+            busiest = max(cluster_view(url)["replicas"], key=lambda r: r["in_flight"])
+            victim = next(w for w in workers if w.node_id == busiest["node_id"])
+            cluster.remove_node(victim, allow_graceful=False)
+            seen["removed_replica"] = busiest["replica"]
+            seen["failover"] = [f.result() for f in futures]
+        seen["after_failover"] = cluster_view(url)
+        cluster.add_node(num_cpus=1)  # capacity returns: the pool heals to two replicas
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            view = cluster_view(url)
+            if sum(r["state"] == "ready" for r in view["replicas"]) == 2:
+                break
+            time.sleep(1)
+        seen["healed"] = view
+        seen["after_heal"] = run_all(url, prompts["spread"][:2])
+    finally:
+        front.terminate()
+        try:
+            front.wait(60)
+        except subprocess.TimeoutExpired:
+            front.kill()
+        cluster.shutdown()
+        shutil.rmtree(os.environ["RAY_TMPDIR"], ignore_errors=True)
+        out.write_text(json.dumps(seen))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2]))

@@ -1,0 +1,142 @@
+"""The compute pool on a real Ray cluster (a head and two 1-CPU worker nodes, in a network
+namespace of the test's own): replicas on both nodes give a single server's greedy outputs,
+cache-aware routing keeps a shared prefix on the replica that holds it, and a node removed
+mid-load loses no request, and the pool heals when a node comes back."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.cluster_flags import FLAGS, completion
+from tests.integration.conftest import seed_home
+from tests.integration.test_server import start_server, stop_server
+
+pytestmark = pytest.mark.timeout(900)
+ROOT = Path(__file__).resolve().parents[2]
+NAMESPACE = ["unshare", "--user", "--net", "--map-root-user"]  # only loopback inside
+
+
+def _words(rng: random.Random, count: int) -> str:
+    vocabulary = ["river", "stone", "lamp", "orbit", "violet", "cedar", "harbor", "maple",
+                  "quartz", "lantern", "meadow", "ember"]  # fmt: skip
+    return " ".join(rng.choice(vocabulary) for _ in range(count))
+
+
+def _prompts() -> dict[str, Any]:
+    rng = random.Random(15)
+    families = []
+    for family in range(3):
+        shared = f"Family {family} notes: {_words(rng, 120)}."
+        families += [f"{shared} Question {i}: {_words(rng, 6)}" for i in range(3)]
+    return {
+        "spread": [f"Story {i}: {_words(rng, 20)}" for i in range(6)],
+        "families": families,
+        "failover": [f"Report {i}: {_words(rng, 30)}" for i in range(8)],
+        "failover_after_s": 1.5,
+    }
+
+
+PROMPTS = _prompts()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, session_home, model_path) -> dict[str, Any]:
+    """What the cluster did, run once for the module inside its own network namespace."""
+    folder = tmp_path_factory.mktemp("cluster")
+    home = seed_home(folder / "home", session_home)
+    prompts, out = folder / "prompts.json", folder / "world.json"
+    prompts.write_text(json.dumps(PROMPTS))
+    world = f"{sys.executable} -m tests.integration.cluster_world {out} {prompts}"
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": str(folder),
+        "LLMASOS_HOME": str(home),
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    done = subprocess.run(
+        [*NAMESPACE, "sh", "-c", f"ip link set lo up && {world}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=840,
+    )  # fmt: skip
+    front_log = out.with_suffix(".front.log")
+    logs = front_log.read_text()[-4000:] if front_log.exists() else ""
+    assert done.returncode == 0 and out.exists(), done.stdout[-4000:] + done.stderr[-4000:] + logs
+    return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory, session_home, model_path) -> dict[str, str]:
+    """The same prompts on one plain `llmasos serve` with the same flags."""
+    home = seed_home(tmp_path_factory.mktemp("single-home"), session_home)
+    server, url = start_server(*FLAGS, home=home, log=home / "server.log")
+    try:
+        prompts = PROMPTS["spread"] + PROMPTS["families"] + PROMPTS["failover"]
+        return {p: completion(url, p)["text"] for p in prompts}
+    finally:
+        stop_server(server)
+
+
+def test_replicas_on_both_nodes_serve_with_a_single_servers_outputs(world, single):
+    nodes = {n["node_id"] for n in world["nodes"] if n["cpus"] == 1}
+    assert set(world["replica_nodes"].values()) == nodes and len(nodes) == 2
+    spread = world["spread"]
+    assert {a["replica"] for a in spread} == set(world["replica_nodes"])  # both served
+    assert [a["text"] for a in spread] == [single[p] for p in PROMPTS["spread"]]
+    streamed = world["streamed"]  # streamed through the front too
+    assert streamed["text"] == single[PROMPTS["spread"][0]] and streamed["done"]
+
+
+def test_a_pid_reaches_its_replica_through_the_front(world):
+    signalled = world["signalled"]
+    pid = signalled["pid"]
+    assert str(pid // 10**9) == signalled["replica"]  # the pid names the replica
+    assert signalled["lookup"] == [200, pid] and signalled["listed"] is True
+    assert signalled["kill"] == 200 and '"finish_reason": "killed"' in signalled["last"]
+
+
+def test_metrics_show_every_replica_and_the_pool(world):
+    metrics = world["metrics"]
+    assert 'llmasos_cluster_replicas{state="ready"} 2' in metrics
+    for replica in world["replica_nodes"]:  # each replica's own series, labelled
+        assert f'llmasos_generated_tokens_total{{replica="{replica}",' in metrics
+
+
+def test_the_cli_shows_the_nodes_and_replicas(world):
+    for node in set(world["replica_nodes"].values()):
+        assert node[:8] in world["cli_nodes"]
+    assert "CPU" in world["cli_nodes"]  # the devices ggml reports on the replicas' nodes
+    assert world["cli_replicas"].count("ready") == 2 and "cache-aware" in world["cli_replicas"]
+
+
+def test_a_shared_prefix_goes_to_the_replica_that_holds_it(world, single):
+    answers = world["families"]
+    assert [a["text"] for a in answers] == [single[p] for p in PROMPTS["families"]]
+    for family in range(3):
+        first, *rest = answers[3 * family : 3 * family + 3]
+        assert {a["replica"] for a in rest} == {first["replica"]}
+        assert all(a["cached_tokens"] >= 96 for a in rest)  # the shared prefix, reused
+    reused = {
+        str(r["replica"]): r["stats"]["prefix_tokens_reused"] for r in world["after_families"]
+    }
+    assert all(reused[a["replica"]] > 0 for a in answers)
+
+
+def test_a_node_removed_mid_load_loses_no_request_and_the_pool_heals(world, single):
+    answers = world["failover"]  # each prompt twice: answered whole, then streamed
+    assert [a["status"] for a in answers] == [200] * len(answers)
+    assert [a["text"] for a in answers] == [single[p] for p in PROMPTS["failover"]] * 2
+    for stream in answers[len(PROMPTS["failover"]) :]:  # a cut stream went on, text once
+        assert stream["done"] and stream["errors"] == [] and len(set(stream["ids"])) == 1
+    removed = world["removed_replica"]
+    after = world["after_failover"]
+    assert removed not in {r["replica"] for r in after["replicas"] if r["state"] == "ready"}
+    assert after["retries"] >= 1  # requests it held were run again elsewhere
+    healed = [r for r in world["healed"]["replicas"] if r["state"] == "ready"]
+    assert len(healed) == 2 and max(r["replica"] for r in healed) > 2  # a new replica
+    assert [a["text"] for a in world["after_heal"]] == [single[p] for p in PROMPTS["spread"][:2]]
