@@ -49,7 +49,8 @@ class RemoteProcessHandle(ProcessHandle):
 
     def _events(self, timeout: float | None = None) -> Iterator[Event]:
         url = f"/v1/processes/{self.pid}/events"
-        with self._http.stream("GET", url, timeout=httpx.Timeout(10.0, read=timeout)) as response:
+        limits = (10.0, timeout, 10.0, 10.0)  # connect, read, write, pool: httpx and httpx2 alike
+        with self._http.stream("GET", url, timeout=limits) as response:
             if not response.is_success:
                 response.read()
                 raise_for_error(response)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +79,36 @@ def signal_through_front(url: str, prompt: str) -> dict[str, Any]:
                 seen["kill"] = answer.status_code
             seen["last"] = line
     return seen
+
+
+def run_batch(url: str, prompts: list[str]) -> dict[str, Any]:
+    """A completions batch of `prompts` through the front: its end state and each line's
+    status and text, by custom_id (line-0, line-1, ...)."""
+    import openai
+
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+    lines = [
+        {"custom_id": f"line-{i}", "method": "POST", "url": "/v1/completions",
+         "body": {"prompt": p, "max_tokens": MAX_TOKENS, "temperature": 0}}
+        for i, p in enumerate(prompts)
+    ]  # fmt: skip
+    data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    file_id = client.files.create(file=("batch.jsonl", data), purpose="batch").id
+    batch = client.batches.create(
+        input_file_id=file_id, endpoint="/v1/completions", completion_window="24h"
+    )
+    deadline = time.monotonic() + 600
+    while batch.status not in ("completed", "failed", "cancelled", "expired"):
+        if time.monotonic() > deadline:
+            return {"status": f"still {batch.status} after 600 s", "answers": {}}
+        time.sleep(0.5)
+        batch = client.batches.retrieve(batch.id)
+    rows = []
+    if batch.output_file_id:
+        rows = [json.loads(r) for r in client.files.content(batch.output_file_id).text.splitlines()]
+    answers = {}
+    for row in rows:
+        reply = row["response"]
+        choices = reply["body"].get("choices") or [{}]
+        answers[row["custom_id"]] = [reply["status_code"], choices[0].get("text", reply["body"])]
+    return {"status": batch.status, "rows": len(rows), "answers": answers}

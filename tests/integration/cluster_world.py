@@ -35,6 +35,7 @@ from tests.integration.cluster_flags import (
     FLAGS,
     LLMASOS,
     completion,
+    run_batch,
     signal_through_front,
     streamed,
 )
@@ -101,6 +102,8 @@ def main(out: Path, prompts_file: Path) -> None:
             seen[f"cli_{command}"] = shown.stdout + shown.stderr
         seen["families"] = [completion(url, p) for p in prompts["families"]]
         seen["after_families"] = cluster_view(url)["replicas"]
+        seen["batch"] = run_batch(url, prompts["batch"])  # split across both replicas
+        seen["after_batch"] = cluster_view(url)["replicas"]
         # A node goes while requests run: each must still be answered once, elsewhere.
         with concurrent.futures.ThreadPoolExecutor(len(prompts["failover"])) as pool:
             futures = [pool.submit(completion, url, p) for p in prompts["failover"]]

@@ -39,6 +39,7 @@ def _prompts() -> dict[str, Any]:
         "spread": [f"Story {i}: {_words(rng, 20)}" for i in range(6)],
         "families": families,
         "failover": [f"Report {i}: {_words(rng, 30)}" for i in range(8)],
+        "batch": [f"Ticket {i}: {_words(rng, 12)}" for i in range(8)],
         "failover_after_s": 1.5,
     }
 
@@ -76,7 +77,7 @@ def single(tmp_path_factory, session_home, model_path) -> dict[str, str]:
     home = seed_home(tmp_path_factory.mktemp("single-home"), session_home)
     server, url = start_server(*FLAGS, home=home, log=home / "server.log")
     try:
-        prompts = PROMPTS["spread"] + PROMPTS["families"] + PROMPTS["failover"]
+        prompts = PROMPTS["spread"] + PROMPTS["families"] + PROMPTS["failover"] + PROMPTS["batch"]
         return {p: completion(url, p)["text"] for p in prompts}
     finally:
         stop_server(server)
@@ -125,6 +126,16 @@ def test_a_shared_prefix_goes_to_the_replica_that_holds_it(world, single):
         str(r["replica"]): r["stats"]["prefix_tokens_reused"] for r in world["after_families"]
     }
     assert all(reused[a["replica"]] > 0 for a in answers)
+
+
+def test_a_batch_is_split_across_the_replicas_and_answered_once(world, single):
+    batch = world["batch"]
+    assert batch["status"] == "completed" and batch["rows"] == len(PROMPTS["batch"])
+    expected = {f"line-{i}": [200, single[p]] for i, p in enumerate(PROMPTS["batch"])}
+    assert batch["answers"] == expected
+    before = {r["replica"]: r["served"] for r in world["after_families"]}
+    after = {r["replica"]: r["served"] for r in world["after_batch"]}
+    assert all(after[r] > before[r] for r in before)  # both replicas answered lines
 
 
 def test_a_node_removed_mid_load_loses_no_request_and_the_pool_heals(world, single):

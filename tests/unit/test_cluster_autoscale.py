@@ -37,6 +37,10 @@ class Pool:
     def drain(self, handle: ReplicaHandle) -> None:
         handle.state = ReplicaState.DRAINING
 
+    def ensure_batch_leader(self) -> None:
+        if not any(h.leads_batches for h in self.replicas()) and self.ready():
+            min(self.ready(), key=lambda h: h.replica).leads_batches = True
+
     def stop(self, handle: ReplicaHandle) -> None:
         self.stopped.append(handle.replica)
         handle.state = ReplicaState.DEAD
@@ -87,3 +91,15 @@ def test_a_dead_replica_is_replaced():
     decision = loop.tick()
     assert (decision.current, decision.desired) == (1, 2)
     assert [h.replica for h in pool.ready()] == [2, 3]
+
+
+def test_the_batch_leader_is_never_drained_and_a_new_one_leads_when_it_dies():
+    pool, traffic = Pool(), Traffic()
+    loop = Autoscaler(pool, traffic, scaler(low=1, alpha=1.0), interval_s=1)  # type: ignore[arg-type]
+    loop.start_replicas(2)
+    loop.tick()  # no load: one replica goes, and one leads batches
+    leader = next(h for h in pool.handles if h.leads_batches)
+    assert leader.replica == 1 and pool.stopped == [2]  # the idle leader stays
+    leader.state = ReplicaState.DEAD
+    loop.tick()  # a replacement starts and leads
+    assert [h.replica for h in pool.ready() if h.leads_batches] == [3]

@@ -3,6 +3,8 @@ nodes|replicas` (what GET /v1/cluster says, as tables)."""
 
 from __future__ import annotations
 
+import dataclasses
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,12 +49,17 @@ def serve_cluster(
         connect(address)
     except LLMasOSError as error:
         fail(str(error))
-    pool, traffic = Pool(config), Traffic()
+    link = {
+        "cluster_front": _front_url(host, port, tls),
+        "cluster_token": secrets.token_urlsafe(32),
+    }
+    pool, traffic = Pool(dataclasses.replace(config, **link)), Traffic()
     autoscaler = Autoscaler(pool, traffic, scaler, interval)
     errors.print(f"starting {initial} replica(s) of {config.model or 'the default model'}...")
     for handle in autoscaler.start_replicas(initial):
         if not pool.wait_ready(handle):
             errors.print(f"replica {handle.replica}: not ready yet ({handle.error or 'pending'})")
+    pool.ensure_batch_leader()
     autoscaler.start()
     front = Front(pool, router, traffic)
     app = create_front(front, lambda: describe(pool, traffic, autoscaler, routing))
@@ -69,6 +76,17 @@ def serve_cluster(
     finally:
         autoscaler.close()
         pool.close()
+
+
+def _front_url(host: str, port: int, tls: tuple[Path, Path] | None) -> str:
+    """Where the replicas reach the front (their batch lines go there): the node's own address
+    when the front listens on every interface."""
+    import ray
+
+    reachable = ray.util.get_node_ip_address() if host in ("0.0.0.0", "::", "") else host
+    if ":" in reachable:
+        reachable = f"[{reachable}]"
+    return f"{'https' if tls else 'http'}://{reachable}:{port}"
 
 
 def _scaler(scaling: tuple[int | None, int, int | None, float, float]) -> tuple[Any, int, float]:

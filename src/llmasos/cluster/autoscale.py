@@ -64,6 +64,7 @@ class Autoscaler:
         """One decision: scale to the formula's count and stop drained replicas."""
         for handle in self.pool.ready():
             self.pool.check(handle)  # a dead one stops counting
+        self.pool.ensure_batch_leader()  # before draining: the leader is never drained
         active = [h for h in self.pool.replicas() if h.state is not ReplicaState.DRAINING]
         serving = len(self.pool.ready())  # starting ones count in `active`, not in the load
         load = PoolLoad(serving, self.traffic.total_in_flight(), 0, self.traffic.ttft_p50())
@@ -73,14 +74,17 @@ class Autoscaler:
         elif desired < len(active):
             self._drain(len(active) - desired)
         self._stop_drained()
+        self.pool.ensure_batch_leader()  # and after: a replacement that started at once
         self.last = Decision(len(active), desired, load)
         return self.last
 
     def _drain(self, count: int) -> None:
-        """Drain the `count` least busy replicas (starting ones first: they hold no work)."""
+        """Drain the `count` least busy replicas (starting ones first: they hold no work; never
+        the batch leader, whose batches would start again elsewhere while it finishes them)."""
         in_flight = self.traffic.in_flight
         starting = [h for h in self.pool.replicas() if h.state is ReplicaState.STARTING]
-        ready = sorted(self.pool.ready(), key=lambda h: (in_flight.get(h.replica, 0), -h.replica))
+        others = [h for h in self.pool.ready() if not h.leads_batches]
+        ready = sorted(others, key=lambda h: (in_flight.get(h.replica, 0), -h.replica))
         for handle in (starting + ready)[:count]:
             logger.info("replica %d drains", handle.replica)
             self.pool.drain(handle)

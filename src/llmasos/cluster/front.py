@@ -100,7 +100,7 @@ def routing_text(path: str, payload: Any) -> tuple[str, int]:
         return "", 0
     priority = payload.get("priority", 0)
     priority = priority if isinstance(priority, int) and not isinstance(priority, bool) else 0
-    if path == "/v1/completions":
+    if path.endswith("/v1/completions"):
         prompt = payload.get("prompt")
         text = prompt[0] if isinstance(prompt, list) and prompt else prompt
     else:

@@ -25,6 +25,7 @@ from llmasos.cluster.metrics import merged, pool_lines
 from llmasos.cluster.pool import ReplicaState
 from llmasos.cluster.replica import replica_of_pid
 from llmasos.errors import NoSuchProcessError
+from llmasos.server.cluster_link import INTERNAL_PREFIX
 from llmasos.server.errors import error_for, error_response
 from llmasos.server.guards import MAX_BODY_BYTES
 
@@ -63,6 +64,8 @@ def create_front(front: Front, describe: Callable[[], dict[str, Any]]) -> FastAP
 
     @app.post("/v1/completions")
     @app.post("/v1/chat/completions")
+    @app.post(f"{INTERNAL_PREFIX}/v1/completions")  # a batch's lines, from the leading replica
+    @app.post(f"{INTERNAL_PREFIX}/v1/chat/completions")
     async def generate(request: Request) -> Response:
         body = await read_body(request)
         return body if isinstance(body, Response) else await front.generate(request, body)

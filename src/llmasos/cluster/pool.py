@@ -55,6 +55,7 @@ class ReplicaHandle:
     state: ReplicaState = ReplicaState.STARTING
     info: ReplicaInfo | None = None
     error: str | None = None
+    leads_batches: bool = False  # the one replica whose batch runner runs
 
     @property
     def url(self) -> str:
@@ -166,6 +167,19 @@ class Pool:
         """The front could not reach it: dead unless it still answers Ray."""
         if not self.check(handle):
             self._mark_dead(handle, error)
+
+    def ensure_batch_leader(self) -> None:
+        """Exactly one ready replica runs batches: when none does (at start, or the leader
+        died), the lowest-numbered ready one starts; it resumes batches where they were."""
+        ready = self.ready()
+        if not ready or any(h.leads_batches for h in self.replicas()):
+            return
+        leader = min(ready, key=lambda h: h.replica)
+        try:
+            ray.get(leader.actor.lead_batches.remote(), timeout=PING_TIMEOUT_S)
+        except (GetTimeoutError, RayActorError):
+            return  # the next round tries again
+        leader.leads_batches = True
 
     def drain(self, handle: ReplicaHandle) -> None:
         with self._lock:

@@ -61,7 +61,7 @@ class Replica:
         config = dataclasses.replace(config, first_pid=replica * PID_RANGE + 1)
         self.models = build_models(config)
         self.models.load(pin=True)
-        app = build_app(self.models, config)
+        app = self._app = build_app(self.models, config)
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((address, 0))  # the node's own address, a port of the OS's choosing
@@ -104,6 +104,10 @@ class Replica:
             stats.kv_pages_used += memory.used_pages
             stats.kv_pages_total += memory.total_pages
         return stats
+
+    def lead_batches(self) -> None:
+        """Make this replica the one that runs batches (its lines go through the front)."""
+        self._app.state.batch_runner.lead()
 
     def ping(self) -> bool:
         return self._thread.is_alive()

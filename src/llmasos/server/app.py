@@ -42,7 +42,8 @@ from llmasos.server.api_docs import (
     STORAGE_ERRORS,
     errors,
 )
-from llmasos.server.batch_runner import BatchRunner
+from llmasos.server.batch_runner import BatchRunner, mount_for_cluster
+from llmasos.server.cluster_link import ClusterLink
 from llmasos.server.errors import install_error_handlers
 from llmasos.server.guards import MAX_BODY_BYTES, Access, BodyLimit, RequestIds, guards
 from llmasos.server.rate_limits import RateLimiter, RateLimits
@@ -67,14 +68,16 @@ def create_app(
     storage: Storage | None = None,
     rate_limits: RateLimits | None = None,
     job_cpu_share: float = 0.0,
+    cluster: ClusterLink | None = None,
 ) -> FastAPI:
     """An ASGI app serving the models of `models`. With `access.api_keys`, every route but
     /health needs `Authorization: Bearer <key>`; the administrative routes need
     `access.admin_key` and are off without one. `imports` says what an HTTP import may read
     (default: https from public addresses, no local paths, no packages). `storage` holds the
     file system and agent memory (default: opened from the settings). A training job gets
-    `job_cpu_share` of the CPU while interactive requests run (jobs/throttle.py). The models
-    are unloaded and the storage closed when the app shuts down."""
+    `job_cpu_share` of the CPU while interactive requests run (jobs/throttle.py). A cluster
+    replica has its `cluster` link (batches, cluster_link.py). The models are unloaded and
+    the storage closed when the app shuts down."""
     storage = storage or Storage.from_settings()
     access = access or Access()
     if access.keys is None:  # the stored keys (llmasos keys create) always count
@@ -106,7 +109,7 @@ def create_app(
     app.state.imports = imports or ImportPolicy.for_server()
     app.state.started_at = int(time.time())
     _add_security(app, access, storage, RateLimiter(rate_limits or RateLimits()))
-    _add_services(app, models, storage)
+    _add_services(app, models, storage, cluster)
     app.state.jobs = _job_manager(models, job_cpu_share, storage.config.master_key)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
@@ -128,7 +131,9 @@ def _add_security(app: FastAPI, access: Access, storage: Storage, limiter: RateL
     app.state.usage_release = PrivateRelease(STATS_EPSILON, STATS_WINDOW_S)
 
 
-def _add_services(app: FastAPI, models: ModelManager, storage: Storage) -> None:
+def _add_services(
+    app: FastAPI, models: ModelManager, storage: Storage, cluster: ClusterLink | None
+) -> None:
     """The services the routes reach through app.state: storage, agents, agent memory."""
     app.state.storage = storage
     embed = manager_embed(models)
@@ -141,7 +146,9 @@ def _add_services(app: FastAPI, models: ModelManager, storage: Storage) -> None:
     )
     app.state.memory_of = lambda principal, limit: storage.memory(principal, embed, limit)
     app.state.batch_store = BatchStore(storage)
-    app.state.batch_runner = BatchRunner(app, app.state.batch_store)
+    app.state.batch_runner = BatchRunner(app, app.state.batch_store, cluster)
+    if cluster is not None:
+        mount_for_cluster(app, app.state.batch_store, cluster)
 
 
 def _job_manager(models: ModelManager, share: float, master_key: bytes | None) -> JobManager | None:

@@ -11,6 +11,10 @@ error the server keeps answering after retries) gets its error as its answer, in
 file. Cancelling stops new lines from starting; the batch ends cancelled with what it
 answered. When its completion window (24 h) runs out first, no new line starts and it ends
 expired, with what it answered.
+
+On a cluster replica (`link`), the runner waits until the pool makes its replica the one that
+leads batches, and sends each line through the front instead, which routes it to any replica's
+INTERNAL_PREFIX routes: a batch is split across the replicas (server/cluster_link.py).
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -31,6 +36,7 @@ from llmasos.errors import AuthenticationError
 from llmasos.jobs.batch_lines import BatchLine, BatchStatus
 from llmasos.jobs.batch_store import BatchStore
 from llmasos.server import openai_api
+from llmasos.server.cluster_link import INTERNAL_PREFIX, TOKEN_HEADER, ClusterLink, member_only
 from llmasos.server.errors import install_error_handlers
 from llmasos.server.guards import UNLIMITED, caller_of
 
@@ -42,14 +48,16 @@ BATCH_HEADER = "x-llmasos-batch"
 RETRIED = {"rate_limited", "too_many_processes"}  # 429s that pass with time
 MAX_UNAVAILABLE_RETRIES = 5  # 503s (a model loading, the memory budget) before giving up
 RESCAN_S = 5.0
+LEAD_POLL_S = 1.0
 
 
 class KeyRevoked(Exception):
     """The batch's key was revoked or expired: the batch fails."""
 
 
-def internal_app(app: FastAPI, store: BatchStore) -> FastAPI:
-    """The completion routes, reachable only in-process, with the batch's creator as caller."""
+def creator_of(app: FastAPI, store: BatchStore) -> Callable[[Request], Awaitable[None]]:
+    """The dependency that makes the batch named in BATCH_HEADER's creator the caller: its
+    owner, its key's capabilities (a revoked or expired key: 401) and its request rate."""
 
     async def as_creator(request: Request) -> None:
         owner, key_id = await run_in_threadpool(store.identity, request.headers[BATCH_HEADER])
@@ -63,30 +71,66 @@ def internal_app(app: FastAPI, store: BatchStore) -> FastAPI:
             request.state.capabilities = info.capabilities
         app.state.rate_limiter.take_request(caller_of(request))
 
+    return as_creator
+
+
+def internal_app(app: FastAPI, store: BatchStore) -> FastAPI:
+    """The completion routes, reachable only in-process, with the batch's creator as caller."""
     internal = FastAPI()
     internal.state = app.state
-    internal.include_router(openai_api.router, dependencies=[Depends(as_creator)])
+    internal.include_router(openai_api.router, dependencies=[Depends(creator_of(app, store))])
     install_error_handlers(internal)
     return internal
 
 
+def mount_for_cluster(app: FastAPI, store: BatchStore, link: ClusterLink) -> None:
+    """The completion routes under INTERNAL_PREFIX, for batch lines the front routes here:
+    the cluster's token, then the batch's creator as caller."""
+    checks = [Depends(member_only(link)), Depends(creator_of(app, store))]
+    app.include_router(
+        openai_api.router, prefix=INTERNAL_PREFIX, dependencies=checks, include_in_schema=False
+    )
+
+
 class BatchRunner:
-    def __init__(self, app: FastAPI, store: BatchStore) -> None:
+    def __init__(self, app: FastAPI, store: BatchStore, link: ClusterLink | None = None) -> None:
+        """Runs the batches of `store`. With `link` (a cluster replica) it waits until the
+        pool makes it the one replica that leads batches, and sends lines through the front."""
         self.store = store
         self._app = internal_app(app, store)
+        self._link = link
+        self._leading = threading.Event()  # set from the pool's thread (lead())
+        if link is None:
+            self._leading.set()
         self._wake = asyncio.Event()
         self._cancelled: set[str] = set()
         self._running: dict[str, asyncio.Task[None]] = {}  # owner -> its batch's task
 
+    def lead(self) -> None:
+        """Start running batches (a cluster replica, chosen by the pool)."""
+        self._leading.set()
+
     def wake(self) -> None:
         self._wake.set()
+
+    def _client(self) -> httpx.AsyncClient:
+        """In-process to this server's routes; a cluster replica's through the front."""
+        if self._link is None:
+            transport = httpx.ASGITransport(app=self._app, raise_app_exceptions=False)  # a 500
+            return httpx.AsyncClient(transport=transport, base_url="http://batch")
+        return httpx.AsyncClient(
+            base_url=self._link.front_url + INTERNAL_PREFIX,
+            headers={TOKEN_HEADER: self._link.token},
+            timeout=httpx.Timeout(None, connect=10.0),
+        )
 
     def cancel(self, batch_id: str) -> None:
         self._cancelled.add(batch_id)
 
     async def run_forever(self) -> None:
-        transport = httpx.ASGITransport(app=self._app, raise_app_exceptions=False)  # a 500
-        async with httpx.AsyncClient(transport=transport, base_url="http://batch") as client:
+        while not self._leading.is_set():
+            await asyncio.sleep(LEAD_POLL_S)
+        async with self._client() as client:
             while True:
                 self._wake.clear()
                 try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -24,6 +24,7 @@ from llmasos.runtime.factory import EngineOptions, model_manager
 from llmasos.runtime.manager import ModelManager
 from llmasos.security.crypto import parse_master_key
 from llmasos.server.app import Access, create_app
+from llmasos.server.cluster_link import ClusterLink
 from llmasos.server.rate_limits import RateLimits
 from llmasos.settings import Settings
 
@@ -34,8 +35,8 @@ class ServeConfig:
 
     model: str | None = None
     policy: str = "fair"
-    api_keys: tuple[str, ...] = ()
-    admin_key: str | None = None
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    admin_key: str | None = field(default=None, repr=False)
     import_dirs: tuple[Path, ...] = ()
     max_running: int | None = None
     num_slots: int = 16
@@ -54,6 +55,8 @@ class ServeConfig:
     tokens_per_minute: int | None = None
     job_cpu_share: float = 0.0
     first_pid: int = 1  # a cluster replica's pids start at its own range
+    cluster_front: str | None = None  # a cluster replica: its front, where batch lines go
+    cluster_token: str | None = field(default=None, repr=False)  # shared by front and replicas
 
     def rate_limits(self) -> RateLimits:
         return RateLimits(self.requests_per_minute, self.tokens_per_minute)
@@ -106,12 +109,16 @@ def build_app(models: ModelManager, config: ServeConfig) -> FastAPI:
     keys = [*config.api_keys, *filter(None, os.environ.get("LLMASOS_API_KEYS", "").split(","))]
     access = Access(api_keys=tuple(keys), admin_key=config.admin_key)
     imports = ImportPolicy.for_server(tuple(config.import_dirs))
+    link = None
+    if config.cluster_front and config.cluster_token:
+        link = ClusterLink(config.cluster_front, config.cluster_token)
     return create_app(
         models,
         access=access,
         imports=imports,
         rate_limits=config.rate_limits(),
         job_cpu_share=config.job_cpu_share,
+        cluster=link,
     )
 
 
