@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -112,3 +113,41 @@ def run_batch(url: str, prompts: list[str]) -> dict[str, Any]:
         choices = reply["body"].get("choices") or [{}]
         answers[row["custom_id"]] = [reply["status_code"], choices[0].get("text", reply["body"])]
     return {"status": batch.status, "rows": len(rows), "answers": answers}
+
+
+def spawned(url: str, prompt: str) -> dict[str, Any]:
+    """A greedy process started through POST /v1/processes, waited for: its pid and text."""
+    body = {"prompt": prompt, "max_tokens": MAX_TOKENS, "temperature": 0}
+    pid = httpx.post(f"{url}/v1/processes", json=body, timeout=600).json()["pid"]
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        info = httpx.get(f"{url}/v1/processes/{pid}", timeout=60).json()
+        if info.get("result"):
+            return {"pid": pid, "text": info["text"]}
+        time.sleep(0.2)
+    return {"pid": pid, "text": None}
+
+
+def reports(url: str, replica_urls: list[str]) -> dict[str, Any]:
+    """GET /v1/stats, /v1/memory and /v1/processes through the front, and each replica's own,
+    at one quiet moment; and what `llmasos top` shows through the front."""
+    paths = ("/v1/stats", "/v1/memory", "/v1/processes")
+    seen: dict[str, Any] = {
+        "front": {p: httpx.get(url + p, timeout=60).json() for p in paths},
+        "replicas": [{p: httpx.get(r + p, timeout=60).json() for p in paths} for r in replica_urls],
+    }
+    shown = subprocess.run([LLMASOS, "top", "--iterations", "1", "--url", url],
+                           capture_output=True, text=True, check=False)  # fmt: skip
+    seen["top"] = shown.stdout + shown.stderr
+    return seen
+
+
+def stored_everywhere(url: str, replica_urls: list[str]) -> dict[str, Any]:
+    """A file uploaded through the front, then read back from each replica directly: what it
+    held and what each replica answered."""
+    data = b'{"note": "kept by the storage service, not by a replica"}\n'
+    upload = httpx.post(f"{url}/v1/files", files={"file": ("notes.jsonl", data)},
+                        data={"purpose": "batch"}, timeout=60)  # fmt: skip
+    file_id = upload.json()["id"]
+    reads = [httpx.get(f"{r}/v1/files/{file_id}/content", timeout=60) for r in replica_urls]
+    return {"id": file_id, "sent": data.decode(), "read": [[r.status_code, r.text] for r in reads]}

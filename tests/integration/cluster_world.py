@@ -35,8 +35,11 @@ from tests.integration.cluster_flags import (
     FLAGS,
     LLMASOS,
     completion,
+    reports,
     run_batch,
     signal_through_front,
+    spawned,
+    stored_everywhere,
     streamed,
 )
 
@@ -52,7 +55,8 @@ def start_front(address: str, log: Path) -> tuple[subprocess.Popen, str]:
     command = [LLMASOS, "serve", "--cluster", address, "--port",
                str(port), "--replicas", "2", "--min-replicas", "2", "--scale-interval", "2",
                *FLAGS]  # fmt: skip
-    front = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    env = {**os.environ, "LLMASOS_DATABASE_URL": os.environ["CLUSTER_DATABASE_URL"]}
+    front = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -104,6 +108,9 @@ def main(out: Path, prompts_file: Path) -> None:
         seen["after_families"] = cluster_view(url)["replicas"]
         seen["batch"] = run_batch(url, prompts["batch"])  # split across both replicas
         seen["after_batch"] = cluster_view(url)["replicas"]
+        seen["spawned"] = spawned(url, prompts["families"][0])  # where that prompt is cached
+        seen["reports"] = reports(url, [r["url"] for r in seen["after_batch"]])
+        seen["stored"] = stored_everywhere(url, [r["url"] for r in seen["after_batch"]])
         # A node goes while requests run: each must still be answered once, elsewhere.
         with concurrent.futures.ThreadPoolExecutor(len(prompts["failover"])) as pool:
             futures = [pool.submit(completion, url, p) for p in prompts["failover"]]

@@ -9,11 +9,15 @@ import json
 import random
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
+from llmasos.cluster.replica import PID_RANGE
+from llmasos.storage.pg_local import PostgresUnavailable, TemporaryPostgres
 from tests.integration.cluster_flags import FLAGS, completion
 from tests.integration.conftest import seed_home
 from tests.integration.test_server import start_server, stop_server
@@ -48,7 +52,23 @@ PROMPTS = _prompts()
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, session_home, model_path) -> dict[str, Any]:
+def storage_service() -> Iterator[str]:
+    """The replicas' shared storage: a PostgreSQL server on a Unix socket (the namespace's
+    own loopback cannot reach a TCP port outside it); its URL."""
+    server = TemporaryPostgres()
+    try:
+        server.start()
+    except PostgresUnavailable as error:
+        server.stop()
+        pytest.skip(f"PostgreSQL is unavailable: {error}")
+    assert server.directory is not None
+    server.directory.chmod(0o711)  # reachable from the namespace's root, unmapped outside it
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, session_home, model_path, storage_service) -> dict[str, Any]:
     """What the cluster did, run once for the module inside its own network namespace."""
     folder = tmp_path_factory.mktemp("cluster")
     home = seed_home(folder / "home", session_home)
@@ -60,6 +80,7 @@ def world(tmp_path_factory, session_home, model_path) -> dict[str, Any]:
         "HOME": str(folder),
         "LLMASOS_HOME": str(home),
         "RAY_USAGE_STATS_ENABLED": "0",
+        "CLUSTER_DATABASE_URL": storage_service,  # the front's alone: Ray's nodes lack it
     }
     done = subprocess.run(
         [*NAMESPACE, "sh", "-c", f"ip link set lo up && {world}"],
@@ -136,6 +157,35 @@ def test_a_batch_is_split_across_the_replicas_and_answered_once(world, single):
     before = {r["replica"]: r["served"] for r in world["after_families"]}
     after = {r["replica"]: r["served"] for r in world["after_batch"]}
     assert all(after[r] > before[r] for r in before)  # both replicas answered lines
+
+
+def test_a_process_spawned_through_the_front_runs_where_its_prompt_is_cached(world, single):
+    spawned, holder = world["spawned"], world["families"][0]["replica"]
+    assert spawned["text"] == single[PROMPTS["families"][0]]
+    assert str(spawned["pid"] // PID_RANGE) == holder  # the pid names its replica
+
+
+def test_reports_through_the_front_add_up_every_replica(world):
+    front, replicas = world["reports"]["front"], world["reports"]["replicas"]
+    memory = [r["/v1/memory"] for r in replicas]
+    for key in ("total_pages", "used_pages", "cached_pages", "free_pages", "prefix_hits"):
+        assert front["/v1/memory"][key] == sum(m[key] for m in memory)
+    stats = [r["/v1/stats"] for r in replicas]
+    assert front["/v1/stats"]["generated_tokens"] == sum(s["generated_tokens"] for s in stats)
+    ended = sum(s["processes"].get("terminated", 0) for s in stats)
+    assert front["/v1/stats"]["processes"].get("terminated", 0) == ended > 0
+    pids = sorted(p["pid"] for r in replicas for p in r["/v1/processes"]["data"])
+    assert [p["pid"] for p in front["/v1/processes"]["data"]] == pids
+    whole = front["/v1/memory"]
+    assert f"free {whole['free_pages']}/{whole['total_pages']}" in world["reports"]["top"]
+
+
+def test_the_replicas_share_one_storage_service(world, storage_service):
+    stored = world["stored"]  # uploaded through the front, read from each replica
+    assert stored["read"] == [[200, stored["sent"]]] * 2
+    with psycopg.connect(storage_service) as db:  # kept by the service the front was given
+        query = "SELECT count(*) FROM llmasos_shard_0.batch_files WHERE id = %s"
+        assert db.execute(query, (stored["id"],)).fetchone() == (1,)
 
 
 def test_a_node_removed_mid_load_loses_no_request_and_the_pool_heals(world, single):

@@ -32,6 +32,7 @@ def serve_cluster(
     tls: tuple[Path, Path] | None,
     scaling: tuple[int | None, int, int | None, float, float],
     routing: str,
+    gpus_per_replica: float | None = None,
 ) -> None:
     """Join (or start) the Ray cluster, start the replicas, and serve the front until stopped."""
     import uvicorn
@@ -40,33 +41,37 @@ def serve_cluster(
     from llmasos.cluster.front import Front, Traffic
     from llmasos.cluster.front_app import create_front
     from llmasos.cluster.overview import describe
-    from llmasos.cluster.pool import Pool, connect
+    from llmasos.cluster.pool import Pool, connect, gpus_for_replicas
 
     try:
         scaler, initial, interval = _scaler(scaling)
         router = _router(routing)
         errors.print(f"joining the Ray cluster ({address})...")
         connect(address)
+        gpus = gpus_for_replicas(gpus_per_replica)
     except LLMasOSError as error:
         fail(str(error))
     link = {
         "cluster_front": _front_url(host, port, tls),
         "cluster_token": secrets.token_urlsafe(32),
     }
-    pool, traffic = Pool(dataclasses.replace(config, **link)), Traffic()
+    pool = Pool(dataclasses.replace(config, **link), gpus_per_replica=gpus)
+    traffic = Traffic()
     autoscaler = Autoscaler(pool, traffic, scaler, interval)
     errors.print(f"starting {initial} replica(s) of {config.model or 'the default model'}...")
     for handle in autoscaler.start_replicas(initial):
         if not pool.wait_ready(handle):
             errors.print(f"replica {handle.replica}: not ready yet ({handle.error or 'pending'})")
     pool.ensure_batch_leader()
+    _warn_of_split_storage(pool)
     autoscaler.start()
     front = Front(pool, router, traffic)
     app = create_front(front, lambda: describe(pool, traffic, autoscaler, routing))
     scheme = "https" if tls else "http"
     errors.print(
         f"LLMasOS cluster front on {scheme}://{host}:{port}: {len(pool.ready())} replica(s) "
-        f"ready, routing {routing}, scaling {scaler.config.low}-{scaler.config.high}"
+        f"ready, routing {routing}, scaling {scaler.config.low}-{scaler.config.high}, "
+        f"{gpus:g} GPU(s) a replica"
     )
     cert, key = tls or (None, None)
     try:
@@ -76,6 +81,20 @@ def serve_cluster(
     finally:
         autoscaler.close()
         pool.close()
+
+
+def _warn_of_split_storage(pool: Any) -> None:
+    """Replicas on several nodes without a shared storage service keep what the API stores
+    (files, keys, batches, agent memory) on their own node: say so."""
+    from llmasos.cluster.pool import shared_settings
+
+    nodes = {h.info.node_id for h in pool.ready() if h.info is not None}
+    if len(nodes) > 1 and "LLMASOS_DATABASE_URL" not in shared_settings():
+        errors.print(
+            "warning: replicas run on several nodes and each keeps its own storage (files, "
+            "keys, batches, agent memory); set LLMASOS_DATABASE_URL to a PostgreSQL database "
+            "they all share"
+        )
 
 
 def _front_url(host: str, port: int, tls: tuple[Path, Path] | None) -> str:

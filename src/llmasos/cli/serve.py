@@ -112,6 +112,13 @@ MaxReplicas = Annotated[int | None, typer.Option(help="Most replicas (default: t
 ScaleAlpha = Annotated[float, typer.Option(help="Scaler step: R + alpha (R_demand - R).")]
 ScaleInterval = Annotated[float, typer.Option(help="Seconds between scaler decisions.")]
 Routing = Annotated[str, typer.Option(help="cache-aware (longest cached prefix) or round-robin.")]
+GpusPerReplica = Annotated[
+    float | None,
+    typer.Option(
+        help="GPUs each replica takes (a fraction below 1 shares a GPU and that share of its "
+        "memory). Default: 1 where the cluster has GPUs, else 0."
+    ),
+]
 
 
 def serve(
@@ -147,6 +154,7 @@ def serve(
     scale_alpha: ScaleAlpha = 0.5,
     scale_interval: ScaleInterval = 10.0,
     routing: Routing = "cache-aware",
+    gpus_per_replica: GpusPerReplica = None,
 ) -> None:
     """Serve the OS over HTTP: OpenAI-compatible and native routes; one kernel per loaded
     model, --model loaded at start and kept, others loaded on demand. With --cluster, engine
@@ -168,7 +176,7 @@ def serve(
         from llmasos.cli.cluster import serve_cluster
 
         scaling = (replicas, min_replicas, max_replicas, scale_alpha, scale_interval)
-        serve_cluster(cluster, config, host, port, tls, scaling, routing)
+        serve_cluster(cluster, config, host, port, tls, scaling, routing, gpus_per_replica)
         return
     _serve_one(config, host, port, tls)
 

@@ -24,6 +24,7 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from llmasos.cluster.gather import Merge
 from llmasos.cluster.pool import Pool, ReplicaHandle
 from llmasos.cluster.proxy import (
     Outgoing,
@@ -80,27 +81,29 @@ class Generation:
     stream: bool
 
     @classmethod
-    def of(cls, request: Request, body: bytes) -> Generation:
+    def of(cls, request: Request, body: bytes, *, seeded: bool = True) -> Generation:
+        """The request as routed; `seeded` gives it a seed when it has none (a generation or
+        a process, not an agent, whose spec has no seed)."""
         try:
             payload = json.loads(body)
         except ValueError:
             payload = None  # the replica answers the 400
-        text, priority = routing_text(request.url.path, payload)
+        text, priority = routing_text(payload)
         stream = isinstance(payload, dict) and payload.get("stream") is True
-        if isinstance(payload, dict) and payload.get("seed") is None:
+        if seeded and isinstance(payload, dict) and payload.get("seed") is None:
             payload["seed"] = secrets.randbelow(SEED_MAX + 1)  # a re-run draws the same tokens
             body = json.dumps(payload).encode()
         return cls(Outgoing.of(request, body), text, priority, stream)
 
 
-def routing_text(path: str, payload: Any) -> tuple[str, int]:
+def routing_text(payload: Any) -> tuple[str, int]:
     """The text the router matches (the prompt, or the chat rendered plainly) and the
-    request's priority; empty when the body is not what the route takes."""
+    request's priority; empty when the body has neither (an agent's spec)."""
     if not isinstance(payload, dict):
         return "", 0
     priority = payload.get("priority", 0)
     priority = priority if isinstance(priority, int) and not isinstance(priority, bool) else 0
-    if path.endswith("/v1/completions"):
+    if "prompt" in payload:
         prompt = payload.get("prompt")
         text = prompt[0] if isinstance(prompt, list) and prompt else prompt
     else:
@@ -119,10 +122,10 @@ class Front:
         self.traffic = traffic
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=10.0))
 
-    async def generate(self, request: Request, body: bytes) -> Response:
-        """A generation on the routed replica; on another if that one is gone, before or
-        during its answer."""
-        job = Generation.of(request, body)
+    async def generate(self, request: Request, body: bytes, *, seeded: bool = True) -> Response:
+        """A generation (or a new process or agent) on the routed replica; on another if that
+        one is gone, before or during its answer."""
+        job = Generation.of(request, body, seeded=seeded)
         try:
             replica, response = await self._open_routed(job)
         except ReplicaUnreachable:
@@ -207,23 +210,23 @@ class Front:
         ready = self.pool.ready()
         return ready[0] if ready else None
 
-    async def all_processes(self, request: Request) -> Response:
-        """GET /v1/processes from every ready replica, merged (the first refusal is answered)."""
+    async def gathered(self, request: Request, merge: Merge) -> Response:
+        """One GET asked of every ready replica, the answers merged (gather.py); the first
+        refusal (a caller who may not read it) is answered as the replica wrote it."""
         outgoing = Outgoing.of(request, b"")
         ready = self.pool.ready()
         replies = await asyncio.gather(
             *(send(self.http, h.url, outgoing, h.replica, stream=False) for h in ready),
             return_exceptions=True,
         )
-        merged: list[Any] = []
+        bodies: list[dict[str, Any]] = []
         for handle, reply in zip(ready, replies, strict=True):
             if isinstance(reply, BaseException):
-                continue  # a replica that went away: its processes went with it
+                continue  # a replica that went away: what it held went with it
             if reply.status_code != 200:
                 return whole_reply(reply, handle.replica)
-            merged += reply.json().get("data", [])
-        ordered = sorted(merged, key=lambda p: p.get("pid", 0))
-        return JSONResponse({"object": "list", "data": ordered})
+            bodies.append(reply.json())
+        return JSONResponse(merge(bodies)) if bodies else no_replica()
 
 
 def no_replica() -> Response:

@@ -21,6 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from llmasos.cluster.front import Front, no_replica
+from llmasos.cluster.gather import merged_lists, merged_reports
 from llmasos.cluster.metrics import merged, pool_lines
 from llmasos.cluster.pool import ReplicaState
 from llmasos.cluster.replica import replica_of_pid
@@ -66,13 +67,27 @@ def create_front(front: Front, describe: Callable[[], dict[str, Any]]) -> FastAP
     @app.post("/v1/chat/completions")
     @app.post(f"{INTERNAL_PREFIX}/v1/completions")  # a batch's lines, from the leading replica
     @app.post(f"{INTERNAL_PREFIX}/v1/chat/completions")
+    @app.post("/v1/processes")  # a process goes where its prompt is cached, as a generation
     async def generate(request: Request) -> Response:
         body = await read_body(request)
         return body if isinstance(body, Response) else await front.generate(request, body)
 
+    @app.post("/v1/agents")  # an agent starts on the least busy replica and stays there
+    async def start_agent(request: Request) -> Response:
+        body = await read_body(request)
+        if isinstance(body, Response):
+            return body
+        return await front.generate(request, body, seeded=False)
+
     @app.get("/v1/processes")
-    async def processes(request: Request) -> Response:
-        return await front.all_processes(request)
+    @app.get("/v1/agents")
+    async def listed(request: Request) -> Response:
+        return await front.gathered(request, merged_lists)
+
+    @app.get("/v1/stats")
+    @app.get("/v1/memory")
+    async def reports(request: Request) -> Response:
+        return await front.gathered(request, merged_reports)
 
     @app.api_route("/v1/processes/{pid:int}{rest:path}", methods=METHODS)
     @app.api_route("/v1/agents/{pid:int}{rest:path}", methods=METHODS)

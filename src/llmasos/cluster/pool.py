@@ -12,6 +12,7 @@ import contextlib
 import enum
 import itertools
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,10 +20,28 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
-from llmasos.cluster.replica import Replica, ReplicaInfo, ReplicaStats
+from llmasos.cluster.replica import (
+    Replica,
+    ReplicaInfo,
+    ReplicaStats,
+    gpu_memory,
+    shared_gpu_budget,
+)
 from llmasos.errors import InvalidRequestError
 from llmasos.server.launch import ServeConfig
 
+# What every replica must share wherever it runs: the storage service (files, keys, batches,
+# agent memory: LLMasOS's PostgreSQL, or SQLite when all replicas share one machine's home),
+# its master key, and the API keys given in the environment. A node's own environment may lack
+# them: they travel with each replica (Ray's runtime_env; the Ray cluster is trusted as the
+# front is, since anyone who can reach it can run code on its nodes).
+SHARED_SETTINGS = (
+    "LLMASOS_DATABASE_URL",
+    "LLMASOS_STORAGE_SHARDS",
+    "LLMASOS_STORAGE_QUOTA",
+    "LLMASOS_MASTER_KEY",
+    "LLMASOS_API_KEYS",
+)
 START_TIMEOUT_S = 300.0  # loading a model on a busy node
 PING_TIMEOUT_S = 10.0
 logger = logging.getLogger(__name__)
@@ -39,6 +58,23 @@ def connect(address: str) -> None:
         ray.init(address=address, logging_level=logging.WARNING)
     else:
         raise InvalidRequestError("--cluster", "auto, ray://HOST:PORT or HOST:PORT")
+
+
+def shared_settings() -> dict[str, str]:
+    """SHARED_SETTINGS as this process has them."""
+    return {name: os.environ[name] for name in SHARED_SETTINGS if os.environ.get(name)}
+
+
+def gpus_for_replicas(requested: float | None) -> float:
+    """The GPUs each replica takes: `requested` (whole GPUs, or a fraction below 1 to share
+    one), else 1 where the cluster has GPUs and 0 where it has none."""
+    if requested is None:
+        return 1.0 if ray.cluster_resources().get("GPU", 0.0) > 0 else 0.0
+    if requested < 0 or (requested > 1 and not float(requested).is_integer()):
+        raise InvalidRequestError(
+            "--gpus-per-replica", f"0, a fraction below 1 or a whole number, got {requested}"
+        )
+    return float(requested)
 
 
 class ReplicaState(enum.Enum):
@@ -75,19 +111,25 @@ class NodeInfo:
 
 
 class _RayReplica(Replica):
-    """A Replica that learns its node from Ray."""
+    """A Replica that learns its node and its share of a GPU from Ray (which also sets
+    CUDA_VISIBLE_DEVICES to the GPUs it was given, the only ones its engine then sees)."""
 
     def __init__(self, replica: int, config: ServeConfig) -> None:
-        node_id = ray.get_runtime_context().get_node_id()
-        super().__init__(replica, config, node_id, ray.util.get_node_ip_address())
+        context = ray.get_runtime_context()
+        share = context.get_assigned_resources().get("GPU", 0.0)
+        config = shared_gpu_budget(config, share, gpu_memory())
+        super().__init__(replica, config, context.get_node_id(), ray.util.get_node_ip_address())
 
 
 class Pool:
     """Engine replicas of one server config on the connected Ray cluster."""
 
-    def __init__(self, config: ServeConfig, *, cpus_per_replica: float = 1.0) -> None:
+    def __init__(
+        self, config: ServeConfig, *, cpus_per_replica: float = 1.0, gpus_per_replica: float = 0.0
+    ) -> None:
         self.config = config
         self.cpus_per_replica = cpus_per_replica
+        self.gpus_per_replica = gpus_per_replica  # Ray places a replica where they are free
         self._numbers = itertools.count(1)
         self._replicas: dict[int, ReplicaHandle] = {}
         self._lock = threading.Lock()
@@ -114,8 +156,13 @@ class Pool:
     def start_replica(self) -> ReplicaHandle:
         """Start one replica; it turns READY once its model is loaded (see `wait_ready`)."""
         number = next(self._numbers)
+        shared = shared_settings()
         actor = self._actor_class.options(
-            num_cpus=self.cpus_per_replica, max_restarts=0, max_concurrency=4
+            num_cpus=self.cpus_per_replica,
+            num_gpus=self.gpus_per_replica,
+            max_restarts=0,
+            max_concurrency=4,
+            runtime_env={"env_vars": shared} if shared else None,
         ).remote(number, self.config)
         handle = ReplicaHandle(number, actor)
         with self._lock:

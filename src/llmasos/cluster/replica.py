@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 import uvicorn
 
-from llmasos.engine.devices import discover_devices
+from llmasos.engine.devices import DeviceKind, discover_devices
+from llmasos.runtime.factory import GPU_BUDGET_SHARE
 from llmasos.server.launch import ServeConfig, build_app, build_models
 
 PID_RANGE = 10**9  # pids of replica k: k * PID_RANGE + 1 .. (k + 1) * PID_RANGE
@@ -26,6 +27,20 @@ START_TIMEOUT_S = 60.0
 
 def replica_of_pid(pid: int) -> int:
     return pid // PID_RANGE
+
+
+def gpu_memory() -> list[int]:
+    """The memory of each GPU this process sees (ggml's device registry), in bytes."""
+    return [d.total_bytes for d in discover_devices() if d.kind is DeviceKind.GPU]
+
+
+def shared_gpu_budget(config: ServeConfig, share: float, gpu_bytes: list[int]) -> ServeConfig:
+    """A replica given `share` (below 1) of a GPU holds at most that share of the usual budget
+    of the GPU's memory, so that the replicas sharing it fit; --memory-budget still rules."""
+    if not 0 < share < 1 or config.memory_budget is not None or not gpu_bytes:
+        return config
+    budget = int(min(gpu_bytes) * GPU_BUDGET_SHARE * share)
+    return dataclasses.replace(config, memory_budget=str(budget))
 
 
 @dataclass(frozen=True)
