@@ -37,6 +37,7 @@
     │   └── ReceiveTimeoutError       nothing arrived within the timeout
     ├── UnknownToolError              a tool name the registry does not hold
     ├── SandboxUnavailableError       this machine cannot sandbox tools (no bubblewrap)
+    ├── ClusterUnavailableError       a service the cluster's replicas share did not answer
     └── EngineError                   the inference engine failed (load, decode, state restore)
 
 Every error names the field (or object) at fault and, where there is one, the limit it broke, so
@@ -359,6 +360,15 @@ class UnknownToolError(LLMasOSError, LookupError):
 
 class SandboxUnavailableError(LLMasOSError):
     """Raised when a tool that runs code cannot be sandboxed on this machine."""
+
+
+class ClusterUnavailableError(LLMasOSError):
+    """Raised on a cluster replica when a service its pool shares (the rate ledger) does not
+    answer: the request is refused rather than let past the shared limits (HTTP 503)."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__(f"the cluster's {service} did not answer; retry shortly")
+        self.service = service
 
 
 class EngineError(LLMasOSError):

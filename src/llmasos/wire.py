@@ -185,6 +185,7 @@ ERROR_STATUSES: list[tuple[type[errors.LLMasOSError], ErrorStatus]] = [
     (errors.UnknownToolError, ErrorStatus(422, "invalid_request_error", "unknown_tool", "tools")),
     (errors.MailboxFullError, ErrorStatus(429, "rate_limit_error", "mailbox_full", "to")),
     (errors.SandboxUnavailableError, ErrorStatus(503, "server_error", "no_sandbox")),
+    (errors.ClusterUnavailableError, ErrorStatus(503, "server_error", "cluster_unavailable")),
     (errors.MemoryBudgetError, ErrorStatus(503, "server_error", "memory_budget", "model")),
     (errors.KernelClosedError, ErrorStatus(503, "server_error", "unavailable")),
     (errors.SwapError, ErrorStatus(503, "server_error", "swap_error")),

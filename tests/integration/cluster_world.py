@@ -50,11 +50,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_front(address: str, log: Path) -> tuple[subprocess.Popen, str]:
+def start_front(address: str, log: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     command = [LLMASOS, "serve", "--cluster", address, "--port",
                str(port), "--replicas", "2", "--min-replicas", "2", "--scale-interval", "2",
-               *FLAGS]  # fmt: skip
+               *FLAGS, *extra]  # fmt: skip
     env = {**os.environ, "LLMASOS_DATABASE_URL": os.environ["CLUSTER_DATABASE_URL"]}
     front = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
@@ -70,6 +70,14 @@ def start_front(address: str, log: Path) -> tuple[subprocess.Popen, str]:
         time.sleep(0.5)
     front.kill()
     raise RuntimeError("the front never had two replicas:\n" + log.read_text())
+
+
+def stop_front(front: subprocess.Popen) -> None:
+    front.terminate()
+    try:
+        front.wait(60)
+    except subprocess.TimeoutExpired:
+        front.kill()
 
 
 def cluster_view(url: str) -> dict[str, Any]:
@@ -131,12 +139,13 @@ def main(out: Path, prompts_file: Path) -> None:
             time.sleep(1)
         seen["healed"] = view
         seen["after_heal"] = run_all(url, prompts["spread"][:2])
+        # A key's rate holds across the replicas: a second pool, 4 requests a minute.
+        stop_front(front)
+        front, url = start_front(cluster.address, out.with_suffix(".front2.log"),
+                                 "--requests-per-minute", str(prompts["rate_limit"]))  # fmt: skip
+        seen["limited"] = run_all(url, prompts["limited"])
     finally:
-        front.terminate()
-        try:
-            front.wait(60)
-        except subprocess.TimeoutExpired:
-            front.kill()
+        stop_front(front)
         cluster.shutdown()
         shutil.rmtree(os.environ["RAY_TMPDIR"], ignore_errors=True)
         out.write_text(json.dumps(seen))

@@ -45,6 +45,8 @@ def _prompts() -> dict[str, Any]:
         "failover": [f"Report {i}: {_words(rng, 30)}" for i in range(8)],
         "batch": [f"Ticket {i}: {_words(rng, 12)}" for i in range(8)],
         "failover_after_s": 1.5,
+        "rate_limit": 4,
+        "limited": [f"Memo {i}: {_words(rng, 8)}" for i in range(10)],
     }
 
 
@@ -201,3 +203,11 @@ def test_a_node_removed_mid_load_loses_no_request_and_the_pool_heals(world, sing
     healed = [r for r in world["healed"]["replicas"] if r["state"] == "ready"]
     assert len(healed) == 2 and max(r["replica"] for r in healed) > 2  # a new replica
     assert [a["text"] for a in world["after_heal"]] == [single[p] for p in PROMPTS["spread"][:2]]
+
+
+def test_a_keys_rate_holds_across_the_replicas(world):
+    answers = world["limited"]  # 10 at once against 4 requests a minute, on two replicas
+    statuses = sorted(a["status"] for a in answers)
+    assert statuses.count(200) in (4, 5)  # 4, or 5 if a second of refill came in between
+    assert set(statuses) == {200, 429}
+    assert len({a["replica"] for a in answers}) == 2  # both replicas answered, from one ledger

@@ -27,6 +27,7 @@ from llmasos.cluster.replica import (
     gpu_memory,
     shared_gpu_budget,
 )
+from llmasos.cluster.shared_limits import SharedBuckets, start_ledger
 from llmasos.errors import InvalidRequestError
 from llmasos.server.launch import ServeConfig
 
@@ -114,11 +115,12 @@ class _RayReplica(Replica):
     """A Replica that learns its node and its share of a GPU from Ray (which also sets
     CUDA_VISIBLE_DEVICES to the GPUs it was given, the only ones its engine then sees)."""
 
-    def __init__(self, replica: int, config: ServeConfig) -> None:
+    def __init__(self, replica: int, config: ServeConfig, ledger: Any) -> None:
         context = ray.get_runtime_context()
         share = context.get_assigned_resources().get("GPU", 0.0)
         config = shared_gpu_budget(config, share, gpu_memory())
-        super().__init__(replica, config, context.get_node_id(), ray.util.get_node_ip_address())
+        address = ray.util.get_node_ip_address()
+        super().__init__(replica, config, context.get_node_id(), address, SharedBuckets(ledger))
 
 
 class Pool:
@@ -134,6 +136,7 @@ class Pool:
         self._replicas: dict[int, ReplicaHandle] = {}
         self._lock = threading.Lock()
         self._actor_class = ray.remote(_RayReplica)
+        self._ledger = start_ledger()  # one rate ledger for every replica
 
     def nodes(self) -> list[NodeInfo]:
         """Every node Ray knows, with its devices (CPUs, GPUs, memory)."""
@@ -163,7 +166,7 @@ class Pool:
             max_restarts=0,
             max_concurrency=4,
             runtime_env={"env_vars": shared} if shared else None,
-        ).remote(number, self.config)
+        ).remote(number, self.config, self._ledger)
         handle = ReplicaHandle(number, actor)
         with self._lock:
             self._replicas[number] = handle
@@ -249,3 +252,4 @@ class Pool:
     def close(self) -> None:
         for handle in self.replicas():
             self.stop(handle)
+        ray.kill(self._ledger, no_restart=True)

@@ -20,6 +20,7 @@ import uvicorn
 from llmasos.engine.devices import DeviceKind, discover_devices
 from llmasos.runtime.factory import GPU_BUDGET_SHARE
 from llmasos.server.launch import ServeConfig, build_app, build_models
+from llmasos.server.rate_limits import BucketStore
 
 PID_RANGE = 10**9  # pids of replica k: k * PID_RANGE + 1 .. (k + 1) * PID_RANGE
 START_TIMEOUT_S = 60.0
@@ -71,12 +72,19 @@ class ReplicaStats:
 class Replica:
     """One server on this node, started at construction (the model loaded, the port open)."""
 
-    def __init__(self, replica: int, config: ServeConfig, node_id: str, address: str) -> None:
+    def __init__(
+        self,
+        replica: int,
+        config: ServeConfig,
+        node_id: str,
+        address: str,
+        rate_buckets: BucketStore | None = None,
+    ) -> None:
         self.replica = replica
         config = dataclasses.replace(config, first_pid=replica * PID_RANGE + 1)
         self.models = build_models(config)
         self.models.load(pin=True)
-        app = self._app = build_app(self.models, config)
+        app = self._app = build_app(self.models, config, rate_buckets)
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((address, 0))  # the node's own address, a port of the OS's choosing

@@ -108,7 +108,8 @@ def create_app(
     app.state.models = models
     app.state.imports = imports or ImportPolicy.for_server()
     app.state.started_at = int(time.time())
-    _add_security(app, access, storage, RateLimiter(rate_limits or RateLimits()))
+    buckets = cluster.rate_buckets if cluster is not None else None
+    _add_security(app, access, storage, RateLimiter(rate_limits or RateLimits(), buckets))
     _add_services(app, models, storage, cluster)
     app.state.jobs = _job_manager(models, job_cpu_share, storage.config.master_key)
     install_error_handlers(app)

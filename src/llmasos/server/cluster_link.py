@@ -1,5 +1,5 @@
 """A cluster replica's link to its front (llmasos serve --cluster): where the front answers,
-and the token the replicas and the front share.
+the token the replicas and the front share, and the pool's shared rate buckets.
 
 The batch runner of the one replica that leads batches sends each line through the front, which
 routes it to a replica (cache-aware, re-run on another if one goes): a batch is split across
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from llmasos.errors import AuthenticationError
+from llmasos.server.rate_limits import BucketStore
 
 TOKEN_HEADER = "x-llmasos-cluster-token"
 INTERNAL_PREFIX = "/internal/batch"
@@ -26,6 +27,7 @@ INTERNAL_PREFIX = "/internal/batch"
 class ClusterLink:
     front_url: str  # where batch lines go (the front, which routes them)
     token: str  # shared by the front and its replicas, never shown to a client
+    rate_buckets: BucketStore | None = None  # the pool's shared rate buckets
 
     def __repr__(self) -> str:  # the token stays out of logs
         return f"ClusterLink(front_url={self.front_url!r})"

@@ -25,7 +25,7 @@ from llmasos.runtime.manager import ModelManager
 from llmasos.security.crypto import parse_master_key
 from llmasos.server.app import Access, create_app
 from llmasos.server.cluster_link import ClusterLink
-from llmasos.server.rate_limits import RateLimits
+from llmasos.server.rate_limits import BucketStore, RateLimits
 from llmasos.settings import Settings
 
 
@@ -104,14 +104,16 @@ def build_models(config: ServeConfig) -> ModelManager:
     return models
 
 
-def build_app(models: ModelManager, config: ServeConfig) -> FastAPI:
+def build_app(
+    models: ModelManager, config: ServeConfig, rate_buckets: BucketStore | None = None
+) -> FastAPI:
     """The app serving `models`; static keys from the config and $LLMASOS_API_KEYS."""
     keys = [*config.api_keys, *filter(None, os.environ.get("LLMASOS_API_KEYS", "").split(","))]
     access = Access(api_keys=tuple(keys), admin_key=config.admin_key)
     imports = ImportPolicy.for_server(tuple(config.import_dirs))
     link = None
     if config.cluster_front and config.cluster_token:
-        link = ClusterLink(config.cluster_front, config.cluster_token)
+        link = ClusterLink(config.cluster_front, config.cluster_token, rate_buckets)
     return create_app(
         models,
         access=access,

@@ -14,6 +14,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from llmasos.errors import InvalidRequestError, RateLimitedError
 
@@ -24,6 +25,47 @@ MAX_CALLERS = 100_000  # buckets kept before the full ones are forgotten
 class Bucket:
     level: float
     at: float
+    per_minute: int
+
+
+class BucketStore(Protocol):
+    """Where the buckets live: this process (Buckets), or one place a cluster's replicas share
+    (llmasos.cluster.shared_limits), so that a key's rate holds across them all."""
+
+    def take(self, kind: str, caller: str, amount: int, per_minute: int) -> int:
+        """0 when the caller's `kind` bucket paid `amount`, else the whole seconds until it
+        could (nothing is taken then)."""
+        ...
+
+
+class Buckets:
+    """Token buckets in this process."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[tuple[str, str], Bucket] = {}
+        self._lock = threading.Lock()
+
+    def take(self, kind: str, caller: str, amount: int, per_minute: int) -> int:
+        now = time.monotonic()
+        rate = per_minute / 60.0
+        with self._lock:
+            bucket = self._buckets.get((kind, caller))
+            if bucket is None:
+                if len(self._buckets) >= MAX_CALLERS:
+                    self._forget_full(now)
+                bucket = self._buckets[(kind, caller)] = Bucket(per_minute, now, per_minute)
+            bucket.level = min(per_minute, bucket.level + (now - bucket.at) * rate)
+            bucket.at = now
+            if bucket.level < amount:
+                return max(1, math.ceil((amount - bucket.level) / rate))
+            bucket.level -= amount
+            return 0
+
+    def _forget_full(self, now: float) -> None:
+        """Drop buckets that have refilled (their callers were idle): nothing is lost."""
+        for key, bucket in list(self._buckets.items()):
+            if bucket.level + (now - bucket.at) * bucket.per_minute / 60.0 >= bucket.per_minute:
+                del self._buckets[key]
 
 
 @dataclass(frozen=True)
@@ -41,10 +83,9 @@ class RateLimits:
 
 
 class RateLimiter:
-    def __init__(self, limits: RateLimits) -> None:
+    def __init__(self, limits: RateLimits, buckets: BucketStore | None = None) -> None:
         self.limits = limits
-        self._buckets: dict[tuple[str, str], Bucket] = {}
-        self._lock = threading.Lock()
+        self._buckets = buckets or Buckets()
 
     def take_request(self, caller: str) -> None:
         self._take("requests", caller, 1, self.limits.requests_per_minute)
@@ -59,28 +100,6 @@ class RateLimiter:
             raise InvalidRequestError(
                 "max_tokens", f"asks for {amount} tokens; this key may use {per_minute} a minute"
             )
-        now = time.monotonic()
-        rate = per_minute / 60.0
-        with self._lock:
-            bucket = self._buckets.get((kind, caller))
-            if bucket is None:
-                if len(self._buckets) >= MAX_CALLERS:
-                    self._forget_full(now)
-                bucket = self._buckets[(kind, caller)] = Bucket(per_minute, now)
-            bucket.level = min(per_minute, bucket.level + (now - bucket.at) * rate)
-            bucket.at = now
-            if bucket.level < amount:
-                wait = math.ceil((amount - bucket.level) / rate)
-                raise RateLimitedError(kind, per_minute, wait)
-            bucket.level -= amount
-
-    def _forget_full(self, now: float) -> None:
-        """Drop buckets that have refilled (their callers were idle): nothing is lost."""
-        limits = {
-            "requests": self.limits.requests_per_minute,
-            "tokens": self.limits.tokens_per_minute,
-        }
-        for key, bucket in list(self._buckets.items()):
-            per_minute = limits[key[0]] or 0
-            if bucket.level + (now - bucket.at) * per_minute / 60.0 >= per_minute:
-                del self._buckets[key]
+        wait = self._buckets.take(kind, caller, amount, per_minute)
+        if wait:
+            raise RateLimitedError(kind, per_minute, wait)
