@@ -80,6 +80,22 @@ def stop_front(front: subprocess.Popen) -> None:
         front.kill()
 
 
+def attached_front(
+    address: str, owner_url: str, prompts: dict[str, Any], out: Path
+) -> dict[str, Any]:
+    """A second front, attached to the running pool: what it answered and saw."""
+    front, url = start_front(address, out.with_suffix(".attached.log"), "--role", "front")
+    try:
+        listed = [httpx.get(u + "/v1/processes", timeout=60).json() for u in (url, owner_url)]
+        return {
+            "answers": run_all(url, prompts["spread"][:4]),
+            "listed": [[p["pid"] for p in body["data"]] for body in listed],
+            "view": cluster_view(url),
+        }
+    finally:
+        stop_front(front)
+
+
 def cluster_view(url: str) -> dict[str, Any]:
     return httpx.get(f"{url}/v1/cluster", timeout=60).json()
 
@@ -119,6 +135,7 @@ def main(out: Path, prompts_file: Path) -> None:
         seen["spawned"] = spawned(url, prompts["families"][0])  # where that prompt is cached
         seen["reports"] = reports(url, [r["url"] for r in seen["after_batch"]])
         seen["stored"] = stored_everywhere(url, [r["url"] for r in seen["after_batch"]])
+        seen["attached"] = attached_front(cluster.address, url, prompts, out)
         # A node goes while requests run: each must still be answered once, elsewhere.
         with concurrent.futures.ThreadPoolExecutor(len(prompts["failover"])) as pool:
             futures = [pool.submit(completion, url, p) for p in prompts["failover"]]
@@ -142,7 +159,8 @@ def main(out: Path, prompts_file: Path) -> None:
         # A key's rate holds across the replicas: a second pool, 4 requests a minute.
         stop_front(front)
         front, url = start_front(cluster.address, out.with_suffix(".front2.log"),
-                                 "--requests-per-minute", str(prompts["rate_limit"]))  # fmt: skip
+                                 "--requests-per-minute", str(prompts["rate_limit"]),
+                                 "--pool", "limited")  # fmt: skip
         seen["limited"] = run_all(url, prompts["limited"])
     finally:
         stop_front(front)

@@ -190,6 +190,16 @@ def test_the_replicas_share_one_storage_service(world, storage_service):
         assert db.execute(query, (stored["id"],)).fetchone() == (1,)
 
 
+def test_a_second_front_attaches_to_the_running_pool(world, single):
+    attached = world["attached"]  # llmasos serve --cluster ... --role front
+    answers = attached["answers"]
+    assert [a["text"] for a in answers] == [single[p] for p in PROMPTS["spread"][:4]]
+    assert {a["replica"] for a in answers} == {"1", "2"}  # both of the owner's replicas
+    by_attached, by_owner = attached["listed"]
+    assert by_attached == by_owner and by_owner  # the same processes, seen from either front
+    assert attached["view"]["scaler"] is None and attached["view"]["pool"] == "llmasos"
+
+
 def test_a_node_removed_mid_load_loses_no_request_and_the_pool_heals(world, single):
     answers = world["failover"]  # each prompt twice: answered whole, then streamed
     assert [a["status"] for a in answers] == [200] * len(answers)

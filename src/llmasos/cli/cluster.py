@@ -4,7 +4,9 @@ nodes|replicas` (what GET /v1/cluster says, as tables)."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +15,7 @@ import typer
 from rich.table import Table
 
 from llmasos.cli.common import ApiKey, Url, console, errors, fail
+from llmasos.cli.tls import serve_http
 from llmasos.errors import InvalidRequestError, LLMasOSError
 
 if TYPE_CHECKING:
@@ -22,40 +25,66 @@ cluster_app = typer.Typer(
     help="The Ray cluster behind `llmasos serve --cluster`.", no_args_is_help=True
 )
 ROUTERS = ("cache-aware", "round-robin")
+ROLES = ("all", "front")
+POOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    """What `llmasos serve --cluster` was asked for, beyond one server's flags."""
+
+    address: str  # auto, ray://HOST:PORT or HOST:PORT
+    scaling: tuple[int | None, int, int | None, float, float]  # replicas, low, high, alpha, s
+    routing: str = "cache-aware"
+    gpus_per_replica: float | None = None
+    role: str = "all"  # all: the pool, its scaler and a front; front: a front for `pool`
+    pool: str = "llmasos"
 
 
 def serve_cluster(
-    address: str,
-    config: ServeConfig,
-    host: str,
-    port: int,
-    tls: tuple[Path, Path] | None,
-    scaling: tuple[int | None, int, int | None, float, float],
-    routing: str,
-    gpus_per_replica: float | None = None,
+    plan: ClusterPlan, config: ServeConfig, host: str, port: int, tls: tuple[Path, Path] | None
 ) -> None:
-    """Join (or start) the Ray cluster, start the replicas, and serve the front until stopped."""
-    import uvicorn
-
-    from llmasos.cluster.autoscale import Autoscaler
-    from llmasos.cluster.front import Front, Traffic
-    from llmasos.cluster.front_app import create_front
-    from llmasos.cluster.overview import describe
-    from llmasos.cluster.pool import Pool, connect, gpus_for_replicas
+    """Join (or start) the Ray cluster; start the pool (or attach to one) and serve its front
+    until stopped."""
+    from llmasos.cluster.pool import connect
 
     try:
-        scaler, initial, interval = _scaler(scaling)
-        router = _router(routing)
-        errors.print(f"joining the Ray cluster ({address})...")
-        connect(address)
-        gpus = gpus_for_replicas(gpus_per_replica)
+        if plan.role not in ROLES:
+            raise InvalidRequestError("--role", f"one of {', '.join(ROLES)}, got {plan.role!r}")
+        if not POOL_NAME.fullmatch(plan.pool):
+            raise InvalidRequestError("--pool", f"1-64 letters, digits, - or _, got {plan.pool!r}")
+        router = _router(plan.routing)
+        scaling = _scaler(plan.scaling)  # checked before anything starts
+        errors.print(f"joining the Ray cluster ({plan.address})...")
+        connect(plan.address)
+        if plan.role == "front":
+            _serve_attached(plan, router, host, port, tls)
+        else:
+            _serve_pool(plan, router, scaling, config, (host, port, tls))
     except LLMasOSError as error:
         fail(str(error))
+
+
+def _serve_pool(
+    plan: ClusterPlan,
+    router: Any,
+    scaling: tuple[Any, int, float],
+    config: ServeConfig,
+    where: tuple[str, int, tuple[Path, Path] | None],
+) -> None:
+    """The pool, its scaler and its front, in this process."""
+    from llmasos.cluster.autoscale import Autoscaler
+    from llmasos.cluster.front import Front, Traffic
+    from llmasos.cluster.pool import Pool, gpus_for_replicas
+
+    scaler, initial, interval = scaling
+    host, port, tls = where
+    gpus = gpus_for_replicas(plan.gpus_per_replica)
     link = {
         "cluster_front": _front_url(host, port, tls),
         "cluster_token": secrets.token_urlsafe(32),
     }
-    pool = Pool(dataclasses.replace(config, **link), gpus_per_replica=gpus)
+    pool = Pool(dataclasses.replace(config, **link), name=plan.pool, gpus_per_replica=gpus)
     traffic = Traffic()
     autoscaler = Autoscaler(pool, traffic, scaler, interval)
     errors.print(f"starting {initial} replica(s) of {config.model or 'the default model'}...")
@@ -65,22 +94,46 @@ def serve_cluster(
     pool.ensure_batch_leader()
     _warn_of_split_storage(pool)
     autoscaler.start()
-    front = Front(pool, router, traffic)
-    app = create_front(front, lambda: describe(pool, traffic, autoscaler, routing))
-    scheme = "https" if tls else "http"
     errors.print(
-        f"LLMasOS cluster front on {scheme}://{host}:{port}: {len(pool.ready())} replica(s) "
-        f"ready, routing {routing}, scaling {scaler.config.low}-{scaler.config.high}, "
-        f"{gpus:g} GPU(s) a replica"
+        f"scaling {scaler.config.low}-{scaler.config.high} replicas, {gpus:g} GPU(s) a replica"
     )
-    cert, key = tls or (None, None)
     try:
-        uvicorn.run(
-            app, host=host, port=port, log_level="warning", ssl_certfile=cert, ssl_keyfile=key
-        )
+        _run_front(Front(pool, router, traffic), autoscaler, plan, host, port, tls)
     finally:
         autoscaler.close()
         pool.close()
+
+
+def _serve_attached(
+    plan: ClusterPlan, router: Any, host: str, port: int, tls: tuple[Path, Path] | None
+) -> None:
+    """A front for the pool another process owns."""
+    from llmasos.cluster.attach import AttachedPool
+    from llmasos.cluster.front import Front, Traffic
+
+    pool = AttachedPool(plan.pool)
+    pool.start()
+    errors.print(f"attached to pool {plan.pool}: its owner starts, drains and stops replicas")
+    try:
+        _run_front(Front(pool, router, Traffic()), None, plan, host, port, tls)
+    finally:
+        pool.close()
+
+
+def _run_front(
+    front: Any, autoscaler: Any, plan: ClusterPlan, host: str, port: int, tls: Any
+) -> None:
+    """Serve `front` (over its pool) until stopped."""
+    from llmasos.cluster.front_app import create_front
+    from llmasos.cluster.overview import describe
+
+    pool, traffic = front.pool, front.traffic
+    app = create_front(front, lambda: describe(pool, traffic, autoscaler, plan.routing))
+    banner = (
+        f"LLMasOS cluster front ({len(pool.ready())} replica(s) of pool {plan.pool} ready, "
+        f"routing {plan.routing})"
+    )
+    serve_http(app, host, port, tls, banner)
 
 
 def _warn_of_split_storage(pool: Any) -> None:
@@ -181,6 +234,9 @@ def replicas(url: Url = "http://127.0.0.1:8000", api_key: ApiKey = None) -> None
         )  # fmt: skip
     console.print(table)
     scaler = body["scaler"]
+    if scaler is None:  # a front attached to another's pool
+        console.print(f"routing {body['routing']}; pool {body['pool']}, scaled by its owner")
+        return
     console.print(
         f"routing {body['routing']}; scaler alpha {scaler['alpha']}, replicas "
         f"{scaler['low']}-{scaler['high']}, "

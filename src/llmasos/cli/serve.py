@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from llmasos.cli.common import Model, errors, fail
-from llmasos.cli.tls import tls_files
+from llmasos.cli.tls import serve_http, tls_files
 from llmasos.errors import LLMasOSError
 
 if TYPE_CHECKING:
@@ -112,6 +112,14 @@ MaxReplicas = Annotated[int | None, typer.Option(help="Most replicas (default: t
 ScaleAlpha = Annotated[float, typer.Option(help="Scaler step: R + alpha (R_demand - R).")]
 ScaleInterval = Annotated[float, typer.Option(help="Seconds between scaler decisions.")]
 Routing = Annotated[str, typer.Option(help="cache-aware (longest cached prefix) or round-robin.")]
+Role = Annotated[
+    str,
+    typer.Option(
+        help="With --cluster: all (the pool of replicas, its scaler and a front) or front (a "
+        "front for the pool --pool that another llmasos serve --cluster runs)."
+    ),
+]
+PoolName = Annotated[str, typer.Option(help="With --cluster: the pool's name on the Ray cluster.")]
 GpusPerReplica = Annotated[
     float | None,
     typer.Option(
@@ -155,6 +163,8 @@ def serve(
     scale_interval: ScaleInterval = 10.0,
     routing: Routing = "cache-aware",
     gpus_per_replica: GpusPerReplica = None,
+    role: Role = "all",
+    pool: PoolName = "llmasos",
 ) -> None:
     """Serve the OS over HTTP: OpenAI-compatible and native routes; one kernel per loaded
     model, --model loaded at start and kept, others loaded on demand. With --cluster, engine
@@ -173,17 +183,16 @@ def serve(
     except LLMasOSError as error:
         fail(str(error))
     if cluster is not None:
-        from llmasos.cli.cluster import serve_cluster
+        from llmasos.cli.cluster import ClusterPlan, serve_cluster
 
         scaling = (replicas, min_replicas, max_replicas, scale_alpha, scale_interval)
-        serve_cluster(cluster, config, host, port, tls, scaling, routing, gpus_per_replica)
+        plan = ClusterPlan(cluster, scaling, routing, gpus_per_replica, role, pool)
+        serve_cluster(plan, config, host, port, tls)
         return
     _serve_one(config, host, port, tls)
 
 
 def _serve_one(config: ServeConfig, host: str, port: int, tls: tuple[Path, Path] | None) -> None:
-    import uvicorn
-
     from llmasos.server.launch import build_app, build_models
 
     try:
@@ -196,10 +205,8 @@ def _serve_one(config: ServeConfig, host: str, port: int, tls: tuple[Path, Path]
     keys = len(app.state.access.api_keys)
     auth = f"{keys} static API key(s)" if keys else "no static API key"
     admin = "admin key set" if config.admin_key else "admin routes for admin-role keys only"
-    scheme = "https" if tls else "http"
-    errors.print(
-        f"LLMasOS serving {models.default_model} on {scheme}://{host}:{port} "
-        f"(policy {models.kernel_config.policy}, {auth}, {admin})"
+    banner = (
+        f"LLMasOS serving {models.default_model} (policy {models.kernel_config.policy}, "
+        f"{auth}, {admin})"
     )
-    cert, key = tls or (None, None)
-    uvicorn.run(app, host=host, port=port, log_level="warning", ssl_certfile=cert, ssl_keyfile=key)
+    serve_http(app, host, port, tls, banner)

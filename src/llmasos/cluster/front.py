@@ -25,7 +25,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from llmasos.cluster.gather import Merge
-from llmasos.cluster.pool import Pool, ReplicaHandle
+from llmasos.cluster.pool import PoolView, ReplicaHandle
 from llmasos.cluster.proxy import (
     Outgoing,
     ReplicaUnreachable,
@@ -116,7 +116,7 @@ def routing_text(payload: Any) -> tuple[str, int]:
 class Front:
     """Routes requests to the pool's replicas over one shared HTTP client."""
 
-    def __init__(self, pool: Pool, router: Router, traffic: Traffic) -> None:
+    def __init__(self, pool: PoolView, router: Router, traffic: Traffic) -> None:
         self.pool = pool
         self.router = router
         self.traffic = traffic

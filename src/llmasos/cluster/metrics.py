@@ -5,7 +5,7 @@ the pool's own (replicas by state, requests in flight and served per replica, re
 from __future__ import annotations
 
 from llmasos.cluster.front import Traffic
-from llmasos.cluster.pool import Pool, ReplicaState
+from llmasos.cluster.pool import PoolView, ReplicaState
 
 
 def with_replica_label(line: str, replica: int) -> str:
@@ -46,7 +46,7 @@ def _family(name: str) -> str:
     return name
 
 
-def pool_lines(pool: Pool, traffic: Traffic) -> list[str]:
+def pool_lines(pool: PoolView, traffic: Traffic) -> list[str]:
     """The pool's own series."""
     replicas = pool.replicas()
     lines = [

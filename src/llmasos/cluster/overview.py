@@ -8,12 +8,15 @@ from typing import Any
 
 from llmasos.cluster.autoscale import Autoscaler
 from llmasos.cluster.front import Traffic
-from llmasos.cluster.pool import Pool
+from llmasos.cluster.pool import PoolView
 from llmasos.cluster.replica import PID_RANGE
 
 
-def describe(pool: Pool, traffic: Traffic, autoscaler: Autoscaler, routing: str) -> dict[str, Any]:
-    """The cluster as JSON (blocking: it asks every replica for its counters)."""
+def describe(
+    pool: PoolView, traffic: Traffic, autoscaler: Autoscaler | None, routing: str
+) -> dict[str, Any]:
+    """The cluster as JSON (blocking: it asks every replica for its counters). A front
+    attached to another's pool has no scaler (null) and counts only its own traffic."""
     replicas = []
     for handle in pool.replicas():
         stats = pool.stats(handle) if handle.info is not None else None
@@ -31,20 +34,24 @@ def describe(pool: Pool, traffic: Traffic, autoscaler: Autoscaler, routing: str)
                 "stats": dataclasses.asdict(stats) if stats else None,
             }
         )
-    last = autoscaler.last
-    config = autoscaler.scaler.config
     return {
         "object": "cluster",
+        "pool": pool.name,
         "routing": routing,
         "nodes": [dataclasses.asdict(node) for node in pool.nodes()],
         "replicas": replicas,
         "retries": traffic.retries,
-        "scaler": {
-            "alpha": config.alpha,
-            "low": config.low,
-            "high": config.high,
-            "interval_s": autoscaler.interval_s,
-            "current": last.current if last else None,
-            "desired": last.desired if last else None,
-        },
+        "scaler": _scaler(autoscaler) if autoscaler is not None else None,
+    }
+
+
+def _scaler(autoscaler: Autoscaler) -> dict[str, Any]:
+    last, config = autoscaler.last, autoscaler.scaler.config
+    return {
+        "alpha": config.alpha,
+        "low": config.low,
+        "high": config.high,
+        "interval_s": autoscaler.interval_s,
+        "current": last.current if last else None,
+        "desired": last.desired if last else None,
     }

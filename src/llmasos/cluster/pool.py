@@ -43,6 +43,7 @@ SHARED_SETTINGS = (
     "LLMASOS_MASTER_KEY",
     "LLMASOS_API_KEYS",
 )
+POOL_NAMESPACE = "llmasos"  # where a pool's named actors are: other fronts find them there
 START_TIMEOUT_S = 300.0  # loading a model on a busy node
 PING_TIMEOUT_S = 10.0
 logger = logging.getLogger(__name__)
@@ -54,11 +55,28 @@ def connect(address: str) -> None:
     if ray.is_initialized():
         return
     if address == "auto":
-        ray.init(include_dashboard=False, logging_level=logging.WARNING)
+        ray.init(include_dashboard=False, logging_level=logging.WARNING, namespace=POOL_NAMESPACE)
     elif address.startswith("ray://") or ":" in address:
-        ray.init(address=address, logging_level=logging.WARNING)
+        ray.init(address=address, logging_level=logging.WARNING, namespace=POOL_NAMESPACE)
     else:
         raise InvalidRequestError("--cluster", "auto, ray://HOST:PORT or HOST:PORT")
+
+
+def pool_exists(name: str) -> bool:
+    """Whether a pool of that name runs on the connected cluster (its ledger is there)."""
+    try:
+        ray.get_actor(ledger_name(name))
+    except ValueError:
+        return False
+    return True
+
+
+def replica_name(pool: str, number: int) -> str:
+    return f"{pool}.replica.{number}"
+
+
+def ledger_name(pool: str) -> str:
+    return f"{pool}.ledger"
 
 
 def shared_settings() -> dict[str, str]:
@@ -123,20 +141,13 @@ class _RayReplica(Replica):
         super().__init__(replica, config, context.get_node_id(), address, SharedBuckets(ledger))
 
 
-class Pool:
-    """Engine replicas of one server config on the connected Ray cluster."""
+class PoolView:
+    """A pool's replicas as a front sees them: which are ready, and how to reach them."""
 
-    def __init__(
-        self, config: ServeConfig, *, cpus_per_replica: float = 1.0, gpus_per_replica: float = 0.0
-    ) -> None:
-        self.config = config
-        self.cpus_per_replica = cpus_per_replica
-        self.gpus_per_replica = gpus_per_replica  # Ray places a replica where they are free
-        self._numbers = itertools.count(1)
+    def __init__(self, name: str) -> None:
+        self.name = name  # its actors are named after it (replica_name, ledger_name)
         self._replicas: dict[int, ReplicaHandle] = {}
         self._lock = threading.Lock()
-        self._actor_class = ray.remote(_RayReplica)
-        self._ledger = start_ledger()  # one rate ledger for every replica
 
     def nodes(self) -> list[NodeInfo]:
         """Every node Ray knows, with its devices (CPUs, GPUs, memory)."""
@@ -155,36 +166,6 @@ class Pool:
                 )
             )
         return nodes
-
-    def start_replica(self) -> ReplicaHandle:
-        """Start one replica; it turns READY once its model is loaded (see `wait_ready`)."""
-        number = next(self._numbers)
-        shared = shared_settings()
-        actor = self._actor_class.options(
-            num_cpus=self.cpus_per_replica,
-            num_gpus=self.gpus_per_replica,
-            max_restarts=0,
-            max_concurrency=4,
-            runtime_env={"env_vars": shared} if shared else None,
-        ).remote(number, self.config, self._ledger)
-        handle = ReplicaHandle(number, actor)
-        with self._lock:
-            self._replicas[number] = handle
-        return handle
-
-    def wait_ready(self, handle: ReplicaHandle, timeout: float = START_TIMEOUT_S) -> bool:
-        """Wait for a starting replica; whether it is ready (else it stays starting or died)."""
-        try:
-            handle.info = ray.get(handle.actor.describe.remote(), timeout=timeout)
-        except GetTimeoutError:
-            return False  # no node has room yet: Ray places it when one does
-        except RayActorError as error:
-            self._mark_dead(handle, f"did not start: {error}")
-            return False
-        with self._lock:
-            if handle.state is ReplicaState.STARTING:
-                handle.state = ReplicaState.READY
-        return handle.state is ReplicaState.READY
 
     def replicas(self) -> list[ReplicaHandle]:
         with self._lock:
@@ -218,6 +199,72 @@ class Pool:
         if not self.check(handle):
             self._mark_dead(handle, error)
 
+    def _mark_dead(self, handle: ReplicaHandle, error: str) -> None:
+        with self._lock:
+            if handle.state is not ReplicaState.DEAD:
+                logger.warning("replica %d %s", handle.replica, error)
+                handle.state, handle.error = ReplicaState.DEAD, error
+
+    def close(self) -> None:
+        """Let go of the pool (an owner stops its replicas)."""
+
+
+class Pool(PoolView):
+    """Engine replicas of one server config on the connected Ray cluster, started, drained
+    and stopped by this process (their owner: they go when it goes)."""
+
+    def __init__(
+        self,
+        config: ServeConfig,
+        *,
+        name: str = "llmasos",
+        cpus_per_replica: float = 1.0,
+        gpus_per_replica: float = 0.0,
+    ) -> None:
+        super().__init__(name)
+        if pool_exists(name):
+            raise InvalidRequestError(
+                "--pool", f"a pool named {name!r} already runs on this Ray cluster: attach a "
+                "front to it with --role front, or give this one another name"
+            )  # fmt: skip
+        self.config = config
+        self.cpus_per_replica = cpus_per_replica
+        self.gpus_per_replica = gpus_per_replica  # Ray places a replica where they are free
+        self._numbers = itertools.count(1)
+        self._actor_class = ray.remote(_RayReplica)
+        self._ledger = start_ledger(ledger_name(name))  # one rate ledger for every replica
+
+    def start_replica(self) -> ReplicaHandle:
+        """Start one replica; it turns READY once its model is loaded (see `wait_ready`)."""
+        number = next(self._numbers)
+        shared = shared_settings()
+        actor = self._actor_class.options(
+            num_cpus=self.cpus_per_replica,
+            num_gpus=self.gpus_per_replica,
+            max_restarts=0,
+            max_concurrency=4,
+            name=replica_name(self.name, number),
+            runtime_env={"env_vars": shared} if shared else None,
+        ).remote(number, self.config, self._ledger)
+        handle = ReplicaHandle(number, actor)
+        with self._lock:
+            self._replicas[number] = handle
+        return handle
+
+    def wait_ready(self, handle: ReplicaHandle, timeout: float = START_TIMEOUT_S) -> bool:
+        """Wait for a starting replica; whether it is ready (else it stays starting or died)."""
+        try:
+            handle.info = ray.get(handle.actor.describe.remote(), timeout=timeout)
+        except GetTimeoutError:
+            return False  # no node has room yet: Ray places it when one does
+        except RayActorError as error:
+            self._mark_dead(handle, f"did not start: {error}")
+            return False
+        with self._lock:
+            if handle.state is ReplicaState.STARTING:
+                handle.state = ReplicaState.READY
+        return handle.state is ReplicaState.READY
+
     def ensure_batch_leader(self) -> None:
         """Exactly one ready replica runs batches: when none does (at start, or the leader
         died), the lowest-numbered ready one starts; it resumes batches where they were."""
@@ -232,9 +279,11 @@ class Pool:
         leader.leads_batches = True
 
     def drain(self, handle: ReplicaHandle) -> None:
+        """The router stops sending it work (here, and in the fronts attached to the pool)."""
         with self._lock:
             if handle.state is not ReplicaState.DEAD:
                 handle.state = ReplicaState.DRAINING
+        handle.actor.drain.remote()
 
     def stop(self, handle: ReplicaHandle) -> None:
         """Stop a replica (drained first by the caller) and free its CPUs."""
@@ -242,12 +291,6 @@ class Pool:
             ray.get(handle.actor.stop.remote(), timeout=60)
         ray.kill(handle.actor, no_restart=True)
         self._mark_dead(handle, "stopped")
-
-    def _mark_dead(self, handle: ReplicaHandle, error: str) -> None:
-        with self._lock:
-            if handle.state is not ReplicaState.DEAD:
-                logger.warning("replica %d %s", handle.replica, error)
-                handle.state, handle.error = ReplicaState.DEAD, error
 
     def close(self) -> None:
         for handle in self.replicas():

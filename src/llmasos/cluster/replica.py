@@ -81,6 +81,7 @@ class Replica:
         rate_buckets: BucketStore | None = None,
     ) -> None:
         self.replica = replica
+        self.draining = False
         config = dataclasses.replace(config, first_pid=replica * PID_RANGE + 1)
         self.models = build_models(config)
         self.models.load(pin=True)
@@ -134,6 +135,13 @@ class Replica:
 
     def ping(self) -> bool:
         return self._thread.is_alive()
+
+    def drain(self) -> None:
+        """Its pool drains it: every front stops sending it work."""
+        self.draining = True
+
+    def is_draining(self) -> bool:
+        return self.draining
 
     def stop(self) -> None:
         """Stop serving (the app's shutdown unloads the models)."""

@@ -31,10 +31,11 @@ class RateLedger:
         return self._buckets.take(kind, caller, amount, per_minute)
 
 
-def start_ledger() -> Any:
-    """The ledger actor, on this (the front's) node: it lives and dies with the front."""
+def start_ledger(name: str) -> Any:
+    """The ledger actor, on this (the owning front's) node: it lives and dies with the front."""
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    return ray.remote(RateLedger).options(num_cpus=0, scheduling_strategy=here).remote()
+    actor = ray.remote(RateLedger).options(num_cpus=0, scheduling_strategy=here, name=name)
+    return actor.remote()
 
 
 class SharedBuckets:
