@@ -29,3 +29,9 @@ def test_counters_add_up_and_shared_fields_are_taken_once():
     assert whole["rows"] == [{"pid": 3}, {"pid": 7}]
     assert whole["note"] is None and whole["ready"] is True  # not numbers: the first one's
     assert merged_reports([one]) == one
+
+
+def test_the_hit_rate_is_worked_out_again_not_added():
+    one = {"prefix_hits": 3, "prefix_misses": 1, "prefix_hit_rate": 0.75}
+    two = {"prefix_hits": 1, "prefix_misses": 3, "prefix_hit_rate": 0.25}
+    assert merged_reports([one, two])["prefix_hit_rate"] == 0.5

@@ -129,11 +129,8 @@ def _run_front(
 
     pool, traffic = front.pool, front.traffic
     app = create_front(front, lambda: describe(pool, traffic, autoscaler, plan.routing))
-    banner = (
-        f"LLMasOS cluster front ({len(pool.ready())} replica(s) of pool {plan.pool} ready, "
-        f"routing {plan.routing})"
-    )
-    serve_http(app, host, port, tls, banner)
+    details = f"{len(pool.ready())} replica(s) of pool {plan.pool} ready, routing {plan.routing}"
+    serve_http(app, host, port, tls, lambda url: f"LLMasOS cluster front on {url}: {details}")
 
 
 def _warn_of_split_storage(pool: Any) -> None:

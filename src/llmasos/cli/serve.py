@@ -205,8 +205,11 @@ def _serve_one(config: ServeConfig, host: str, port: int, tls: tuple[Path, Path]
     keys = len(app.state.access.api_keys)
     auth = f"{keys} static API key(s)" if keys else "no static API key"
     admin = "admin key set" if config.admin_key else "admin routes for admin-role keys only"
-    banner = (
-        f"LLMasOS serving {models.default_model} (policy {models.kernel_config.policy}, "
-        f"{auth}, {admin})"
+    details = f"(policy {models.kernel_config.policy}, {auth}, {admin})"
+    serve_http(
+        app,
+        host,
+        port,
+        tls,
+        lambda url: f"LLMasOS serving {models.default_model} on {url} {details}",
     )
-    serve_http(app, host, port, tls, banner)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +56,14 @@ def tls_files(cert: Path | None, key: Path | None) -> tuple[Path, Path] | None:
     return cert, key
 
 
-def serve_http(app: Any, host: str, port: int, tls: tuple[Path, Path] | None, banner: str) -> None:
-    """Print `banner` with the address, then serve `app` there (over TLS with `tls`)."""
+def serve_http(
+    app: Any, host: str, port: int, tls: tuple[Path, Path] | None, banner: Callable[[str], str]
+) -> None:
+    """Print `banner(url)`, then serve `app` at that URL (over TLS with `tls`)."""
     import uvicorn
 
     from llmasos.cli.common import errors
 
-    errors.print(f"{banner} on {'https' if tls else 'http'}://{host}:{port}")
+    errors.print(banner(f"{'https' if tls else 'http'}://{host}:{port}"))
     cert, key = tls or (None, None)
     uvicorn.run(app, host=host, port=port, log_level="warning", ssl_certfile=cert, ssl_keyfile=key)

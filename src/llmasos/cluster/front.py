@@ -191,7 +191,10 @@ class Front:
         return response
 
     async def to_replica(self, request: Request, body: bytes, handle: ReplicaHandle) -> Response:
-        """Forward to one given replica (a process's own, or the first ready one)."""
+        """Forward to one given replica (a process's own, or the first ready one); 503 while
+        it is still starting."""
+        if not handle.url:
+            return no_replica()
         accept = request.headers.get("accept", "")
         stream = request.url.path.endswith("/events") or "text/event-stream" in accept
         try:

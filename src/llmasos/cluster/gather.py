@@ -23,11 +23,17 @@ def merged_lists(bodies: list[dict[str, Any]]) -> dict[str, Any]:
 
 def merged_reports(bodies: list[dict[str, Any]]) -> dict[str, Any]:
     """Reports (/v1/stats, /v1/memory) as one: numbers added, nested counts merged, lists of
-    rows joined by pid; the fields every replica shares (model, page size) taken once."""
+    rows joined by pid; the fields every replica shares (model, page size) taken once; the
+    prefix hit rate worked out again from the added hits and misses."""
     result: dict[str, Any] = {}
     for body in bodies:
         for key, value in body.items():
             result[key] = _combined(key, result[key], value) if key in result else value
+    if "prefix_hit_rate" in result:
+        lookups = result.get("prefix_hits", 0) + result.get("prefix_misses", 0)
+        result["prefix_hit_rate"] = (
+            round(result.get("prefix_hits", 0) / lookups, 4) if lookups else 0.0
+        )
     return result
 
 

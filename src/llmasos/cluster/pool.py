@@ -292,6 +292,13 @@ class Pool(PoolView):
         ray.kill(handle.actor, no_restart=True)
         self._mark_dead(handle, "stopped")
 
+    def _mark_dead(self, handle: ReplicaHandle, error: str) -> None:
+        """A replica given up for dead is killed too: one that only stopped answering must
+        not hold its devices, nor go on leading batches beside its successor."""
+        super()._mark_dead(handle, error)
+        with contextlib.suppress(Exception):  # already gone
+            ray.kill(handle.actor, no_restart=True)
+
     def close(self) -> None:
         for handle in self.replicas():
             self.stop(handle)

@@ -60,7 +60,10 @@ def creator_of(app: FastAPI, store: BatchStore) -> Callable[[Request], Awaitable
     owner, its key's capabilities (a revoked or expired key: 401) and its request rate."""
 
     async def as_creator(request: Request) -> None:
-        owner, key_id = await run_in_threadpool(store.identity, request.headers[BATCH_HEADER])
+        batch_id = request.headers.get(BATCH_HEADER)
+        if batch_id is None:
+            raise AuthenticationError(f"a batch line needs its batch's id in {BATCH_HEADER}")
+        owner, key_id = await run_in_threadpool(store.identity, batch_id)
         request.state.owner, request.state.key_id = owner, key_id
         request.state.admin = request.state.sees_all = False
         request.state.capabilities = UNLIMITED
