@@ -55,7 +55,8 @@ class AttachedPool(PoolView):
             if n.startswith(prefix) and n.removeprefix(prefix).isdigit()
         }
         for number, name in named.items():
-            if self.get(number) is None:
+            known = self.get(number)
+            if known is None or known.state is ReplicaState.DEAD:  # new, or back after a fault
                 self._take_up(number, name)
         for handle in self.replicas():
             if handle.replica not in named:
