@@ -96,6 +96,19 @@ def attached_front(
         stop_front(front)
 
 
+def loaded_replica(url: str, settle_s: float) -> dict[str, Any]:
+    """The replica with the most requests in flight, once `settle_s` has passed (some tokens
+    streamed) and while it still has some."""
+    time.sleep(settle_s)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        busiest = max(cluster_view(url)["replicas"], key=lambda r: r["in_flight"])
+        if busiest["in_flight"]:
+            return busiest
+        time.sleep(0.05)
+    raise RuntimeError("no replica had requests in flight to lose")
+
+
 def cluster_view(url: str) -> dict[str, Any]:
     return httpx.get(f"{url}/v1/cluster", timeout=60).json()
 
@@ -140,8 +153,7 @@ def main(out: Path, prompts_file: Path) -> None:
         with concurrent.futures.ThreadPoolExecutor(len(prompts["failover"])) as pool:
             futures = [pool.submit(completion, url, p) for p in prompts["failover"]]
             futures += [pool.submit(streamed, url, p) for p in prompts["failover"]]
-            time.sleep(prompts["failover_after_s"])
-            busiest = max(cluster_view(url)["replicas"], key=lambda r: r["in_flight"])
+            busiest = loaded_replica(url, prompts["failover_after_s"])
             victim = next(w for w in workers if w.node_id == busiest["node_id"])
             cluster.remove_node(victim, allow_graceful=False)
             seen["removed_replica"] = busiest["replica"]
@@ -151,6 +163,8 @@ def main(out: Path, prompts_file: Path) -> None:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             view = cluster_view(url)
+            if "replicas" not in view:
+                raise RuntimeError(f"GET /v1/cluster answered {view}")
             if sum(r["state"] == "ready" for r in view["replicas"]) == 2:
                 break
             time.sleep(1)

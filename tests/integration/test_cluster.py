@@ -44,7 +44,7 @@ def _prompts() -> dict[str, Any]:
         "families": families,
         "failover": [f"Report {i}: {_words(rng, 30)}" for i in range(8)],
         "batch": [f"Ticket {i}: {_words(rng, 12)}" for i in range(8)],
-        "failover_after_s": 1.5,
+        "failover_after_s": 0.5,
         "rate_limit": 4,
         "limited": [f"Memo {i}: {_words(rng, 8)}" for i in range(10)],
     }

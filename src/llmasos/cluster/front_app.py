@@ -113,19 +113,19 @@ def create_front(front: Front, describe: Callable[[], dict[str, Any]]) -> FastAP
 
 async def _admin_check(front: Front, request: Request) -> Response | None:
     """The caller may see the cluster if it may see a replica's /metrics (admin-only when the
-    OS has keys): the replicas keep the keys, the front asks one."""
-    handle = front.primary()
-    if handle is None:
-        return no_replica()
+    OS has keys): the replicas keep the keys, the front asks the first that answers."""
     headers = {k: v for k, v in request.headers.items() if k.lower() == "authorization"}
-    try:
-        reply = await front.http.get(handle.url + "/metrics", headers=headers)
-    except httpx.TransportError:
-        return no_replica()
-    if reply.status_code == 200:
-        return None
-    kind = reply.headers.get("content-type", "application/json")
-    return Response(reply.content, reply.status_code, {"content-type": kind})
+    for handle in front.pool.ready():
+        try:
+            reply = await front.http.get(handle.url + "/metrics", headers=headers)
+        except httpx.TransportError as error:  # its node went: the next one decides
+            await run_in_threadpool(front.pool.mark_unreachable, handle, str(error))
+            continue
+        if reply.status_code == 200:
+            return None
+        kind = reply.headers.get("content-type", "application/json")
+        return Response(reply.content, reply.status_code, {"content-type": kind})
+    return no_replica()
 
 
 async def _metrics(front: Front, request: Request) -> Response:

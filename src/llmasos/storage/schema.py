@@ -6,7 +6,7 @@ moves an owner's rows between shards table by table (see sharding).
 
 from __future__ import annotations
 
-from llmasos.storage.database import Database
+from llmasos.storage.database import Database, Transaction
 
 _TYPES = {
     "sqlite": {"INT": "INTEGER", "REAL": "REAL", "BLOB": "BLOB"},
@@ -146,6 +146,7 @@ OWNER_TABLES: dict[str, tuple[str, ...]] = {
 def migrate(db: Database) -> int:
     """Apply the migrations this database lacks, each in its own transaction; the version."""
     with db.transaction() as tx:
+        _one_at_a_time(db, tx)  # CREATE ... IF NOT EXISTS races on PostgreSQL too
         tx.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
             "applied_at TEXT NOT NULL)"
@@ -153,8 +154,7 @@ def migrate(db: Database) -> int:
     current = 0
     for version, statements in MIGRATIONS:
         with db.transaction() as tx:
-            if db.dialect == "postgres":  # two servers starting at once apply it once
-                tx.execute("SELECT pg_advisory_xact_lock(7346)")
+            _one_at_a_time(db, tx)  # two servers starting at once apply it once
             done = tx.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,))
             if not done:
                 for statement in statements:
@@ -166,3 +166,10 @@ def migrate(db: Database) -> int:
                 )
         current = version
     return current
+
+
+def _one_at_a_time(db: Database, tx: Transaction) -> None:
+    """Hold PostgreSQL's migration lock until the transaction ends (SQLite's writes are
+    serial already)."""
+    if db.dialect == "postgres":
+        tx.execute("SELECT pg_advisory_xact_lock(7346)")

@@ -5,6 +5,7 @@ when run again."""
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -230,3 +231,13 @@ def test_a_rebalance_that_died_is_finished_when_the_storage_opens_again(backend:
     for owner in owners:
         assert reopened.files(Principal(owner)).read("f.txt") == owner.encode()
     assert sharding.owners_in(reopened.store.shards[1].db)  # some did move
+
+
+def test_servers_opening_one_fresh_database_at_once_all_open(backend: Backend) -> None:
+    """Replicas of a cluster start together on one new database: each opens (the schema is
+    created once, not raced) and each sees what another wrote."""
+    with ThreadPoolExecutor(6) as starting:
+        opened = list(starting.map(lambda _: backend.open(shards=2), range(6)))
+    opened[0].files(Principal("ada")).write("notes.txt", "written by the first\n")
+    for storage in opened:
+        assert storage.files(Principal("ada")).read("notes.txt") == b"written by the first\n"
