@@ -46,9 +46,23 @@ the message alone tells the user what to change.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class LLMasOSError(Exception):
     """Base class of every error LLMasOS raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as it is (another process, a Ray replica, raises the same error with the
+        same fields), whatever its constructor's parameters."""
+        return (_rebuilt, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuilt(kind: type[LLMasOSError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = kind.__new__(kind, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class InvalidRequestError(LLMasOSError, ValueError):

@@ -29,8 +29,12 @@ import httpx
 # /tmp/ray/ray_current_cluster of a killed run would make Ray join a dead cluster.
 os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: socket paths
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-from ray.cluster_utils import Cluster  # after RAY_TMPDIR
+import ray  # after RAY_TMPDIR
+from ray.cluster_utils import Cluster
 
+from llmasos import Client, TrainingTask
+from llmasos.jobs.tasks import ENDED
+from llmasos.models.default import DEFAULT_MODEL
 from tests.integration.cluster_flags import (
     FLAGS,
     LLMASOS,
@@ -109,6 +113,46 @@ def loaded_replica(url: str, settle_s: float) -> dict[str, Any]:
     raise RuntimeError("no replica had requests in flight to lose")
 
 
+class DyingReplica:
+    """Named as one more replica of the pool, it dies when handed a partition of job data (a
+    replica lost while a job's data is tokenised)."""
+
+    def ready(self) -> bool:
+        return True
+
+    def tokenise(self, tokenizer: Any, records: list[Any], max_tokens: int) -> None:
+        os._exit(1)
+
+
+def partitioned_job(url: str, texts: list[str], folder: Path) -> dict[str, Any]:
+    """A training job through the front while a dying "replica" is in the pool: how its data
+    was split once tokenised. It is cancelled then (its training is test_jobs.py's)."""
+    name = "llmasos.replica.99"
+    dying = ray.remote(DyingReplica).options(name=name, num_cpus=0).remote()
+    ray.get(dying.ready.remote(), timeout=120)  # up, and listed with the pool's replicas
+    data = folder / "split.jsonl"
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    task = TrainingTask(model=DEFAULT_MODEL, data=str(data), output="split:lora")
+    with Client(base_url=url) as client:
+        task_id = client.submit_task(task)
+        deadline = time.monotonic() + 600
+        status = client.get_task_status(task_id)
+        while status.data_cached is None and status.state not in ENDED:
+            assert time.monotonic() < deadline, status
+            time.sleep(0.5)
+            status = client.get_task_status(task_id)
+        client.cancel_task(task_id)
+    cache = Path(os.environ["LLMASOS_HOME"]) / "jobs" / "cache"
+    return {
+        "rows": [json.loads(entry.read_text()) for entry in cache.glob("*.json")],
+        "split": status.data_split,
+        "cached": status.data_cached,
+        "samples": status.samples,
+        "error": status.error,
+        "dying_listed": name in ray.util.list_named_actors(),
+    }
+
+
 def cluster_view(url: str) -> dict[str, Any]:
     return httpx.get(f"{url}/v1/cluster", timeout=60).json()
 
@@ -149,6 +193,8 @@ def main(out: Path, prompts_file: Path) -> None:
         seen["reports"] = reports(url, [r["url"] for r in seen["after_batch"]])
         seen["stored"] = stored_everywhere(url, [r["url"] for r in seen["after_batch"]])
         seen["attached"] = attached_front(cluster.address, url, prompts, out)
+        cluster.connect(namespace="llmasos")  # the pool's namespace: a "replica" of ours
+        seen["job"] = partitioned_job(url, prompts["job"], out.parent)
         # A node goes while requests run: each must still be answered once, elsewhere.
         with concurrent.futures.ThreadPoolExecutor(len(prompts["failover"])) as pool:
             futures = [pool.submit(completion, url, p) for p in prompts["failover"]]
@@ -178,6 +224,7 @@ def main(out: Path, prompts_file: Path) -> None:
         seen["limited"] = run_all(url, prompts["limited"])
     finally:
         stop_front(front)
+        ray.shutdown()  # this driver first: a cluster with a driver on its head stays up
         cluster.shutdown()
         shutil.rmtree(os.environ["RAY_TMPDIR"], ignore_errors=True)
         out.write_text(json.dumps(seen))

@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from transformers import AutoTokenizer
 
 from llmasos.cluster.replica import PID_RANGE
 from llmasos.storage.pg_local import PostgresUnavailable, TemporaryPostgres
@@ -44,6 +45,7 @@ def _prompts() -> dict[str, Any]:
         "families": families,
         "failover": [f"Report {i}: {_words(rng, 30)}" for i in range(8)],
         "batch": [f"Ticket {i}: {_words(rng, 12)}" for i in range(8)],
+        "job": [f"Note {i}: {_words(rng, 10)}" for i in range(12)],
         "failover_after_s": 0.5,
         "rate_limit": 4,
         "limited": [f"Memo {i}: {_words(rng, 8)}" for i in range(10)],
@@ -198,6 +200,19 @@ def test_a_second_front_attaches_to_the_running_pool(world, single):
     by_attached, by_owner = attached["listed"]
     assert by_attached == by_owner and by_owner  # the same processes, seen from either front
     assert attached["view"]["scaler"] is None and attached["view"]["pool"] == "llmasos"
+
+
+def test_a_jobs_data_is_tokenised_across_the_replicas_and_a_lost_partition_redone(
+    world, session_home
+):
+    job = world["job"]  # submitted through the front; one more "replica" died when asked
+    assert job["error"] is None and job["cached"] is False and not job["dying_listed"]
+    (hf_copy,) = [p for p in (session_home / "models" / "hf").iterdir() if p.is_dir()]
+    tokenizer = AutoTokenizer.from_pretrained(hf_copy)
+    alone = [[tokenizer(text).input_ids, 0] for text in PROMPTS["job"]]
+    assert job["rows"] == [alone]  # every record once, in order, as one process tokenises
+    assert set(job["split"]) == {"1", "2"}  # the records each replica tokenised:
+    assert sorted(job["split"].values()) == [4, 8]  # a third each, and the dead one's third
 
 
 def test_a_node_removed_mid_load_loses_no_request_and_the_pool_heals(world, single):

@@ -21,7 +21,7 @@ from llmasos.cluster.pool import (
     ReplicaHandle,
     ReplicaState,
     pool_exists,
-    replica_name,
+    replica_prefix,
 )
 from llmasos.errors import InvalidRequestError
 
@@ -48,7 +48,7 @@ class AttachedPool(PoolView):
 
     def refresh(self) -> None:
         """Take up new replicas, drop gone ones, follow the owner's drains."""
-        prefix = replica_name(self.name, 0)[:-1]
+        prefix = replica_prefix(self.name)
         named = {
             int(n.removeprefix(prefix)): n
             for n in ray.util.list_named_actors()

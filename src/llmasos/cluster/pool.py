@@ -29,6 +29,7 @@ from llmasos.cluster.replica import (
 )
 from llmasos.cluster.shared_limits import SharedBuckets, start_ledger
 from llmasos.errors import InvalidRequestError
+from llmasos.jobs.pool_address import PoolAddress
 from llmasos.server.launch import ServeConfig
 
 # What every replica must share wherever it runs: the storage service (files, keys, batches,
@@ -71,8 +72,13 @@ def pool_exists(name: str) -> bool:
     return True
 
 
+def replica_prefix(pool: str) -> str:
+    """What the names of a pool's replica actors start with (their number follows)."""
+    return f"{pool}.replica."
+
+
 def replica_name(pool: str, number: int) -> str:
-    return f"{pool}.replica.{number}"
+    return f"{replica_prefix(pool)}{number}"
 
 
 def ledger_name(pool: str) -> str:
@@ -133,8 +139,10 @@ class _RayReplica(Replica):
     """A Replica that learns its node and its share of a GPU from Ray (which also sets
     CUDA_VISIBLE_DEVICES to the GPUs it was given, the only ones its engine then sees)."""
 
-    def __init__(self, replica: int, config: ServeConfig, ledger: Any) -> None:
+    def __init__(self, replica: int, config: ServeConfig, ledger: Any, pool: str) -> None:
         context = ray.get_runtime_context()
+        where = PoolAddress(context.gcs_address, POOL_NAMESPACE, replica_prefix(pool))
+        os.environ.update(where.environment())  # its job workers tokenise across the pool
         share = context.get_assigned_resources().get("GPU", 0.0)
         config = shared_gpu_budget(config, share, gpu_memory())
         address = ray.util.get_node_ip_address()
@@ -245,7 +253,7 @@ class Pool(PoolView):
             max_concurrency=4,
             name=replica_name(self.name, number),
             runtime_env={"env_vars": shared} if shared else None,
-        ).remote(number, self.config, self._ledger)
+        ).remote(number, self.config, self._ledger, self.name)
         handle = ReplicaHandle(number, actor)
         with self._lock:
             self._replicas[number] = handle

@@ -14,10 +14,13 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import uvicorn
 
 from llmasos.engine.devices import DeviceKind, discover_devices
+from llmasos.jobs.task_data import Record
+from llmasos.jobs.token_cache import Sample, to_sample
 from llmasos.runtime.factory import GPU_BUDGET_SHARE
 from llmasos.server.launch import ServeConfig, build_app, build_models
 from llmasos.server.rate_limits import BucketStore
@@ -128,6 +131,10 @@ class Replica:
             stats.kv_pages_used += memory.used_pages
             stats.kv_pages_total += memory.total_pages
         return stats
+
+    def tokenise(self, tokenizer: Any, records: list[Record], max_tokens: int) -> list[Sample]:
+        """A partition of a training job's data, tokenised here (jobs/partitions.py)."""
+        return [to_sample(record, tokenizer, max_tokens) for record in records]
 
     def lead_batches(self) -> None:
         """Make this replica the one that runs batches (its lines go through the front)."""

@@ -36,6 +36,7 @@ from llmasos.errors import (
     UnprocessableError,
 )
 from llmasos.jobs.job_files import ASK_CANCEL, ASK_SHUTDOWN, ASK_SUSPEND, TaskFiles, write_atomic
+from llmasos.jobs.pool_address import POOL_ENVIRONMENT
 from llmasos.jobs.task_data import read_records
 from llmasos.jobs.tasks import ENDED, TaskState, TaskStatus, TrainingTask, wait_for_end
 from llmasos.jobs.throttle import Throttle
@@ -312,7 +313,7 @@ def _hand_over(process: subprocess.Popen[bytes], master_key: bytes) -> None:
 
 def worker_environment(home: Path) -> dict[str, str]:
     """What a worker inherits: no keys or secrets of the server, no network for libraries."""
-    keep = ("PATH", "HOME", "LANG", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH")
+    keep = ("PATH", "HOME", "LANG", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH", *POOL_ENVIRONMENT)
     env = {k: v for k, v in os.environ.items() if k in keep or k.startswith(("LC_", "OMP_"))}
     return {**env, "LLMASOS_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 

@@ -177,6 +177,7 @@ class TaskStatus:
     output_model: str | None = None
     message: str | None = None  # why it stopped early (the privacy budget), what it is doing
     data_cached: bool | None = None  # the tokenised data came from the content-hash cache
+    data_split: dict[str, int] | None = None  # records tokenised on each cluster replica
     samples: int = 0
     created_at: float = 0.0
     started_at: float | None = None

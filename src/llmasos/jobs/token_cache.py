@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,15 +38,26 @@ def cache_key(data: bytes, tokenizer_id: str, max_tokens: int) -> str:
 
 
 def tokenised(
-    data: bytes, tokenizer: Any, tokenizer_id: str, max_tokens: int, cache: Path, seal: Seal
+    data: bytes,
+    tokenizer: Any,
+    tokenizer_id: str,
+    max_tokens: int,
+    cache: Path,
+    seal: Seal,
+    tokenise_all: Callable[[list[Record]], list[Sample]] | None = None,
 ) -> tuple[list[Sample], bool]:
-    """The samples of `data` and whether they came from the cache (`seal`: the owner's)."""
+    """The samples of `data` and whether they came from the cache (`seal`: the owner's);
+    `tokenise_all` does the records when they are not (here, one by one, by default)."""
     key = cache_key(data, tokenizer_id, max_tokens)
     path = cache / f"{seal.file_name(key)}.json"
     if path.is_file():
         rows = json.loads(seal.read(path, f"cache/{key}"))
         return [Sample(ids, prompt) for ids, prompt in rows], True
-    samples = [to_sample(r, tokenizer, max_tokens) for r in read_records(data)]
+    records = read_records(data)
+    if tokenise_all is None:
+        samples = [to_sample(r, tokenizer, max_tokens) for r in records]
+    else:
+        samples = tokenise_all(records)
     cache.mkdir(parents=True, exist_ok=True)
     rows = json.dumps([[s.ids, s.prompt_tokens] for s in samples]).encode()
     seal.write(path, f"cache/{key}", rows)

@@ -22,8 +22,11 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import ray
 from transformers import AutoTokenizer
 
 from llmasos.errors import InvalidRequestError, LLMasOSError
@@ -31,8 +34,11 @@ from llmasos.jobs.checkpoints import restore, save
 from llmasos.jobs.hf_model import hf_copy
 from llmasos.jobs.job_files import ASK_SHUTDOWN, TaskFiles
 from llmasos.jobs.lora_gguf import write_lora_gguf
+from llmasos.jobs.partitions import connect, tokenise_across
+from llmasos.jobs.pool_address import PoolAddress
+from llmasos.jobs.task_data import Record
 from llmasos.jobs.tasks import TaskState, TrainingTask
-from llmasos.jobs.token_cache import tokenised
+from llmasos.jobs.token_cache import Sample, to_sample, tokenised
 from llmasos.jobs.trainer import LoraTrainer, Plan, noise_for
 from llmasos.models.repository import Repository, full_name
 from llmasos.security.crypto import Sealer
@@ -112,6 +118,30 @@ def _fail(files: TaskFiles, error: str) -> None:
     files.update(state=TaskState.FAILED, error=error, finished_at=time.time(), eta_s=None)
 
 
+def across_the_pool(
+    files: TaskFiles, tokenizer: Any, limit: int
+) -> Callable[[list[Record]], list[Sample]] | None:
+    """On a cluster replica, records are tokenised a partition per replica of its pool (the
+    status says how many each did); elsewhere (None) here, in one piece."""
+    pool = PoolAddress.from_environment()
+    if pool is None:
+        return None
+
+    def tokenise_all(records: list[Record]) -> list[Sample]:
+        files.update(message="tokenising the data across the cluster's replicas")
+        try:
+            replicas = connect(pool)
+            if not replicas:  # the pool is gone from under its replica: do it here
+                return [to_sample(r, tokenizer, limit) for r in records]
+            gathered = tokenise_across(records, tokenizer, limit, replicas)
+        finally:
+            ray.shutdown()
+        files.update(data_split=gathered.by_replica)
+        return gathered.samples
+
+    return tokenise_all
+
+
 def train(files: TaskFiles, task: TrainingTask, stop: Stop) -> None:
     settings = Settings.from_environment()
     repository = Repository(settings.home / "models")
@@ -121,7 +151,8 @@ def train(files: TaskFiles, task: TrainingTask, stop: Stop) -> None:
     cache = settings.home / "jobs" / "cache"
     key = f"{files.status().owner}\0{hf_dir.name}"  # one owner's cache tells nothing of another's
     limit = task.max_tokens_per_sample
-    samples, cached = tokenised(files.data(), tokenizer, key, limit, cache, files.seal())
+    across = across_the_pool(files, tokenizer, limit)
+    samples, cached = tokenised(files.data(), tokenizer, key, limit, cache, files.seal(), across)
     secret = files.secret()
     plan = Plan(len(samples), task, secret)
     trainer = LoraTrainer(hf_dir, task, plan, noise_for(task, plan), secret)

@@ -72,7 +72,7 @@ def creator_of(app: FastAPI, store: BatchStore) -> Callable[[Request], Awaitable
             if info is None or not info.active:
                 raise AuthenticationError(f"the batch's key {key_id} was revoked or expired")
             request.state.capabilities = info.capabilities
-        app.state.rate_limiter.take_request(caller_of(request))
+        await app.state.rate_limiter.admit(caller_of(request))
 
     return as_creator
 

@@ -201,9 +201,9 @@ def guards(access: Access, limiter: RateLimiter) -> tuple[list[Any], list[Any]]:
             else:
                 access.authenticate(request)
         except AuthenticationError:
-            limiter.take_request(f"address {request.client.host if request.client else '?'}")
+            await limiter.admit(f"address {request.client.host if request.client else '?'}")
             raise
-        limiter.take_request(caller_of(request))
+        await limiter.admit(caller_of(request))
 
     async def require_admin(request: Request) -> None:
         access.require_admin(request)

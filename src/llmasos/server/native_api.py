@@ -149,7 +149,7 @@ async def fork(pid: Pid, body: ForkRequest, request: Request) -> dict[str, Any]:
     n = len(body.seeds) if isinstance(body, ForkSeeds) else body.n
     request.state.capabilities.check_model(kernel.engine.info.model_name)
     left = max(0, parent.params.max_tokens - parent.num_output_tokens)
-    request.app.state.rate_limiter.take_tokens(caller_of(request), n * left)
+    await request.app.state.rate_limiter.charge(caller_of(request), n * left)
     children = await run_in_threadpool(kernel.fork, pid, n, seeds=seeds)
     return {"object": "list", "data": [info_to_json(ProcessInfo.of(c)) for c in children]}
 

@@ -13,8 +13,11 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+from fastapi.concurrency import run_in_threadpool
 
 from llmasos.errors import InvalidRequestError, RateLimitedError
 
@@ -92,6 +95,20 @@ class RateLimiter:
 
     def take_tokens(self, caller: str, tokens: int) -> None:
         self._take("tokens", caller, tokens, self.limits.tokens_per_minute)
+
+    async def admit(self, caller: str) -> None:
+        """take_request from the event loop (a shared store is asked from a worker thread)."""
+        await self._from_loop(self.take_request, caller)
+
+    async def charge(self, caller: str, tokens: int) -> None:
+        """take_tokens from the event loop (a shared store is asked from a worker thread)."""
+        await self._from_loop(self.take_tokens, caller, tokens)
+
+    async def _from_loop(self, take: Callable[..., None], *args: Any) -> None:
+        if isinstance(self._buckets, Buckets):  # in memory: nothing to wait for
+            take(*args)
+        else:  # a cluster's ledger, across the network: the loop must not wait on it
+            await run_in_threadpool(take, *args)
 
     def _take(self, kind: str, caller: str, amount: int, per_minute: int | None) -> None:
         if per_minute is None:
