@@ -182,7 +182,7 @@ class Front:
         self.traffic.begin(handle.replica)
         try:
             response = await send(self.http, handle.url, outgoing, handle.replica, stream=stream)
-        except ReplicaUnreachable:
+        except BaseException:  # unreachable, or the client left while it was being asked
             self.traffic.end(handle.replica)
             raise
         if not stream:
