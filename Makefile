@@ -12,10 +12,11 @@ $(STAMP): pyproject.toml scripts/llama-wheel
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet \
-		"$$(scripts/llama-wheel $(VENV)/bin/python $(LLAMA_CPP_VERSION))" -e ".[dev,train,cluster]"
+		"$$(scripts/llama-wheel $(VENV)/bin/python $(LLAMA_CPP_VERSION))" -e ".[dev,train,cluster,speech]"
 	touch $(STAMP)
 
 run: $(STAMP)
+	scripts/system-packages
 	$(VENV)/bin/llmasos serve --host $${HOST:-127.0.0.1} --port $${PORT:-8000}
 
 test: $(STAMP)

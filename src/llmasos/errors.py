@@ -385,6 +385,15 @@ class ClusterUnavailableError(LLMasOSError):
         self.service = service
 
 
+class NotInstalledError(LLMasOSError):
+    """Raised when a capability's optional part is missing on this machine (the speech extra,
+    espeak-ng): HTTP 501, naming what to install."""
+
+    def __init__(self, what: str, install: str) -> None:
+        super().__init__(f"{what} is not installed here; install it with: {install}")
+        self.what = what
+
+
 class EngineError(LLMasOSError):
     """Raised when the inference engine fails: model load, decode or state restore."""
 

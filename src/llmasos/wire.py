@@ -186,6 +186,7 @@ ERROR_STATUSES: list[tuple[type[errors.LLMasOSError], ErrorStatus]] = [
     (errors.MailboxFullError, ErrorStatus(429, "rate_limit_error", "mailbox_full", "to")),
     (errors.SandboxUnavailableError, ErrorStatus(503, "server_error", "no_sandbox")),
     (errors.ClusterUnavailableError, ErrorStatus(503, "server_error", "cluster_unavailable")),
+    (errors.NotInstalledError, ErrorStatus(501, "server_error", "not_installed")),
     (errors.MemoryBudgetError, ErrorStatus(503, "server_error", "memory_budget", "model")),
     (errors.KernelClosedError, ErrorStatus(503, "server_error", "unavailable")),
     (errors.SwapError, ErrorStatus(503, "server_error", "swap_error")),

@@ -167,6 +167,9 @@ ROUTES: dict[tuple[str, str], tuple[str, Attempt]] = {
     ("POST", "/v1/chat/completions"): (OWN, lambda o: ("/v1/chat/completions", {
         "messages": [{"role": "user", "content": "b"}], "max_tokens": 1})),
     ("POST", "/v1/embeddings"): (OWN, lambda o: ("/v1/embeddings", {"input": "b"})),
+    ("POST", "/v1/audio/transcriptions"): (OWN, lambda o: ("/v1/audio/transcriptions", None)),
+    ("POST", "/v1/audio/speech"): (OWN, lambda o: ("/v1/audio/speech", {
+        "model": "tts-1", "voice": "alloy", "input": "b"})),
     ("GET", "/v1/models"): (SHARED, lambda o: ("/v1/models", None)),
     ("GET", "/v1/models/loaded"): (SHARED, lambda o: ("/v1/models/loaded", None)),
     ("GET", "/v1/models/{name}"): (SHARED, lambda o: (f"/v1/models/{MODEL}", None)),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -28,6 +29,7 @@ from llmasos.cli.common import (
     remote_client,
     server_answers,
 )
+from llmasos.cli.voice import Voice, play_or_keep
 from llmasos.errors import LLMasOSError
 from llmasos.jobs.tasks import ENDED, TaskStatus
 
@@ -52,37 +54,49 @@ def session_client(url: str, api_key: str | None, *, local: bool, model: str | N
     return Client(model=model)
 
 
-def echo_stream(pieces: Iterable[str]) -> None:
-    """Write pieces to stdout as they come, then end the line."""
+def echo_stream(pieces: Iterable[str]) -> str:
+    """Write pieces to stdout as they come, then end the line; the text written."""
+    text = []
     for piece in pieces:
+        text.append(piece)
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
     sys.stdout.flush()
+    return "".join(text)
 
 
 def run(
     words: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
             metavar="[MODEL] PROMPT",
             help="The text to continue, after the model to run it on (or give --model).",
         ),
-    ],
+    ] = None,
     max_tokens: MaxTokens = 128,
     temperature: Temperature = 0.8,
     seed: Seed = None,
     stop: Annotated[list[str] | None, typer.Option(help="Stop before this text.")] = None,
     priority: Annotated[int, typer.Option(help="Higher runs first (priority policy).")] = 0,
     model: Model = None,
+    audio: Annotated[
+        Path | None, typer.Option(help="Take the prompt from this recording (transcribed).")
+    ] = None,
+    voice: Annotated[bool, typer.Option(help="Speak the continuation aloud.")] = False,
+    voice_file: Annotated[
+        Path | None, typer.Option(help="With --voice: write the speech here (WAV), not play it.")
+    ] = None,
     local: Local = False,
     url: Url = DEFAULT_URL,
     api_key: ApiKey = None,
 ) -> None:
     """Generate a continuation of PROMPT and stream it to the terminal (`llmasos run PROMPT`,
-    or `llmasos run MODEL PROMPT`)."""
-    model, prompt = _model_and_prompt(words, model)
+    or `llmasos run MODEL PROMPT`); `--audio FILE` takes the prompt from speech, `--voice`
+    speaks the continuation."""
     try:
+        speech = Voice(None if local or not server_answers(url) else url, api_key)
+        model, prompt = _model_and_prompt(words or [], model, audio, speech)
         with session_client(url, api_key, local=local, model=model) as client:
             pieces = client.generate_text(
                 prompt,
@@ -95,18 +109,28 @@ def run(
                 priority=priority,
             )
             sys.stdout.write(prompt)
-            echo_stream(pieces)
+            text = echo_stream(pieces)
+        if voice or voice_file:
+            notice(play_or_keep(speech.speech(text.strip() or prompt), voice_file))
     except LLMasOSError as error:
         fail(str(error))
 
 
-def _model_and_prompt(words: list[str], model: str | None) -> tuple[str | None, str]:
-    """(model, prompt) from run's arguments: PROMPT, or MODEL PROMPT (then not --model too)."""
-    if len(words) == 1:
+def _model_and_prompt(
+    words: list[str], model: str | None, audio: Path | None, speech: Voice
+) -> tuple[str | None, str]:
+    """(model, prompt) from run's arguments: PROMPT, or MODEL PROMPT (then not --model too);
+    with --audio, [MODEL] and the recording's transcript."""
+    if audio is not None and len(words) <= 1 and not (words and model):
+        return (words[0] if words else model), speech.transcript(audio)
+    if audio is None and len(words) == 1:
         return model, words[0]
-    if len(words) == 2 and model is None:
+    if audio is None and len(words) == 2 and model is None:
         return words[0], words[1]
-    fail("give the prompt as one argument (quote it), after the model if --model is not given")
+    fail(
+        "give the prompt as one argument (quote it), after the model if --model is not given; "
+        "with --audio, give no prompt"
+    )
 
 
 def chat(

@@ -47,8 +47,8 @@ CHUNK_BYTES = 1 << 20
 
 # bytes copied so far, total bytes if known
 Progress = Callable[[int, int | None], None]
-# (name, digest, the file's GGUF info, source label) -> the manifest to write
-Describe = Callable[[str, str, GGUFInfo, str], "Manifest"]
+# (name, digest, the imported file, source label) -> the manifest to write (or a refusal)
+Describe = Callable[[str, str, Path, str], "Manifest"]
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class Manifest:
                 "(llmasos models import PATH --base MODEL)",
             )
         return cls(
-            name=name, digest=digest, format="gguf", source=source, imported_at=_now(), **fields
+            name=name, digest=digest, format="gguf", source=source, imported_at=now_utc(), **fields
         )
 
     @classmethod
@@ -109,7 +109,7 @@ class Manifest:
             size_bytes=base.size_bytes + info.size_bytes,
             kv_bytes_per_token=base.kv_bytes_per_token,
             source=source,
-            imported_at=_now(),
+            imported_at=now_utc(),
             base=base.name,
         )
 
@@ -220,7 +220,14 @@ class Repository:
         progress: Progress | None = None,
     ) -> Manifest:
         """Import bytes from `stream` (a binary file or an iterator of chunks)."""
-        return self._import(stream, name, source_label, sha256, total, progress, Manifest.of)
+        return self._import(stream, name, source_label, sha256, total, progress, _as_gguf)
+
+    def import_described(self, path: Path, name: str, describe: Describe) -> Manifest:
+        """Copy a model file of another format (a speech model's archive) under `name`;
+        `describe` checks the copied file and says what it is."""
+        with path.open("rb") as source:
+            total = path.stat().st_size
+            return self._import(source, name, str(path), None, total, None, describe)
 
     def import_adapter(self, path: Path, name: str, base: str) -> Manifest:
         """Copy the GGUF LoRA adapter at `path` into the repository under `name`, as a model
@@ -238,12 +245,11 @@ class Repository:
         if not path.is_file():
             raise ModelFileError(path, "does not exist or is not a file")
 
-        def describe(canonical: str, digest: str, info: GGUFInfo, label: str) -> Manifest:
+        def describe(canonical: str, digest: str, file: Path, label: str) -> Manifest:
+            info = read_gguf_info(file)
             return Manifest.of_adapter(canonical, digest, info, label, base_manifest)
 
-        with path.open("rb") as source:
-            total = path.stat().st_size
-            return self._import(source, name, str(path), None, total, None, describe)
+        return self.import_described(path, name, describe)
 
     def _import(
         self,
@@ -267,8 +273,7 @@ class Repository:
                 raise ModelFileError(
                     source_label, f"has sha256 {digest}, not the expected {expected}"
                 )
-            info = read_gguf_info(temp)
-            manifest = describe(canonical, f"sha256:{digest}", info, source_label)
+            manifest = describe(canonical, f"sha256:{digest}", temp, source_label)
             blob = self.blob_path(manifest)
             new_blob = not blob.exists()
             if new_blob:
@@ -347,7 +352,11 @@ class Repository:
             Path(temp).unlink(missing_ok=True)
 
 
-def _now() -> str:
+def _as_gguf(name: str, digest: str, file: Path, source: str) -> Manifest:
+    return Manifest.of(name, digest, read_gguf_info(file), source)
+
+
+def now_utc() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 

@@ -33,6 +33,7 @@ from llmasos.errors import (
     ModelPinnedError,
     NoSuchProcessError,
     UnknownModelError,
+    UnprocessableError,
 )
 from llmasos.kernel.config import KernelConfig
 from llmasos.kernel.kernel import Kernel
@@ -234,7 +235,13 @@ class ModelManager:
                     else ensure_default_embedding_model
                 )
                 ensure(self.repository)
-        return self.repository.show(name)
+        manifest = self.repository.show(name)
+        if manifest.format != "gguf":  # a speech model: the audio routes run it, not a kernel
+            raise UnprocessableError(
+                "model", f"{name} is a {manifest.architecture} ({manifest.format}) model; the "
+                "/v1/audio routes run it, not generation or embeddings"
+            )  # fmt: skip
+        return manifest
 
     def _make_room(self, name: str, need: int) -> tuple[Device, list[LoadedModel]] | None:
         """(a device with `need` bytes free, the idle models to unload for it, least recently

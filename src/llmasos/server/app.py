@@ -26,6 +26,7 @@ from llmasos.security.privacy import PrivateRelease
 from llmasos.server import (
     admin_api,
     agents_api,
+    audio_api,
     batches_api,
     embeddings_api,
     fs_api,
@@ -174,6 +175,7 @@ def _add_routes(app: FastAPI, protected: list, admin: list) -> None:
     for router, dependencies, codes in (
         (openai_api.router, protected, OPENAI_ERRORS),
         (embeddings_api.router, protected, OPENAI_ERRORS),
+        (audio_api.router, protected, OPENAI_ERRORS),
         (native_api.router, protected, PROCESS_ERRORS),
         (agents_api.router, protected, PROCESS_ERRORS),
         (fs_api.router, protected, STORAGE_ERRORS),
