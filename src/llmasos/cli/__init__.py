@@ -6,6 +6,7 @@
     agents ...  cli/agents.py
     jobs ...    cli/jobs.py
     cluster ... cli/cluster.py (and serve --cluster)
+    shell       cli/shell.py (a sentence in, one command out: cli/shell_grammar.py)
 
 Every command has --help.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import typer
 
-from llmasos.cli import agents, cluster, fs, jobs, keys, models, processes, serve
+from llmasos.cli import agents, cluster, fs, jobs, keys, models, processes, serve, shell
 
 app = typer.Typer(
     help="LLMasOS: an operating system for LLM work.",
@@ -25,6 +26,7 @@ app = typer.Typer(
 app.command()(serve.serve)
 for command in (processes.run, processes.chat, processes.ps, processes.kill, processes.top):
     app.command()(command)
+app.command()(shell.shell)
 app.add_typer(models.models_app, name="models")
 app.add_typer(agents.agents_app, name="agents")
 app.add_typer(jobs.jobs_app, name="jobs")

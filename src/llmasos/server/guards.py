@@ -151,6 +151,7 @@ class Access:
         request.state.key_id = None
         request.state.capabilities = UNLIMITED
         request.state.sees_all = request.state.admin
+        request.state.role = Role.ADMIN if request.state.admin else Role.USER
         if request.state.admin:
             request.state.owner = key_owner(token or "")
             return
@@ -159,6 +160,7 @@ class Access:
             request.state.owner, request.state.key_id = info.owner, info.id
             request.state.capabilities = info.capabilities
             request.state.admin = request.state.sees_all = info.role is Role.ADMIN
+            request.state.role = info.role
             if info.role is Role.READ_ONLY and request.method not in ("GET", "HEAD"):
                 raise PermissionDeniedError(f"key {info.id} is read-only: it may only GET")
             return

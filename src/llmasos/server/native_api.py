@@ -51,6 +51,12 @@ async def health(request: Request) -> dict[str, Any]:
     }
 
 
+@router.get("/v1/whoami")
+async def whoami(request: Request) -> dict[str, Any]:
+    """Who the caller's key makes it: its owner name and role (what `llmasos shell` may run)."""
+    return {"owner": request.state.owner, "role": request.state.role.value}
+
+
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics(request: Request) -> PlainTextResponse:
     """Every owner's counters, exactly: for admins (and servers without keys)."""
