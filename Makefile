@@ -20,7 +20,7 @@ run: $(STAMP)
 	$(VENV)/bin/llmasos serve --host $${HOST:-127.0.0.1} --port $${PORT:-8000}
 
 test: $(STAMP)
-	scripts/system-packages
+	scripts/system-packages test
 	$(VENV)/bin/python -m ruff check src tests bench
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest

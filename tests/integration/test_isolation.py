@@ -176,6 +176,9 @@ ROUTES: dict[tuple[str, str], tuple[str, Attempt]] = {
     ("POST", "/v1/models/{name}/load"): (SHARED, lambda o: (f"/v1/models/{MODEL}/load", None)),
     ("GET", "/health"): (SHARED, lambda o: ("/health", None)),
     ("GET", "/v1/whoami"): (OWN, lambda o: ("/v1/whoami", None)),
+    ("GET", "/v1/watch"): (OWN, lambda o: ("/v1/watch?once=true", None)),
+    ("POST", "/v1/processes/{pid}/priority"): (
+        OBJECT, lambda o: (f"/v1/processes/{o.process}/priority", {"priority": 5})),
     ("GET", "/metrics"): (ADMIN_ONLY, lambda o: ("/metrics", None)),
     ("POST", "/v1/models/import"): (ADMIN_ONLY, lambda o: ("/v1/models/import", {"source": "x"})),
     ("DELETE", "/v1/models/{name}"): (ADMIN_ONLY, lambda o: (f"/v1/models/{MODEL}", None)),

@@ -108,6 +108,22 @@ def test_priority_arrival_starts_within_one_tick_and_the_victim_finishes_unchang
     assert [r.text for r in results] == [solo_text("low one", 40), solo_text("low two", 40)]
 
 
+def test_a_reniced_process_runs_in_its_new_place_and_its_output_is_unchanged():
+    with client("priority", slots=2, max_running=1) as c:
+        with c.kernel.paused():
+            first = c.spawn("first", max_tokens=3, temperature=0)
+            second = c.spawn("second", max_tokens=3, temperature=0)
+            c.kernel.renice(second.pid, 5)  # before any step: it goes first
+        results = [first.wait(), second.wait()]
+        assert ran_order(c)[:3] == [second.pid] * 3
+        assert c.kernel.get(second.pid).priority == 5
+        with pytest.raises(InvalidRequestError, match="priority"):
+            c.kernel.renice(first.pid, 10**6)
+        with pytest.raises(ProcessTerminatedError):
+            c.kernel.renice(first.pid, 1)
+    assert [r.text for r in results] == [solo_text("first", 3), solo_text("second", 3)]
+
+
 def test_suspended_process_makes_no_progress_until_resumed():
     with client("fcfs", max_running=2) as c:
         c.kernel.engine.close_gate()

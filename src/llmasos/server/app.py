@@ -35,6 +35,7 @@ from llmasos.server import (
     native_api,
     openai_api,
     tasks_api,
+    watch_api,
 )
 from llmasos.server.api_docs import (
     ADMIN_ERRORS,
@@ -45,6 +46,7 @@ from llmasos.server.api_docs import (
 )
 from llmasos.server.batch_runner import BatchRunner, mount_for_cluster
 from llmasos.server.cluster_link import ClusterLink
+from llmasos.server.dashboard_pages import mount_dashboard
 from llmasos.server.errors import install_error_handlers
 from llmasos.server.guards import MAX_BODY_BYTES, Access, BodyLimit, RequestIds, guards
 from llmasos.server.rate_limits import RateLimiter, RateLimits
@@ -176,6 +178,7 @@ def _add_routes(app: FastAPI, protected: list, admin: list) -> None:
         (openai_api.router, protected, OPENAI_ERRORS),
         (embeddings_api.router, protected, OPENAI_ERRORS),
         (audio_api.router, protected, OPENAI_ERRORS),
+        (watch_api.router, protected, PROCESS_ERRORS),
         (native_api.router, protected, PROCESS_ERRORS),
         (agents_api.router, protected, PROCESS_ERRORS),
         (fs_api.router, protected, STORAGE_ERRORS),
@@ -187,3 +190,4 @@ def _add_routes(app: FastAPI, protected: list, admin: list) -> None:
     ):
         app.include_router(router, dependencies=dependencies, responses=errors(codes))
     app.include_router(native_api.open_router, responses=errors([500]))
+    mount_dashboard(app)  # pages and their files: no data in them, so no key

@@ -28,6 +28,7 @@ from llmasos.server.schemas import (
     ChatSpawn,
     ForkRequest,
     ForkSeeds,
+    PriorityRequest,
     SignalRequest,
     SpawnRequest,
     messages_as_dicts,
@@ -138,6 +139,17 @@ async def signal(pid: Pid, body: SignalRequest, request: Request) -> dict[str, A
     kernel, _ = owned_process(request, pid)
     await run_in_threadpool(kernel.signal, pid, Signal(body.signal))
     await run_in_threadpool(audit, request, f"process.{body.signal}", f"pid {pid}")
+    return info_to_json(ProcessInfo.of(kernel.get(pid)))
+
+
+@router.post("/v1/processes/{pid}/priority")
+async def renice(pid: Pid, body: PriorityRequest, request: Request) -> dict[str, Any]:
+    """Give the process another priority (the scheduler ranks it anew at its next step)."""
+    kernel, _ = owned_process(request, pid)
+    await run_in_threadpool(kernel.renice, pid, body.priority)
+    await run_in_threadpool(
+        audit, request, "process.renice", f"pid {pid}", "ok", str(body.priority)
+    )
     return info_to_json(ProcessInfo.of(kernel.get(pid)))
 
 

@@ -341,6 +341,10 @@ class SignalRequest(StrictBody):
     signal: Literal["kill", "suspend", "resume"] = Field(description="the signal to deliver")
 
 
+class PriorityRequest(StrictBody):
+    priority: bounded(-1000, 1000) = Field(description="higher runs first (as at spawn)")
+
+
 class ForkCount(StrictBody):
     """POST /v1/processes/{pid}/fork: n children drawing with fresh random seeds..."""
 

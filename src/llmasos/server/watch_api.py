@@ -1,0 +1,105 @@
+"""GET /v1/watch: what the dashboard shows, pushed as server-sent events.
+
+The server looks every `interval` seconds (1 by default) and sends a `snapshot` event only when
+something changed, a comment line every 15 s otherwise: an open dashboard costs one stream,
+not a poll of every route. A snapshot holds what the caller may see through the API's own
+routes: its processes (with their KV pages and swap), agents, training jobs, the loaded
+models, and each loaded model's KV memory (its own processes' share for a non-admin)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from llmasos.agents.serialize import agent_info_to_json
+from llmasos.kernel.kernel import Kernel
+from llmasos.kernel.process import Process, ProcessInfo
+from llmasos.runtime.loaded import LoadedModelInfo
+from llmasos.server.ownership import sees_all, visible
+from llmasos.server.usage_release import own_memory
+from llmasos.wire import info_to_json, memory_to_json
+
+router = APIRouter()
+HEARTBEAT_S = 15.0
+MAX_ENDED = 50  # ended processes a snapshot keeps (the latest), beside every live one
+
+
+@router.get(
+    "/v1/watch",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+)
+async def watch(
+    request: Request,
+    interval: Annotated[float, Query(ge=0.2, le=60)] = 1.0,
+    once: bool = False,
+) -> StreamingResponse:
+    """Snapshots as they change (`once`: the first one, then the stream ends)."""
+
+    async def events() -> Any:
+        last, quiet = None, 0.0
+        while not await request.is_disconnected():
+            text = json.dumps(await run_in_threadpool(snapshot, request), sort_keys=True)
+            if text != last:
+                last, quiet = text, 0.0
+                yield f"event: snapshot\ndata: {text}\n\n"
+                if once:
+                    return
+            elif quiet >= HEARTBEAT_S:
+                quiet = 0.0
+                yield ": nothing changed\n\n"
+            await asyncio.sleep(interval)
+            quiet += interval
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+
+def snapshot(request: Request) -> dict[str, Any]:
+    """What the caller may see now (blocking: call it in a worker thread)."""
+    models = request.app.state.models
+    memory = {name: _memory(request, kernel) for name, kernel in models.kernels().items()}
+    held = {p["pid"]: p for report in memory.values() for p in report.pop("processes")}
+    mine = [p for p in models.processes() if visible(request, p.owner)]
+    ended = [p for p in mine if not p.alive][-MAX_ENDED:]
+    rows = []
+    for process in [p for p in mine if p.alive] + ended:
+        row = info_to_json(ProcessInfo.of(process))
+        kv = held.get(process.pid, {})
+        row.update(pages=kv.get("pages", 0), swap=kv.get("swap_location"))
+        rows.append(row)
+    agents = request.app.state.agents.agents(include_ended=False)
+    jobs = request.app.state.jobs
+    owner = None if sees_all(request) else request.state.owner
+    return {
+        "owner": request.state.owner,
+        "role": request.state.role.value,
+        "processes": rows,
+        "agents": [agent_info_to_json(a) for a in agents if visible(request, a.owner)],
+        "jobs": [s.to_json() for s in jobs.list(owner)] if jobs is not None else [],
+        "models": [_model(m, mine, sees_all(request)) for m in models.loaded()],
+        "memory": memory,
+    }
+
+
+def _memory(request: Request, kernel: Kernel) -> dict[str, Any]:
+    report = kernel.memory_report()
+    if not sees_all(request):
+        report = own_memory(report, request.state.owner)
+    return memory_to_json(report)
+
+
+def _model(loaded: LoadedModelInfo, mine: list[Process], everyone: bool) -> dict[str, Any]:
+    """A loaded model's row (not how long it has been idle: that changes every second); a
+    non-admin's live processes are its own."""
+    row = dataclasses.asdict(loaded)
+    row.pop("idle_s", None)
+    if not everyone:
+        row["live_processes"] = sum(p.alive and p.model == loaded.name for p in mine)
+    return row
