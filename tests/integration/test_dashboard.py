@@ -143,4 +143,6 @@ def test_the_chat_page_streams_a_reply_with_each_tokens_alternatives(server, key
     seen = page.evaluate("window.seen")
     assert len(set(seen)) >= 2  # it grew piece by piece: streamed
     assert page.locator(".token").count() >= 2 and page.locator(".token .alt").count() >= 1
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "chat-reply.png"), full_page=True)
     assert tab.errors == []
