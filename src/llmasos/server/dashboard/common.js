@@ -57,7 +57,8 @@ export function useWatch() {
     (async () => {
       while (!stopped) {
         try {
-          const reply = await fetch("/v1/watch?interval=0.5", { headers: headers(), signal: controller.signal });
+          const reply = await fetch("/v1/watch?interval=0.5",
+            { headers: headers({ Accept: "text/event-stream" }), signal: controller.signal });
           if (!reply.ok) {
             const body = await reply.json().catch(() => null);
             throw new Error(body?.error?.message || `${reply.status}`);

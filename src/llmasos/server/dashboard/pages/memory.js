@@ -1,7 +1,7 @@
 // KV memory over time (pages used, cached as prefix cache, and swap), the prefix-cache hit
 // rate, and the loaded models and where they are. The history is this page's own: a point a
 // second from the live snapshots since it opened.
-import { html, useState, useEffect, Page, Status, mount, useWatch, Chart } from "../common.js";
+import { html, useState, useEffect, Page, Status, mount, useWatch, Chart, api } from "../common.js";
 
 const HISTORY = 600; // points kept (10 minutes)
 
@@ -29,6 +29,34 @@ function useHistory(snapshot) {
   return history;
 }
 
+// The Ray cluster's nodes and replicas, when this page is served through a cluster front
+// (its /health counts replicas; a single server's does not, and has no GET /v1/cluster).
+function Cluster() {
+  const [cluster, setCluster] = useState(null);
+  useEffect(() => {
+    let stopped = false;
+    const load = () => api("/v1/cluster").then((c) => !stopped && setCluster(c), () => {});
+    let timer;
+    fetch("/health").then((r) => r.json()).then((health) => {
+      if (stopped || !("replicas" in health)) return;
+      load();
+      timer = setInterval(load, 5000);
+    }, () => {});
+    return () => { stopped = true; clearInterval(timer); };
+  }, []);
+  if (!cluster) return "";
+  return html`<section aria-label="Cluster"><h3>Cluster: pool ${cluster.pool}, routing ${cluster.routing}</h3>
+    <table aria-label="Nodes"><thead><tr><th>Node</th><th>Address</th><th>Alive</th><th class="num">CPUs</th><th class="num">GPUs</th><th class="num">Memory</th></tr></thead>
+      <tbody>${cluster.nodes.map((n) => html`<tr key=${n.node_id}><td>${n.node_id.slice(0, 8)}</td><td>${n.address}</td>
+        <td>${n.alive ? "yes" : "no"}</td><td class="num">${n.cpus}</td><td class="num">${n.gpus}</td>
+        <td class="num">${(n.memory_bytes / 2 ** 30).toFixed(1)} GiB</td></tr>`)}</tbody></table>
+    <table aria-label="Replicas"><thead><tr><th class="num">Replica</th><th>State</th><th>Node</th><th>Model</th><th class="num">In flight</th><th class="num">Served</th><th>Devices</th></tr></thead>
+      <tbody>${cluster.replicas.map((r) => html`<tr key=${r.replica}><td class="num">${r.replica}</td><td>${r.state}</td>
+        <td>${(r.node_id || "").slice(0, 8)}</td><td>${r.model || ""}</td><td class="num">${r.in_flight}</td>
+        <td class="num">${r.served}</td><td>${r.devices.join(", ")}</td></tr>`)}</tbody></table>
+  </section>`;
+}
+
 function Memory() {
   const { snapshot, error } = useWatch();
   const history = useHistory(snapshot);
@@ -54,6 +82,7 @@ function Memory() {
         <td class="num">${(m.memory_bytes / 2 ** 20).toFixed(0)} MiB</td><td class="num">${m.live_processes}</td>
         <td class="num">${m.keep_alive_s == null ? "kept" : `${m.keep_alive_s} s`}</td></tr>`)}</tbody>
     </table>
+    <${Cluster} />
   <//>`;
 }
 
