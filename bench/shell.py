@@ -1,6 +1,6 @@
 """The natural-language shell's accuracy: 44 fixed requests, none of them a prompt example,
 each with the one command it should become, translated by `llmasos shell`'s prompt and
-grammar (cli/shell_grammar.py) over a fixed world of objects, greedily, by every generative
+grammar (nlshell/commands.py) over a fixed world of objects, greedily, by every generative
 model of the repository (here only the default base model: no better one is installed).
 
 Per model: the share of requests turned into exactly the expected command, the share turned
@@ -16,11 +16,11 @@ from __future__ import annotations
 import time
 
 from llmasos import Client
-from llmasos.cli.shell_grammar import Thing, World, grammar, parse, prompt
 from llmasos.errors import InvalidRequestError
 from llmasos.models.default import default_model_path
 from llmasos.models.gguf_info import is_encoder
 from llmasos.models.repository import Repository
+from llmasos.nlshell.commands import Thing, World, grammar, parse, prompt
 from llmasos.settings import Settings
 from report import arguments, bar_plot, report_header, write_report
 

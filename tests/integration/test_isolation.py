@@ -177,6 +177,7 @@ ROUTES: dict[tuple[str, str], tuple[str, Attempt]] = {
     ("GET", "/health"): (SHARED, lambda o: ("/health", None)),
     ("GET", "/v1/whoami"): (OWN, lambda o: ("/v1/whoami", None)),
     ("GET", "/v1/watch"): (OWN, lambda o: ("/v1/watch?once=true", None)),
+    ("GET", "/v1/shell/translate"): (OWN, lambda o: ("/v1/shell/translate?sentence=stop+it", None)),
     ("POST", "/v1/processes/{pid}/priority"): (
         OBJECT, lambda o: (f"/v1/processes/{o.process}/priority", {"priority": 5})),
     ("GET", "/metrics"): (ADMIN_ONLY, lambda o: ("/metrics", None)),

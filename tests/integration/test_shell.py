@@ -10,7 +10,7 @@ import subprocess
 import httpx
 import pytest
 
-from llmasos.cli.shell_grammar import Thing, World, parse_argv
+from llmasos.nlshell.commands import Thing, World, parse_argv
 from tests.integration.conftest import seed_home
 from tests.integration.test_server import LLMASOS, start_server, stop_server
 
@@ -70,7 +70,12 @@ def test_every_answer_is_one_valid_command_whatever_the_sentence(server, user, s
     done = shell(server, user, "--dry-run", sentence)
     assert done.returncode == 0, done.stderr
     (line,) = done.stdout.splitlines()
-    world = World(processes=[Thing(str(pid))], models=[Thing("gemma3-270m:q4_k_m")])
+    mine = {"Authorization": f"Bearer {user}"}
+    live = [p for p in httpx.get(f"{server}/v1/processes", headers=mine).json()["data"]
+            if p["state"] != "terminated"]  # fmt: skip
+    models = httpx.get(f"{server}/v1/models", headers=mine).json()["data"]
+    world = World(processes=[Thing(str(p["pid"])) for p in live],
+                  models=[Thing(m["id"]) for m in models])  # fmt: skip
     program, *argv = shlex.split(line)
     assert program == "llmasos"
     assert parse_argv(argv, world).argv == argv  # raises unless a command the shell knows

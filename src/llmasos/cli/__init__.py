@@ -6,7 +6,7 @@
     agents ...  cli/agents.py
     jobs ...    cli/jobs.py
     cluster ... cli/cluster.py (and serve --cluster)
-    shell       cli/shell.py (a sentence in, one command out: cli/shell_grammar.py)
+    shell       cli/shell.py (a sentence in, one command out: nlshell/commands.py)
 
 Every command has --help.
 """

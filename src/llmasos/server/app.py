@@ -34,6 +34,7 @@ from llmasos.server import (
     memory_api,
     native_api,
     openai_api,
+    shell_api,
     tasks_api,
     watch_api,
 )
@@ -179,6 +180,7 @@ def _add_routes(app: FastAPI, protected: list, admin: list) -> None:
         (embeddings_api.router, protected, OPENAI_ERRORS),
         (audio_api.router, protected, OPENAI_ERRORS),
         (watch_api.router, protected, PROCESS_ERRORS),
+        (shell_api.router, protected, PROCESS_ERRORS),
         (native_api.router, protected, PROCESS_ERRORS),
         (agents_api.router, protected, PROCESS_ERRORS),
         (fs_api.router, protected, STORAGE_ERRORS),

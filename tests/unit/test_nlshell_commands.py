@@ -1,4 +1,4 @@
-"""The natural-language shell's commands (cli/shell_grammar.py): what the grammar allows, what
+"""The natural-language shell's commands (nlshell/commands.py): what the grammar allows, what
 parses back, what each role may run, and how the prompt is laid out."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ import shlex
 
 import pytest
 
-from llmasos.cli.shell_grammar import (
+from llmasos.errors import InvalidRequestError
+from llmasos.nlshell.commands import (
     EXAMPLES,
     VERBS,
     Access,
@@ -20,7 +21,6 @@ from llmasos.cli.shell_grammar import (
     parse_argv,
     prompt,
 )
-from llmasos.errors import InvalidRequestError
 
 WORLD = World(
     processes=[Thing("1042", "running"), Thing("1043")],

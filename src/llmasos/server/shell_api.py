@@ -1,0 +1,77 @@
+"""GET /v1/shell/translate: a sentence in, one command of the CLI out (nlshell/commands.py),
+for `llmasos shell` and the dashboard's command bar. The server's model writes it under the
+grammar of the commands that can run now over the objects the caller may see, as a process of
+the caller's (counted against its token rate); nothing is run here. The answer says what the
+command needs of the caller's role and whether this key has it. A GET: a read-only key may
+translate too (what it may then run is only what shows)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from llmasos.nlshell.commands import Thing, World, grammar, may_run, parse, prompt
+from llmasos.runtime.model_calls import ManagerModelCalls
+from llmasos.server.guards import caller_of
+from llmasos.server.ownership import sees_all, visible
+
+router = APIRouter()
+MAX_SENTENCE_CHARS = 500
+MAX_COMMAND_TOKENS = 64
+
+
+@router.get("/v1/shell/translate")
+async def translate(
+    request: Request,
+    sentence: Annotated[str, Query(min_length=1, max_length=MAX_SENTENCE_CHARS)],
+    model: Annotated[str | None, Query(max_length=129)] = None,
+) -> dict[str, Any]:
+    world = await run_in_threadpool(world_of, request)
+    text = await run_in_threadpool(_generate, request, prompt(sentence, world), world, model)
+    command = parse(text, world)
+    role = request.state.role.value
+    return {
+        "sentence": sentence,
+        "command": str(command),
+        "argv": command.argv,
+        "access": command.verb.access.value,
+        "role": role,
+        "allowed": may_run(command, role),
+    }
+
+
+def world_of(request: Request) -> World:
+    """The objects the caller may see now (blocking)."""
+    models = request.app.state.models
+    live = [p for p in models.processes() if p.alive and visible(request, p.owner)]
+    agents = [a for a in request.app.state.agents.agents() if visible(request, a.owner)]
+    jobs = request.app.state.jobs
+    statuses = jobs.list(None if sees_all(request) else request.state.owner) if jobs else []
+    repository = models.repository
+    names = [m.name for m in repository.list()] if repository is not None else []
+    keys = request.app.state.access.keys
+    stored = (
+        [k for k in keys.list() if k.active] if keys is not None and request.state.admin else []
+    )
+    now = time.time()
+    return World(
+        processes=[Thing(str(p.pid), f"{p.state.value}, priority {p.priority}, owner {p.owner}")
+                   for p in live],
+        agents=[Thing(str(a.pid), a.name) for a in agents],
+        jobs=[Thing(s.id, s.state.value + (f", running {now - s.started_at:.0f} s"
+                                           if s.started_at else "")) for s in statuses],
+        models=[Thing(name) for name in names],
+        keys=[Thing(k.id, k.owner) for k in stored],
+    )  # fmt: skip
+
+
+def _generate(request: Request, text: str, world: World, model: str | None) -> str:
+    limiter, caller = request.app.state.rate_limiter, caller_of(request)
+    calls = ManagerModelCalls(
+        request.app.state.models, request.state.owner, lambda n: limiter.take_tokens(caller, n)
+    )
+    sampling = {"max_tokens": MAX_COMMAND_TOKENS, "temperature": 0.0, "grammar": grammar(world)}
+    return calls.spawn(text, sampling, priority=0, model=model).wait().text
