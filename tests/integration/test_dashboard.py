@@ -146,3 +146,18 @@ def test_the_chat_page_streams_a_reply_with_each_tokens_alternatives(server, key
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "chat-reply.png"), full_page=True)
     assert tab.errors == []
+
+
+def test_the_command_bar_shows_the_command_and_runs_it_only_on_a_click(server, keys, browser):
+    pid = spawn(server, keys["alice"])
+    tab = Tab(browser, server, keys["alice"])
+    page = tab.open("/")
+    page.fill("#command-sentence", f"kill {pid}")
+    page.get_by_role("button", name="Translate").click()
+    page.wait_for_selector("code[data-command]", timeout=120_000)
+    assert page.inner_text("code[data-command]") == f"llmasos kill {pid}"
+    assert process(server, pid)["state"] != "terminated"  # shown, not run
+    page.get_by_role("button", name="Run").click()
+    page.wait_for_selector(f'tr[data-pid="{pid}"] td[data-state="terminated"]')
+    assert process(server, pid)["state"] == "terminated"
+    assert tab.errors == []

@@ -1,6 +1,7 @@
 // What every dashboard page shares: the API key (this tab's sessionStorage), calls to the
 // API, the live stream of GET /v1/watch, and the page frame (title, navigation, key bar).
 import { html, render, useState, useEffect } from "/dashboard/static/vendor/htm-preact-3.1.1.module.js";
+import { CommandBar } from "./command_bar.js";
 
 export { html, useState, useEffect };
 
@@ -104,6 +105,7 @@ export function Page({ title, children }) {
       </nav>
       <${KeyBar} />
     </header>
+    <${CommandBar} />
     <main id="main"><h2>${title}</h2>${children}</main>`;
 }
 
