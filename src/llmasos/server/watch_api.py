@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import threading
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -28,6 +30,8 @@ from llmasos.wire import info_to_json, memory_to_json
 router = APIRouter()
 HEARTBEAT_S = 15.0
 MAX_ENDED = 50  # ended processes a snapshot keeps (the latest), beside every live one
+SHARED_S = 0.4  # a snapshot younger than this serves every caller who sees the same
+_sharing = threading.Lock()
 
 
 @router.get(
@@ -45,7 +49,7 @@ async def watch(
     async def events() -> Any:
         last, quiet = None, 0.0
         while not await request.is_disconnected():
-            text = json.dumps(await run_in_threadpool(snapshot, request), sort_keys=True)
+            text = await run_in_threadpool(shared_snapshot, request)
             if text != last:
                 last, quiet = text, 0.0
                 yield f"event: snapshot\ndata: {text}\n\n"
@@ -59,6 +63,23 @@ async def watch(
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+
+def shared_snapshot(request: Request) -> str:
+    """The caller's snapshot as JSON; the tabs of one owner and role share one taken less than
+    SHARED_S ago, so more tabs cost little more."""
+    state = request.app.state
+    view = f"{request.state.owner}\0{request.state.role.value}\0{sees_all(request)}"
+    with _sharing:
+        cache: dict[str, tuple[float, str]] | None = getattr(state, "watch_snapshots", None)
+        if cache is None:
+            cache = state.watch_snapshots = {}
+        taken = cache.get(view)
+        if taken is not None and time.monotonic() - taken[0] < SHARED_S:
+            return taken[1]
+        text = json.dumps(snapshot(request), sort_keys=True)
+        cache[view] = (time.monotonic(), text)
+        return text
 
 
 def snapshot(request: Request) -> dict[str, Any]:
