@@ -38,6 +38,7 @@
     ├── UnknownToolError              a tool name the registry does not hold
     ├── SandboxUnavailableError       this machine cannot sandbox tools (no bubblewrap)
     ├── ClusterUnavailableError       a service the cluster's replicas share did not answer
+    ├── NotInstalledError             an optional part (speech) is not installed here
     └── EngineError                   the inference engine failed (load, decode, state restore)
 
 Every error names the field (or object) at fault and, where there is one, the limit it broke, so
@@ -46,19 +47,15 @@ the message alone tells the user what to change.
 
 from __future__ import annotations
 
-from typing import Any
-
 
 class LLMasOSError(Exception):
     """Base class of every error LLMasOS raises on purpose."""
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        """Pickled as it is (another process, a Ray replica, raises the same error with the
-        same fields), whatever its constructor's parameters."""
+    def __reduce__(self) -> tuple[object, ...]:  # whole across processes (a Ray replica's)
         return (_rebuilt, (type(self), self.args, dict(self.__dict__)))
 
 
-def _rebuilt(kind: type[LLMasOSError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+def _rebuilt(kind: type[LLMasOSError], args: tuple, state: dict) -> LLMasOSError:
     error = kind.__new__(kind, *args)
     error.args = args
     error.__dict__.update(state)
@@ -386,8 +383,7 @@ class ClusterUnavailableError(LLMasOSError):
 
 
 class NotInstalledError(LLMasOSError):
-    """Raised when a capability's optional part is missing on this machine (the speech extra,
-    espeak-ng): HTTP 501, naming what to install."""
+    """A capability's optional part is missing here (the speech extra, espeak-ng): HTTP 501."""
 
     def __init__(self, what: str, install: str) -> None:
         super().__init__(f"{what} is not installed here; install it with: {install}")

@@ -237,13 +237,11 @@ class Kernel:
 
     def renice(self, pid: int, priority: int) -> None:
         """Give a live process another priority; the scheduler ranks it anew at the next step."""
-        priority = check_priority(priority)
-        process = self.table.get(pid)
+        priority, process = check_priority(priority), self.table.get(pid)
         with self._cond:
             if not process.alive:
                 raise ProcessTerminatedError(pid, "renice")
             process.priority = priority
-            self._cond.notify_all()
 
     def get(self, pid: int) -> Process:
         return self.table.get(pid)

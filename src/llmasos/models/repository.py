@@ -223,8 +223,7 @@ class Repository:
         return self._import(stream, name, source_label, sha256, total, progress, _as_gguf)
 
     def import_described(self, path: Path, name: str, describe: Describe) -> Manifest:
-        """Copy a model file of another format (a speech model's archive) under `name`;
-        `describe` checks the copied file and says what it is."""
+        """Copy a file of another format (a speech model) in; `describe` checks and names it."""
         with path.open("rb") as source:
             total = path.stat().st_size
             return self._import(source, name, str(path), None, total, None, describe)
@@ -356,7 +355,7 @@ def _as_gguf(name: str, digest: str, file: Path, source: str) -> Manifest:
     return Manifest.of(name, digest, read_gguf_info(file), source)
 
 
-def now_utc() -> str:
+def now_utc() -> str:  # as manifests write it
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
