@@ -45,11 +45,19 @@ def keys(server) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def chromium() -> Iterator[object]:
     with playwright.sync_playwright() as driver:
-        chromium = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
+        launched = driver.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def browser(chromium) -> Iterator[object]:
+    """The browser, whose tabs (and their live streams) close when the test ends."""
+    yield chromium
+    for context in chromium.contexts:
+        context.close()
 
 
 class Tab:

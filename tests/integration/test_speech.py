@@ -12,7 +12,9 @@ import subprocess
 import wave
 from pathlib import Path
 
+import av
 import httpx
+import numpy as np
 import openai
 import pytest
 from faster_whisper.audio import decode_audio
@@ -145,3 +147,26 @@ def test_run_goes_from_a_recording_to_spoken_words(url, recording, tmp_path):
     assert f"spoken into {out}" in done.stderr
     with wave.open(str(out)) as wav:
         assert wav.getnframes() > 0
+
+
+def test_a_small_file_that_decodes_past_the_length_limit_is_refused_early(url, tmp_path):
+    """31 minutes of silence as FLAC: a few kilobytes, 60 MB of samples; refused by length."""
+    path = tmp_path / "long.flac"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("flac", rate=8000, layout="mono")
+        frame_samples = 8000
+        for n in range(31 * 60):
+            frame = av.AudioFrame.from_ndarray(
+                np.zeros((1, frame_samples), dtype=np.int16), format="s16", layout="mono"
+            )
+            frame.sample_rate, frame.pts = 8000, n * frame_samples
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    assert path.stat().st_size < 1_000_000
+    files = {"file": ("long.flac", path.read_bytes())}
+    reply = httpx.post(f"{url}/v1/audio/transcriptions", files=files,
+                       data={"model": "whisper-1"}, timeout=300)  # fmt: skip
+    assert reply.status_code == 422, reply.text
+    assert reply.json()["error"]["param"] == "file" and "1800 s" in reply.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shlex
 
+import llguidance
 import pytest
 
 from llmasos.errors import InvalidRequestError
@@ -20,6 +21,7 @@ from llmasos.nlshell.commands import (
     parse,
     parse_argv,
     prompt,
+    verb_of,
 )
 
 WORLD = World(
@@ -75,3 +77,30 @@ def test_the_prompt_lists_the_world_and_ends_with_the_most_alike_example():
     lines = text.splitlines()
     assert lines[-1] == "Command:" and lines[-2] == "Request: please cancel the job task-5f3a now"
     assert lines[-4:-2] == ["Request: cancel the job task-5f3a", "Command: jobs cancel task-5f3a"]
+
+
+@pytest.mark.parametrize("world", [WORLD, World()], ids=["objects", "empty"])
+def test_the_grammar_compiles_in_the_constraint_engine(world):
+    compiled = llguidance.LLMatcher.grammar_from_lark(grammar(world))
+    assert llguidance.LLMatcher.validate_grammar(compiled) == ""
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["fs rm a/../../v1/agents/5", "fs cat ..", "fs cat ./x", 'run "tab\there"', 'run "a\\b"'],
+)
+def test_no_path_climbs_out_and_no_text_carries_a_control_character(line):
+    with pytest.raises(InvalidRequestError):
+        parse(line, WORLD)
+
+
+def test_the_verb_of_a_line_says_what_it_needs_and_free_text_follows_a_double_dash():
+    assert verb_of(["kill", "1042"]).access is Access.WRITE
+    assert verb_of(["ps", "--all"]).access is Access.READ
+    assert verb_of(["audit", "verify"]).access is Access.ADMIN
+    command = parse('run "--help me"', WORLD)
+    assert command.argv == ["run", "--", "--help me"]
+    assert verb_of(command.argv).access is Access.WRITE
+    for bad in (["kill"], ["run", "text"], ["ps", "--all", "x"], ["rm", "-rf"]):
+        with pytest.raises(InvalidRequestError):
+            verb_of(bad)

@@ -17,7 +17,7 @@ import typer
 
 from llmasos.cli.common import DEFAULT_URL, ApiKey, Model, Url, console, fail, notice
 from llmasos.errors import LLMasOSError
-from llmasos.nlshell.commands import quoted
+from llmasos.nlshell.commands import quoted, verb_of
 from llmasos.remote import raise_for_error
 
 MAX_SENTENCE_CHARS = 500
@@ -44,7 +44,8 @@ class Shell:
         reply = self.http.get("/v1/shell/translate", params=params)
         raise_for_error(reply)
         data = reply.json()
-        return Translation(data["argv"], data["access"], data["role"], data["allowed"])
+        access = verb_of(data["argv"]).access.value  # known here, not taken on trust
+        return Translation(data["argv"], access, data["role"], data["allowed"])
 
     def run(self, argv: list[str]) -> int:
         """Run the command as the CLI would, against this server with this key."""

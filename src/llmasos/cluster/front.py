@@ -172,22 +172,26 @@ class Front:
             await run_in_threadpool(self.pool.mark_unreachable, handle, error)
 
     async def _open(
-        self, handle: ReplicaHandle | None, outgoing: Outgoing, stream: bool
+        self, handle: ReplicaHandle | None, outgoing: Outgoing, stream: bool, counted: bool = True
     ) -> httpx.Response:
-        """The replica's answer (headers only when `stream`; then its request stays counted in
-        flight until the stream's end calls traffic.end)."""
+        """The replica's answer (headers only when `stream`; then a `counted` request stays
+        in flight until the stream's end calls traffic.end). Reads are not `counted`: a
+        dashboard's endless watch is no load to route or scale by."""
         if handle is None or not handle.url:
             raise ReplicaUnreachable("the replica is not ready")
         began = time.monotonic()
-        self.traffic.begin(handle.replica)
+        if counted:
+            self.traffic.begin(handle.replica)
         try:
             response = await send(self.http, handle.url, outgoing, handle.replica, stream=stream)
         except BaseException:  # unreachable, or the client left while it was being asked
-            self.traffic.end(handle.replica)
+            if counted:
+                self.traffic.end(handle.replica)
             raise
-        if not stream:
+        if counted and not stream:
             self.traffic.end(handle.replica)
-        self.traffic.ttfts.append(time.monotonic() - began)
+        if counted:
+            self.traffic.ttfts.append(time.monotonic() - began)
         return response
 
     async def to_replica(self, request: Request, body: bytes, handle: ReplicaHandle) -> Response:
@@ -197,14 +201,15 @@ class Front:
             return no_replica()
         accept = request.headers.get("accept", "")
         stream = request.url.path.endswith("/events") or "text/event-stream" in accept
+        counted = request.method != "GET"
         try:
-            response = await self._open(handle, Outgoing.of(request, body), stream)
+            response = await self._open(handle, Outgoing.of(request, body), stream, counted)
         except ReplicaUnreachable as error:
             await run_in_threadpool(self.pool.mark_unreachable, handle, str(error))
             return no_replica()
         if not stream:
             return whole_reply(response, handle.replica)
-        done = lambda: self.traffic.end(handle.replica)  # noqa: E731
+        done = (lambda: self.traffic.end(handle.replica)) if counted else (lambda: None)
         return stream_reply(
             response, handle.replica, passed_through(response, handle.replica, done)
         )

@@ -79,7 +79,7 @@ def tokenise_across(
     pending: dict[Any, tuple[int, str]] = {}
     gathered = Gathered([])
 
-    def send(index: int, name: str) -> None:
+    def send(index: int, name: str) -> None:  # the refs of a failed run go with the driver
         attempts[index] += 1
         call = live[name].tokenise.remote(shared, parts[index], max_tokens)
         pending[call] = (index, name)

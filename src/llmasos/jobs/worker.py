@@ -26,15 +26,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import ray
 from transformers import AutoTokenizer
 
-from llmasos.errors import InvalidRequestError, LLMasOSError
+from llmasos.errors import ClusterUnavailableError, InvalidRequestError, LLMasOSError
 from llmasos.jobs.checkpoints import restore, save
 from llmasos.jobs.hf_model import hf_copy
 from llmasos.jobs.job_files import ASK_SHUTDOWN, TaskFiles
 from llmasos.jobs.lora_gguf import write_lora_gguf
-from llmasos.jobs.partitions import connect, tokenise_across
 from llmasos.jobs.pool_address import PoolAddress
 from llmasos.jobs.task_data import Record
 from llmasos.jobs.tasks import TaskState, TrainingTask
@@ -122,20 +120,28 @@ def across_the_pool(
     files: TaskFiles, tokenizer: Any, limit: int
 ) -> Callable[[list[Record]], list[Sample]] | None:
     """On a cluster replica, records are tokenised a partition per replica of its pool (the
-    status says how many each did); elsewhere (None) here, in one piece."""
+    status says how many each did); elsewhere (None) here, in one piece. Ray is imported only
+    then (the cluster extra is optional); a pool that cannot be reached leaves it to here."""
     pool = PoolAddress.from_environment()
     if pool is None:
         return None
 
     def tokenise_all(records: list[Record]) -> list[Sample]:
+        import ray
+
+        from llmasos.jobs.partitions import connect, tokenise_across
+
         files.update(message="tokenising the data across the cluster's replicas")
         try:
             replicas = connect(pool)
-            if not replicas:  # the pool is gone from under its replica: do it here
-                return [to_sample(r, tokenizer, limit) for r in records]
-            gathered = tokenise_across(records, tokenizer, limit, replicas)
+            gathered = tokenise_across(records, tokenizer, limit, replicas) if replicas else None
+        except (ConnectionError, ClusterUnavailableError, ray.exceptions.RaySystemError) as error:
+            logger.warning("tokenising here: the pool did not answer (%s)", error)
+            gathered = None
         finally:
             ray.shutdown()
+        if gathered is None:
+            return [to_sample(r, tokenizer, limit) for r in records]
         files.update(data_split=gathered.by_replica)
         return gathered.samples
 

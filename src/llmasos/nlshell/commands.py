@@ -76,8 +76,9 @@ VERBS = (
     Verb("keys revoke", Access.ADMIN, Slot.KEY),
     Verb("audit verify", Access.ADMIN),
 )
-PATH_PATTERN = r"~?[A-Za-z0-9_][A-Za-z0-9_.\/:-]{0,120}"  # "\/": Lark ends a regex at "/"
-TEXT_PATTERN = r'"[^"\\\n]{1,200}"'
+_SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,60}"  # never "." or "..": no climbing out
+PATH_PATTERN = rf"~?{_SEGMENT}(\/{_SEGMENT}){{0,8}}"  # "\/": Lark ends a regex at "/"
+TEXT_PATTERN = r'"[^"\\\x00-\x1f]{1,200}"'  # no quote, backslash or control character
 
 
 @dataclass(frozen=True)
@@ -114,10 +115,13 @@ class Command:
 
     @property
     def argv(self) -> list[str]:
+        """As the CLI takes it; free text after "--", so that none is read as an option."""
         words = self.verb.words.split()
         if self.argument is None:
             return words
-        return [*words, json.loads(self.argument) if self.verb.slot is Slot.TEXT else self.argument]
+        if self.verb.slot is Slot.TEXT:
+            return [*words, "--", json.loads(self.argument)]
+        return [*words, self.argument]
 
     def __str__(self) -> str:
         return self.verb.words + (f" {self.argument}" if self.argument is not None else "")
@@ -164,11 +168,26 @@ def parse(line: str, world: World) -> Command:
     raise InvalidRequestError("command", f"{line!r} is not a command the shell knows")
 
 
+def verb_of(argv: Sequence[str]) -> Verb:
+    """The verb a command line starts with (what it needs of a role, whatever its object)."""
+    for verb in sorted(VERBS, key=lambda v: -len(v.words)):
+        words = verb.words.split()
+        if list(argv[: len(words)]) == words and len(argv) == len(words) + _arguments(verb):
+            return verb
+    raise InvalidRequestError("command", f"{quoted(argv)!r} is not a command the shell knows")
+
+
+def _arguments(verb: Verb) -> int:
+    return 0 if verb.slot is None else 2 if verb.slot is Slot.TEXT else 1  # TEXT: "--" too
+
+
 def parse_argv(argv: Sequence[str], world: World) -> Command:
     """The command of a shell-split line (`llmasos` left out), as parse."""
     for verb in VERBS:
         words = verb.words.split()
         rest = list(argv[len(words) :]) if list(argv[: len(words)]) == words else None
+        if rest is not None and verb.slot is Slot.TEXT:
+            rest = rest[1:] if rest[:1] == ["--"] else None
         if rest == [] and verb.slot is None:
             return Command(verb)
         if rest is not None and len(rest) == 1 and verb.slot is not None:

@@ -13,6 +13,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from llmasos.auth.keys import Role
+from llmasos.errors import PermissionDeniedError
+from llmasos.jobs.tasks import TaskStatus
 from llmasos.nlshell.commands import Thing, World, grammar, may_run, parse, prompt
 from llmasos.runtime.model_calls import ManagerModelCalls
 from llmasos.server.guards import caller_of
@@ -21,6 +24,7 @@ from llmasos.server.ownership import sees_all, visible
 router = APIRouter()
 MAX_SENTENCE_CHARS = 500
 MAX_COMMAND_TOKENS = 64
+MAX_THINGS = 12  # of each kind the prompt lists (the newest): it must fit the context
 
 
 @router.get("/v1/shell/translate")
@@ -29,6 +33,9 @@ async def translate(
     sentence: Annotated[str, Query(min_length=1, max_length=MAX_SENTENCE_CHARS)],
     model: Annotated[str | None, Query(max_length=129)] = None,
 ) -> dict[str, Any]:
+    model = request.state.capabilities.model_for(model)  # the key's models only
+    if request.state.role is Role.READ_ONLY and request.app.state.models.peek(model) is None:
+        raise PermissionDeniedError("a read-only key translates only with a model loaded now")
     world = await run_in_threadpool(world_of, request)
     text = await run_in_threadpool(_generate, request, prompt(sentence, world), world, model)
     command = parse(text, world)
@@ -59,13 +66,17 @@ def world_of(request: Request) -> World:
     now = time.time()
     return World(
         processes=[Thing(str(p.pid), f"{p.state.value}, priority {p.priority}, owner {p.owner}")
-                   for p in live],
-        agents=[Thing(str(a.pid), a.name) for a in agents],
-        jobs=[Thing(s.id, s.state.value + (f", running {now - s.started_at:.0f} s"
-                                           if s.started_at else "")) for s in statuses],
-        models=[Thing(name) for name in names],
-        keys=[Thing(k.id, k.owner) for k in stored],
+                   for p in live[-MAX_THINGS:]],
+        agents=[Thing(str(a.pid), a.name) for a in agents[-MAX_THINGS:]],
+        jobs=[Thing(s.id, _job_about(s, now)) for s in statuses[-MAX_THINGS:]],
+        models=[Thing(name) for name in names[:MAX_THINGS]],
+        keys=[Thing(k.id, k.owner) for k in stored[-MAX_THINGS:]],
     )  # fmt: skip
+
+
+def _job_about(status: TaskStatus, now: float) -> str:
+    running = f", running {now - status.started_at:.0f} s" if status.started_at else ""
+    return status.state.value + running
 
 
 def _generate(request: Request, text: str, world: World, model: str | None) -> str:

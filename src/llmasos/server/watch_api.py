@@ -30,8 +30,10 @@ from llmasos.wire import info_to_json, memory_to_json
 router = APIRouter()
 HEARTBEAT_S = 15.0
 MAX_ENDED = 50  # ended processes a snapshot keeps (the latest), beside every live one
-SHARED_S = 0.4  # a snapshot younger than this serves every caller who sees the same
-_sharing = threading.Lock()
+SHARED_S = 0.25  # a snapshot younger than this serves every caller who sees the same
+MAX_STREAM_S = 300.0  # then the stream ends: the client reconnects, and its key is checked again
+_views: dict[str, tuple[threading.Lock, list[Any]]] = {}  # view -> its lock, [time, snapshot]
+_views_lock = threading.Lock()
 
 
 @router.get(
@@ -44,11 +46,12 @@ async def watch(
     interval: Annotated[float, Query(ge=0.2, le=60)] = 1.0,
     once: bool = False,
 ) -> StreamingResponse:
-    """Snapshots as they change (`once`: the first one, then the stream ends)."""
+    """Snapshots as they change (`once`: the first one, then the stream ends; it also ends
+    after MAX_STREAM_S, for the client to reconnect with a key that is still valid)."""
 
     async def events() -> Any:
-        last, quiet = None, 0.0
-        while not await request.is_disconnected():
+        last, quiet, ends = None, 0.0, time.monotonic() + MAX_STREAM_S
+        while not await request.is_disconnected() and time.monotonic() < ends:
             text = await run_in_threadpool(shared_snapshot, request)
             if text != last:
                 last, quiet = text, 0.0
@@ -67,18 +70,15 @@ async def watch(
 
 def shared_snapshot(request: Request) -> str:
     """The caller's snapshot as JSON; the tabs of one owner and role share one taken less than
-    SHARED_S ago, so more tabs cost little more."""
-    state = request.app.state
-    view = f"{request.state.owner}\0{request.state.role.value}\0{sees_all(request)}"
-    with _sharing:
-        cache: dict[str, tuple[float, str]] | None = getattr(state, "watch_snapshots", None)
-        if cache is None:
-            cache = state.watch_snapshots = {}
-        taken = cache.get(view)
-        if taken is not None and time.monotonic() - taken[0] < SHARED_S:
-            return taken[1]
+    SHARED_S ago, so more tabs cost little more (one view waits only for its own)."""
+    view = f"{id(request.app)}\0{request.state.owner}\0{request.state.role.value}"
+    with _views_lock:
+        lock, taken = _views.setdefault(f"{view}\0{sees_all(request)}", (threading.Lock(), []))
+    with lock:
+        if taken and time.monotonic() - taken[0] < SHARED_S:
+            return str(taken[1])
         text = json.dumps(snapshot(request), sort_keys=True)
-        cache[view] = (time.monotonic(), text)
+        taken[:] = [time.monotonic(), text]
         return text
 
 

@@ -66,9 +66,12 @@ def speak(
     if program is None:
         raise NotInstalledError("espeak-ng", "apt-get install espeak-ng")
     command = [program, "--stdout", "-v", VOICES[voice], "-s", str(round(BASE_WPM * speed))]
-    done = subprocess.run(
-        command, input=text.encode(), capture_output=True, timeout=ESPEAK_TIMEOUT_S, check=False
-    )
+    try:
+        done = subprocess.run(
+            command, input=text.encode(), capture_output=True, timeout=ESPEAK_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired as error:
+        raise EngineError(f"espeak-ng took over {ESPEAK_TIMEOUT_S} s") from error
     if done.returncode != 0:
         raise EngineError(f"espeak-ng failed: {done.stderr.decode(errors='replace').strip()}")
     rate, samples = _wav_samples(done.stdout)

