@@ -11,6 +11,7 @@ import pytest
 from llmasos.errors import InvalidRequestError
 from llmasos.nlshell.commands import (
     EXAMPLES,
+    MAX_COMMAND_CHARS,
     VERBS,
     Access,
     Command,
@@ -104,3 +105,22 @@ def test_the_verb_of_a_line_says_what_it_needs_and_free_text_follows_a_double_da
     for bad in (["kill"], ["run", "text"], ["ps", "--all", "x"], ["rm", "-rf"]):
         with pytest.raises(InvalidRequestError):
             verb_of(bad)
+
+
+def test_every_command_the_grammar_allows_fits_the_translations_token_budget():
+    long_model = "m" * 64 + ":" + "t" * 30  # a valid repository name over MAX_NAME_CHARS
+    world = World(models=[Thing(long_model), Thing("gemma3-270m:q4_k_m")])
+    assert f'"{long_model}"' not in grammar(world)  # left out, not cut
+    longest_path = "~" + "/".join(["a" * 16] * 4)
+    longest = [f"fs cat {longest_path}", f'run "{"x" * 48}"', "models show gemma3-270m:q4_k_m"]
+    for line in longest:
+        assert len(str(parse(line, world))) <= MAX_COMMAND_CHARS
+    for line in (f"fs cat {longest_path}/a", f'run "{"x" * 49}"', f"models show {long_model}"):
+        with pytest.raises(InvalidRequestError):
+            parse(line, world)
+
+
+def test_fewer_examples_keep_the_most_alike():
+    text = prompt("cancel the job task-5f3a", WORLD, examples=2)
+    assert text.count("Request:") == 3  # two examples and the request
+    assert "Request: cancel the job task-5f3a\nCommand: jobs cancel task-5f3a" in text

@@ -76,9 +76,14 @@ VERBS = (
     Verb("keys revoke", Access.ADMIN, Slot.KEY),
     Verb("audit verify", Access.ADMIN),
 )
-_SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,60}"  # never "." or "..": no climbing out
-PATH_PATTERN = rf"~?{_SEGMENT}(\/{_SEGMENT}){{0,8}}"  # "\/": Lark ends a regex at "/"
-TEXT_PATTERN = r'"[^"\\\x00-\x1f]{1,200}"'  # no quote, backslash or control character
+# Every command is at most MAX_COMMAND_CHARS long, so that the tokens a translation may take
+# (one a character at worst) always finish it: a path of up to 4 segments of up to 16
+# characters, never "." or ".." (no climbing out), a text of up to 48 characters.
+_SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,15}"
+PATH_PATTERN = rf"~?{_SEGMENT}(\/{_SEGMENT}){{0,3}}"  # "\/": Lark ends a regex at "/"
+TEXT_PATTERN = r'"[^"\\\x00-\x1f]{1,48}"'  # no quote, backslash or control character
+MAX_COMMAND_CHARS = 96
+MAX_NAME_CHARS = 80  # a longer pid, job, model or key name is left out of the grammar
 
 
 @dataclass(frozen=True)
@@ -100,12 +105,12 @@ class World:
     keys: list[Thing] = field(default_factory=list)
 
     def names(self, slot: Slot) -> list[str] | None:
-        """The names a slot may take; None for free text (paths, prompts)."""
+        """The names a slot may take (none too long to say); None for free text."""
         things = {
             Slot.PID: self.processes, Slot.AGENT: self.agents, Slot.JOB: self.jobs,
             Slot.MODEL: self.models, Slot.KEY: self.keys,
         }.get(slot)  # fmt: skip
-        return None if things is None else [t.name for t in things]
+        return None if things is None else [t.name for t in things if len(t.name) <= MAX_NAME_CHARS]
 
 
 @dataclass(frozen=True)
@@ -227,8 +232,9 @@ EXAMPLES = (
 )
 
 
-def prompt(sentence: str, world: World) -> str:
-    """The few-shot prompt: the server's objects, examples, then the sentence."""
+def prompt(sentence: str, world: World, examples: int = len(EXAMPLES)) -> str:
+    """The few-shot prompt: the server's objects, the `examples` most like the sentence (the
+    most alike last), then the sentence."""
     example = {
         "pid": world.processes[0].name if world.processes else "1042",
         "job": world.jobs[0].name if world.jobs else "task-5f3a",
@@ -243,7 +249,8 @@ def prompt(sentence: str, world: World) -> str:
         lines.append(f"{title}: {described or 'none'}")
     lines.append("")
     filled = [(said.format(**example), command.format(**example)) for said, command in EXAMPLES]
-    for said, command in sorted(filled, key=lambda pair: _overlap(pair[0], sentence)):
+    alike = sorted(filled, key=lambda pair: _overlap(pair[0], sentence))
+    for said, command in alike[len(alike) - examples :]:
         lines += [f"Request: {said}", f"Command: {command}"]
     lines += [f"Request: {' '.join(sentence.split())}", "Command:"]
     return "\n".join(lines)

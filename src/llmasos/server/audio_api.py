@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from llmasos.errors import InvalidRequestError, UnprocessableError
 from llmasos.models.repository import Repository, full_name
+from llmasos.server.schemas import MODEL_NAME_PATTERN
 from llmasos.speech.subtitles import as_srt, as_vtt
 from llmasos.speech.synthesis import (
     FASTEST,
@@ -40,7 +41,6 @@ from llmasos.speech.whisper_model import (
 router = APIRouter()
 _starting = threading.Lock()
 TranscriptFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
-MODEL_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}(:[a-z0-9][a-z0-9._-]{0,63})?$"  # NAME[:TAG]
 
 
 class SpeechRequest(BaseModel):
@@ -60,7 +60,7 @@ async def transcriptions(
     request: Request,
     *,
     file: Annotated[UploadFile, File(description="The audio (wav, mp3, flac, ogg, m4a...)")],
-    model: Annotated[str, Form(min_length=1, max_length=129, pattern=MODEL_PATTERN)],
+    model: Annotated[str, Form(min_length=1, max_length=129, pattern=MODEL_NAME_PATTERN)],
     language: Annotated[str | None, Form(max_length=8)] = None,
     prompt: Annotated[str | None, Form(max_length=MAX_PROMPT_CHARS)] = None,
     response_format: Annotated[TranscriptFormat, Form()] = "json",

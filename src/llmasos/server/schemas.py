@@ -341,6 +341,9 @@ class SignalRequest(StrictBody):
     signal: Literal["kill", "suspend", "resume"] = Field(description="the signal to deliver")
 
 
+MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}(:[a-z0-9][a-z0-9._-]{0,63})?$"  # NAME[:TAG]
+
+
 class PriorityRequest(StrictBody):
     priority: bounded(-1000, 1000) = Field(description="higher runs first (as at spawn)")
 

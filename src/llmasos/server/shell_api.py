@@ -14,16 +14,26 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from llmasos.auth.keys import Role
-from llmasos.errors import PermissionDeniedError
+from llmasos.errors import InvalidRequestError, PermissionDeniedError, UnprocessableError
 from llmasos.jobs.tasks import TaskStatus
-from llmasos.nlshell.commands import Thing, World, grammar, may_run, parse, prompt
+from llmasos.nlshell.commands import (
+    EXAMPLES,
+    MAX_COMMAND_CHARS,
+    Thing,
+    World,
+    grammar,
+    may_run,
+    parse,
+    prompt,
+)
 from llmasos.runtime.model_calls import ManagerModelCalls
 from llmasos.server.guards import caller_of
 from llmasos.server.ownership import sees_all, visible
+from llmasos.server.schemas import MODEL_NAME_PATTERN
 
 router = APIRouter()
 MAX_SENTENCE_CHARS = 500
-MAX_COMMAND_TOKENS = 64
+MAX_COMMAND_TOKENS = MAX_COMMAND_CHARS  # a token is a character at least: room for any command
 MAX_THINGS = 12  # of each kind the prompt lists (the newest): it must fit the context
 
 
@@ -31,14 +41,19 @@ MAX_THINGS = 12  # of each kind the prompt lists (the newest): it must fit the c
 async def translate(
     request: Request,
     sentence: Annotated[str, Query(min_length=1, max_length=MAX_SENTENCE_CHARS)],
-    model: Annotated[str | None, Query(max_length=129)] = None,
+    model: Annotated[str | None, Query(max_length=129, pattern=MODEL_NAME_PATTERN)] = None,
 ) -> dict[str, Any]:
     model = request.state.capabilities.model_for(model)  # the key's models only
     if request.state.role is Role.READ_ONLY and request.app.state.models.peek(model) is None:
         raise PermissionDeniedError("a read-only key translates only with a model loaded now")
     world = await run_in_threadpool(world_of, request)
-    text = await run_in_threadpool(_generate, request, prompt(sentence, world), world, model)
-    command = parse(text, world)
+    text = await run_in_threadpool(_translated, request, sentence, world, model)
+    try:
+        command = parse(text, world)
+    except InvalidRequestError:  # the grammar held, so the model stopped before its end
+        raise UnprocessableError(
+            "sentence", f"the model gave no whole command within {MAX_COMMAND_TOKENS} tokens"
+        ) from None
     role = request.state.role.value
     return {
         "sentence": sentence,
@@ -79,7 +94,20 @@ def _job_about(status: TaskStatus, now: float) -> str:
     return status.state.value + running
 
 
-def _generate(request: Request, text: str, world: World, model: str | None) -> str:
+def _translated(request: Request, sentence: str, world: World, model: str | None) -> str:
+    """The model's command for `sentence`, with as many examples as the context has room for
+    (the least alike go first)."""
+    with request.app.state.models.lease(model) as loaded:
+        kernel = loaded.kernel
+        room = kernel.engine.info.context_length - MAX_COMMAND_TOKENS
+        for examples in range(len(EXAMPLES), -1, -2):
+            text = prompt(sentence, world, examples)
+            if len(kernel.tokenize(text)) <= room:
+                break
+        else:
+            raise UnprocessableError(
+                "sentence", f"with the server's objects, it does not fit {loaded.name}'s context"
+            )
     limiter, caller = request.app.state.rate_limiter, caller_of(request)
     calls = ManagerModelCalls(
         request.app.state.models, request.state.owner, lambda n: limiter.take_tokens(caller, n)
