@@ -202,6 +202,10 @@ def repository_of(request: Request) -> Repository:
 
 @router.get("/v1/models/loaded")
 def loaded_models(request: Request) -> dict[str, Any]:
+    return {"object": "list", "data": loaded_rows(request)}
+
+
+def loaded_rows(request: Request) -> list[dict[str, Any]]:
     """The loaded models; a non-admin's live_processes counts its own processes only."""
     models = models_of(request)
     rows = [dataclasses.asdict(m) for m in models.loaded()]
@@ -210,7 +214,7 @@ def loaded_models(request: Request) -> dict[str, Any]:
             kernel = models.peek(row["name"])
             own = kernel.processes() if kernel is not None else []
             row["live_processes"] = sum(visible(request, p.owner) and p.alive for p in own)
-    return {"object": "list", "data": rows}
+    return rows
 
 
 @router.get("/v1/models/{name}")

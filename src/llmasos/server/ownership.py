@@ -21,6 +21,11 @@ def visible(request: Request, owner: str) -> bool:
     return sees_all(request) or owner == getattr(request.state, "owner", None)
 
 
+def owner_filter(request: Request) -> str | None:
+    """The owner whose objects the caller sees: its own, or None (every one) for an admin."""
+    return None if sees_all(request) else request.state.owner
+
+
 def owned_process(request: Request, pid: int) -> tuple[Kernel, Process]:
     """The kernel and process `pid`, if the caller may see it (NoSuchProcessError otherwise)."""
     kernel = request.app.state.models.kernel_of(pid)

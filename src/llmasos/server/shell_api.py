@@ -28,7 +28,7 @@ from llmasos.nlshell.commands import (
 )
 from llmasos.runtime.model_calls import ManagerModelCalls
 from llmasos.server.guards import caller_of
-from llmasos.server.ownership import sees_all, visible
+from llmasos.server.ownership import owner_filter, visible
 from llmasos.server.schemas import MODEL_NAME_PATTERN
 
 router = APIRouter()
@@ -71,7 +71,7 @@ def world_of(request: Request) -> World:
     live = [p for p in models.processes() if p.alive and visible(request, p.owner)]
     agents = [a for a in request.app.state.agents.agents() if visible(request, a.owner)]
     jobs = request.app.state.jobs
-    statuses = jobs.list(None if sees_all(request) else request.state.owner) if jobs else []
+    statuses = jobs.list(owner_filter(request)) if jobs else []
     repository = models.repository
     names = [m.name for m in repository.list()] if repository is not None else []
     keys = request.app.state.access.keys

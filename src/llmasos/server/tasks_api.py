@@ -33,6 +33,7 @@ from llmasos.jobs.tasks import (
 )
 from llmasos.server.fs_api import Strict
 from llmasos.server.guards import MAX_BODY_BYTES, audit
+from llmasos.server.ownership import owner_filter
 
 router = APIRouter(tags=["tasks"])
 TaskId = Annotated[str, PathParameter(pattern="^task-[0-9a-f]{16}$")]
@@ -84,11 +85,6 @@ def model_prefix(owner: str) -> str:
     return re.sub(r"[^a-z0-9._-]", "-", owner.lower())[:40] + "."
 
 
-def _owner(request: Request) -> str | None:
-    """Whose jobs the caller sees: its own, or every one for an admin."""
-    return None if request.state.sees_all else request.state.owner
-
-
 @router.post("/v1/tasks", status_code=201)
 async def submit(request: Request, body: TaskBody) -> dict[str, Any]:
     task = TrainingTask.from_json(body.task.model_dump())
@@ -104,13 +100,13 @@ async def submit(request: Request, body: TaskBody) -> dict[str, Any]:
 
 @router.get("/v1/tasks")
 async def list_tasks(request: Request) -> dict[str, Any]:
-    statuses = await run_in_threadpool(jobs_of(request).list, _owner(request))
+    statuses = await run_in_threadpool(jobs_of(request).list, owner_filter(request))
     return {"object": "list", "data": [s.to_json() for s in statuses]}
 
 
 @router.get("/v1/tasks/{task_id}")
 async def get_task(request: Request, task_id: TaskId) -> dict[str, Any]:
-    status = await run_in_threadpool(jobs_of(request).status, task_id, _owner(request))
+    status = await run_in_threadpool(jobs_of(request).status, task_id, owner_filter(request))
     return status.to_json()
 
 
@@ -118,12 +114,16 @@ async def get_task(request: Request, task_id: TaskId) -> dict[str, Any]:
 async def task_logs(
     request: Request, task_id: TaskId, after_step: Annotated[int, Query(ge=0)] = 0
 ) -> dict[str, Any]:
-    entries = await run_in_threadpool(jobs_of(request).logs, task_id, _owner(request), after_step)
+    entries = await run_in_threadpool(
+        jobs_of(request).logs, task_id, owner_filter(request), after_step
+    )
     return {"object": "list", "data": entries}
 
 
 async def _act(request: Request, task_id: str, action: str) -> dict[str, Any]:
-    status = await run_in_threadpool(getattr(jobs_of(request), action), task_id, _owner(request))
+    status = await run_in_threadpool(
+        getattr(jobs_of(request), action), task_id, owner_filter(request)
+    )
     await run_in_threadpool(audit, request, f"task.{action}", task_id)
     return status.to_json()
 

@@ -9,7 +9,6 @@ models, and each loaded model's KV memory (its own processes' share for a non-ad
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import threading
 import time
@@ -21,9 +20,9 @@ from starlette.concurrency import run_in_threadpool
 
 from llmasos.agents.serialize import agent_info_to_json
 from llmasos.kernel.kernel import Kernel
-from llmasos.kernel.process import Process, ProcessInfo
-from llmasos.runtime.loaded import LoadedModelInfo
-from llmasos.server.ownership import sees_all, visible
+from llmasos.kernel.process import ProcessInfo
+from llmasos.server.native_api import loaded_rows
+from llmasos.server.ownership import owner_filter, sees_all, visible
 from llmasos.server.usage_release import own_memory
 from llmasos.wire import info_to_json, memory_to_json
 
@@ -97,14 +96,14 @@ def snapshot(request: Request) -> dict[str, Any]:
         rows.append(row)
     agents = request.app.state.agents.agents(include_ended=False)
     jobs = request.app.state.jobs
-    owner = None if sees_all(request) else request.state.owner
     return {
         "owner": request.state.owner,
         "role": request.state.role.value,
         "processes": rows,
         "agents": [agent_info_to_json(a) for a in agents if visible(request, a.owner)],
-        "jobs": [s.to_json() for s in jobs.list(owner)] if jobs is not None else [],
-        "models": [_model(m, mine, sees_all(request)) for m in models.loaded()],
+        "jobs": [s.to_json() for s in jobs.list(owner_filter(request))] if jobs is not None else [],
+        # not how long each has been idle: that changes every second
+        "models": [{k: v for k, v in row.items() if k != "idle_s"} for row in loaded_rows(request)],
         "memory": memory,
     }
 
@@ -114,13 +113,3 @@ def _memory(request: Request, kernel: Kernel) -> dict[str, Any]:
     if not sees_all(request):
         report = own_memory(report, request.state.owner)
     return memory_to_json(report)
-
-
-def _model(loaded: LoadedModelInfo, mine: list[Process], everyone: bool) -> dict[str, Any]:
-    """A loaded model's row (not how long it has been idle: that changes every second); a
-    non-admin's live processes are its own."""
-    row = dataclasses.asdict(loaded)
-    row.pop("idle_s", None)
-    if not everyone:
-        row["live_processes"] = sum(p.alive and p.model == loaded.name for p in mine)
-    return row
