@@ -22,11 +22,14 @@ from pathlib import Path
 
 import httpx
 
+from llmasos.benchmark.figures import summarize
+from llmasos.benchmark.loadgen import RequestRecord, new_client, stream_completion
+from llmasos.benchmark.local_server import llmasos_server
+from llmasos.benchmark.report import bar_plot, report_header, write_report
 from llmasos.models.default import default_model_path
 from llmasos.settings import Settings
-from loadgen import RequestRecord, new_client, stream_completion, summarize
-from report import arguments, bar_plot, report_header, write_report
-from servers import Q8_0_KV, llama_server, llmasos_server
+from report import arguments
+from servers import Q8_0_KV, llama_server
 
 AGENTS = 16
 TURNS = 3

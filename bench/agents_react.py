@@ -30,13 +30,14 @@ import httpx
 
 from llmasos import Client
 from llmasos.agents.react import step_schema
+from llmasos.benchmark.loadgen import new_client, percentile
+from llmasos.benchmark.report import bar_plot, report_header, write_report
 from llmasos.constraint import with_json_layout
 from llmasos.models.default import default_model_path
 from llmasos.settings import Settings
 from llmasos.tools.builtins import calculator_tool
 from llmasos.tools.registry import Tool, ToolRegistry
-from loadgen import new_client, percentile
-from report import arguments, bar_plot, report_header, write_report
+from report import arguments
 from servers import Q8_0_KV, llama_server
 
 AGENTS, STEPS, MAX_TOKENS = 16, 4, 48

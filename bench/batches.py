@@ -42,14 +42,17 @@ import httpx
 from openai import OpenAI
 from openai.types import Batch
 
+from llmasos.benchmark.loadgen import closed_loop, new_client, stream_completion
+from llmasos.benchmark.local_server import llmasos_server
+from llmasos.benchmark.prompts import random_prompts
+from llmasos.benchmark.report import bar_plot, report_header, write_report
 from llmasos.models.default import DEFAULT_MODEL, default_model_path
 from llmasos.server.batch_runner import BATCH_PRIORITY, CONCURRENCY
 from llmasos.settings import Settings
-from loadgen import closed_loop, new_client, stream_completion
-from report import arguments, bar_plot, report_header, write_report
+from report import arguments
 from security import latencies, requests_per_s, server_home
-from serve import random_prompts, workload
-from servers import Q8_0_KV, llama_server, llmasos_server
+from serve import workload
+from servers import Q8_0_KV, llama_server
 
 SLOTS, CONTEXT = 16, 1024
 THREADS = 1  # as in security.py: two threads on the 2 shared, busy cores stall each other

@@ -26,10 +26,11 @@ from pathlib import Path
 import httpx
 
 from agents import AGENTS, MAX_TOKENS, TURNS, run_workload
+from llmasos.benchmark.local_server import llmasos_server
+from llmasos.benchmark.report import bar_plot, report_header, write_report
 from llmasos.models.default import default_model_path
 from llmasos.settings import Settings
-from report import arguments, bar_plot, report_header, write_report
-from servers import llmasos_server
+from report import arguments
 
 ROUTINGS = ("cache-aware", "round-robin")
 CONTEXT = 2048

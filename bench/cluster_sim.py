@@ -42,13 +42,14 @@ from cluster_model import (
     measured_costs,
     summarize,
 )
+from llmasos.benchmark.report import write_report
 from llmasos.cluster.router import (
     CacheAwareRouter,
     RoundRobinRouter,
     Router,
 )
 from llmasos.cluster.scaler import PoolLoad, Scaler, ScalerConfig, ScaleTargets, demand_from
-from report import arguments, write_report
+from report import arguments
 
 # The autoscaler's offered load: (time s, new agents a second), linear in between.
 TRACE = ((0, 1), (120, 1), (150, 6), (300, 6), (330, 1), (420, 1), (430, 5), (490, 5), (500, 1))

@@ -20,13 +20,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from llmasos.benchmark.report import bar_plot, report_header, write_report
 from llmasos.engine.base import BatchItem
 from llmasos.engine.llamacpp import LlamaCppEngine
 from llmasos.kernel.swap import SwapSpace
 from llmasos.models.default import default_model_path
 from llmasos.sampling import SamplingParams
 from llmasos.settings import Settings
-from report import arguments, bar_plot, report_header, write_report
+from report import arguments
 
 LENGTHS = (512, 2048, 4096)
 BATCH = 512

@@ -27,10 +27,11 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import sync_playwright
 
+from llmasos.benchmark.local_server import llmasos_server
+from llmasos.benchmark.report import bar_plot, report_header, write_report
 from llmasos.models.default import default_model_path
 from llmasos.settings import Settings
-from report import arguments, bar_plot, report_header, write_report
-from servers import llmasos_server
+from report import arguments
 
 PROCESSES, SLOTS, THREADS = 50, 16, 2
 WATCHERS = (0, 1, 4)  # open tabs

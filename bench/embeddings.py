@@ -21,16 +21,18 @@ from contextlib import AbstractContextManager
 
 import numpy as np
 
+from llmasos.benchmark.loadgen import new_client
+from llmasos.benchmark.local_server import llmasos_server
+from llmasos.benchmark.prompts import WORDS
+from llmasos.benchmark.report import bar_plot, report_header, write_report
 from llmasos.models.default import (
     DEFAULT_EMBEDDING_MODEL,
     default_embedding_model_path,
     default_model_path,
 )
 from llmasos.settings import Settings
-from loadgen import new_client
-from report import arguments, bar_plot, report_header, write_report
-from serve import WORDS
-from servers import llama_server, llmasos_server
+from report import arguments
+from servers import llama_server
 
 THREADS, BATCH_TOKENS = 2, 512
 WORKLOADS = {"lists of 64": (1, 64), "lists of 16": (1, 16), "single, 4 clients": (4, 1)}

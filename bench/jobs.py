@@ -37,6 +37,10 @@ from openai import OpenAI
 from transformers import AutoTokenizer
 
 from batches import PATH, POLL_S, PROBE_MAX_TOKENS, submit, ticket_prompts, wait
+from llmasos.benchmark.loadgen import closed_loop
+from llmasos.benchmark.local_server import llmasos_server
+from llmasos.benchmark.prompts import random_prompts
+from llmasos.benchmark.report import bar_plot, report_header, write_report
 from llmasos.jobs.hf_model import hf_copy
 from llmasos.jobs.job_manager import JobManager
 from llmasos.jobs.tasks import TaskState, TrainingTask
@@ -45,11 +49,9 @@ from llmasos.jobs.trainer import Plan
 from llmasos.models.default import DEFAULT_MODEL, default_model_path
 from llmasos.models.repository import Repository
 from llmasos.settings import Settings
-from loadgen import closed_loop
-from report import REPO, arguments, bar_plot, report_header, write_report
+from report import REPO, arguments
 from security import latencies, server_home
-from serve import random_prompts, workload
-from servers import llmasos_server
+from serve import workload
 
 SAMPLES = 48
 BATCH = 4

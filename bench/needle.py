@@ -21,11 +21,12 @@ import time
 from pathlib import Path
 
 from llmasos import Client
+from llmasos.benchmark.report import bar_plot, report_header, write_report
 from llmasos.models.default import default_model_path
 from llmasos.settings import Settings
 from llmasos.storage.service import Storage, StorageConfig
 from llmasos.storage.virtual_context import VirtualContext
-from report import arguments, bar_plot, report_header, write_report
+from report import arguments
 
 WINDOW = 512
 LENGTHS = (2, 5, 10)

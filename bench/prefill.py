@@ -23,10 +23,11 @@ import sys
 import time
 from pathlib import Path
 
+from llmasos.benchmark.report import bar_plot, report_header, write_report
 from llmasos.models.default import default_model_path
 from llmasos.settings import Settings
 from reference import LlamaSettings, llama_bench_prefill
-from report import arguments, bar_plot, report_header, write_report
+from report import arguments
 
 LENGTHS = (512, 2048)
 BATCH, THREADS = 512, 2

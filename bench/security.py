@@ -46,13 +46,21 @@ from pathlib import Path
 import httpx
 
 from llmasos.auth.audit import AuditLog
+from llmasos.benchmark.loadgen import (
+    RequestRecord,
+    closed_loop,
+    new_client,
+    stream_completion,
+    summarize,
+)
+from llmasos.benchmark.local_server import llmasos_server
+from llmasos.benchmark.prompts import random_prompts
+from llmasos.benchmark.report import bar_plot, report_header, write_report
 from llmasos.models.default import DEFAULT_MODEL, default_model_path
 from llmasos.settings import Settings
 from llmasos.storage.service import Storage
-from loadgen import RequestRecord, closed_loop, new_client, stream_completion, summarize
-from report import arguments, bar_plot, report_header, write_report
-from serve import random_prompts, workload
-from servers import llmasos_server
+from report import arguments
+from serve import workload
 
 CONCURRENCY = (1, 8)
 REQUESTS = {1: 4, 8: 16}  # per measurement: C=1 sends 4 one after another, C=8 two per client

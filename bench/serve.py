@@ -17,64 +17,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import random
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+from llmasos.benchmark.figures import summarize
+from llmasos.benchmark.loadgen import closed_loop
+from llmasos.benchmark.local_server import llmasos_server
+from llmasos.benchmark.prompts import random_prompts
+from llmasos.benchmark.report import bar_plot, report_header, write_report
 from llmasos.models.default import default_model_path
 from llmasos.settings import Settings
-from loadgen import closed_loop, summarize
-from report import arguments, bar_plot, report_header, write_report
-from servers import Q8_0_KV, llama_server, llmasos_server
+from report import arguments
+from servers import Q8_0_KV, llama_server
 
 CONCURRENCY = (1, 4, 8, 16)
 SLOTS, CONTEXT, THREADS = 16, 1024, 2
-WORDS = [
-    "tide",
-    "glacier",
-    "honey",
-    "black",
-    "printing",
-    "tea",
-    "volcano",
-    "violin",
-    "coral",
-    "telegraph",
-    "bread",
-    "owl",
-    "moon",
-    "river",
-    "salt",
-    "lighthouse",
-    "comet",
-    "maple",
-    "compass",
-    "silk",
-    "clock",
-    "penguin",
-    "ink",
-    "desert",
-    "bridge",
-    "whale",
-    "paper",
-    "thunder",
-    "mushroom",
-    "castle",
-    "rain",
-    "copper",
-]
-
-
-def random_prompts(count: int, seed: int = 7) -> list[str]:
-    """Prompts of about 60 words, each starting with its own random words."""
-    rng = random.Random(seed)
-    return [
-        f"{rng.randrange(10**9)} "
-        + " ".join(rng.choice(WORDS) for _ in range(60))
-        + "\n\nIn short,"
-        for _ in range(count)
-    ]
 
 
 def workload(

@@ -16,13 +16,14 @@ from __future__ import annotations
 import time
 
 from llmasos import Client
+from llmasos.benchmark.report import bar_plot, report_header, write_report
 from llmasos.errors import InvalidRequestError
 from llmasos.models.default import default_model_path
 from llmasos.models.gguf_info import is_encoder
 from llmasos.models.repository import Repository
 from llmasos.nlshell.commands import Thing, World, grammar, parse, prompt
 from llmasos.settings import Settings
-from report import arguments, bar_plot, report_header, write_report
+from report import arguments
 
 WORLD = World(
     processes=[Thing("1042", "running, priority 0, owner ada"),

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import httpx
 
-from report import arguments, bar_plot, report_header, write_report
-from servers import llmasos_server
+from llmasos.benchmark.local_server import llmasos_server
+from llmasos.benchmark.report import bar_plot, report_header, write_report
+from report import arguments
 
 SENTENCES = [
     "Please schedule the meeting with the engineering team for Thursday afternoon.",

@@ -44,6 +44,7 @@ import psycopg
 import sqlean
 import sqlite_vec
 
+from llmasos.benchmark.report import report_header, write_report
 from llmasos.models.default import default_embedding_model_path
 from llmasos.runtime.embedding import LocalEmbed
 from llmasos.settings import Settings
@@ -52,7 +53,7 @@ from llmasos.storage.paths import Principal
 from llmasos.storage.pg_local import PostgresUnavailable, TemporaryPostgres
 from llmasos.storage.records import MemoryEntry
 from llmasos.storage.service import Storage, StorageConfig
-from report import arguments, report_header, write_report
+from report import arguments
 
 K = 10
 FILE_BYTES = 1024

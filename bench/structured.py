@@ -26,12 +26,15 @@ from contextlib import AbstractContextManager
 
 import jsonschema
 
+from llmasos.benchmark.figures import summarize
+from llmasos.benchmark.loadgen import RequestRecord, closed_loop
+from llmasos.benchmark.local_server import llmasos_server
+from llmasos.benchmark.prompts import random_prompts
+from llmasos.benchmark.report import bar_plot, report_header, write_report
 from llmasos.models.default import default_model_path
 from llmasos.settings import Settings
-from loadgen import RequestRecord, closed_loop, summarize
-from report import arguments, bar_plot, report_header, write_report
-from serve import random_prompts
-from servers import Q8_0_KV, llama_server, llmasos_server
+from report import arguments
+from servers import Q8_0_KV, llama_server
 
 CONCURRENCY = (1, 8)
 SLOTS, CONTEXT, THREADS = 8, 1024, 2

@@ -21,13 +21,14 @@ import time
 from pathlib import Path
 
 from llmasos import Client
+from llmasos.benchmark.report import bar_plot, report_header, write_report
 from llmasos.engine.base import BatchItem
 from llmasos.engine.llamacpp import LlamaCppEngine, StepTimings
 from llmasos.models.default import default_model_path
 from llmasos.sampling import SamplingParams
 from llmasos.settings import Settings
 from reference import DEFAULTS_Q8, OURS, batched_bench
-from report import arguments, bar_plot, report_header, write_report
+from report import arguments
 
 CONCURRENCY = (1, 4, 8, 16)
 NUM_SLOTS, CONTEXT, BATCH, THREADS = 16, 512, 512, 2

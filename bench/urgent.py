@@ -26,12 +26,14 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
+from llmasos.benchmark.loadgen import new_client, stream_completion
+from llmasos.benchmark.local_server import llmasos_server
+from llmasos.benchmark.prompts import random_prompts
+from llmasos.benchmark.report import bar_plot, report_header, write_report
 from llmasos.models.default import default_model_path
 from llmasos.settings import Settings
-from loadgen import new_client, stream_completion
-from report import arguments, bar_plot, report_header, write_report
-from serve import random_prompts
-from servers import Q8_0_KV, llama_server, llmasos_server
+from report import arguments
+from servers import Q8_0_KV, llama_server
 
 SATURATING_CLIENTS = 12
 SLOTS, CONTEXT, THREADS = 16, 1024, 2

@@ -7,6 +7,7 @@
     jobs ...    cli/jobs.py
     cluster ... cli/cluster.py (and serve --cluster)
     shell       cli/shell.py (a sentence in, one command out: nlshell/commands.py)
+    bench       cli/bench.py (workloads in llmasos.benchmark)
 
 Every command has --help.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import typer
 
-from llmasos.cli import agents, cluster, fs, jobs, keys, models, processes, serve, shell
+from llmasos.cli import agents, bench, cluster, fs, jobs, keys, models, processes, serve, shell
 
 app = typer.Typer(
     help="LLMasOS: an operating system for LLM work.",
@@ -27,6 +28,7 @@ app.command()(serve.serve)
 for command in (processes.run, processes.chat, processes.ps, processes.kill, processes.top):
     app.command()(command)
 app.command()(shell.shell)
+app.command()(bench.bench)
 app.add_typer(models.models_app, name="models")
 app.add_typer(agents.agents_app, name="agents")
 app.add_typer(jobs.jobs_app, name="jobs")

@@ -159,7 +159,6 @@ class FairShare(Policy):
 
     name = "fair"
     background_below = 0  # any client may lower its priority, so only that counts across owners
-    background_below = 0  # any client may lower its priority, so only that counts across owners
 
     def __init__(self, idle_ticks: int = 256) -> None:
         if idle_ticks < 1:

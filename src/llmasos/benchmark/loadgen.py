@@ -1,5 +1,6 @@
-"""A closed-loop load generator for OpenAI-compatible servers: each client sends its requests one
-after another, streaming, and records time to first token and tokens received."""
+"""A load generator for OpenAI-compatible servers: streamed requests, each recorded with its time
+to first token, its latency and its tokens; a closed loop sends each client's requests one after
+another."""
 
 from __future__ import annotations
 
@@ -23,6 +24,14 @@ class RequestRecord:
     cached_tokens: int  # prompt tokens the server reported as reused from its cache
     text: str
     finish_reason: str | None = None
+    usage_reported: bool = True  # False: the server sent no usage; tokens are text chunks
+
+    @property
+    def time_per_output_token_s(self) -> float | None:
+        """Seconds per output token after the first (None with fewer than two tokens)."""
+        if self.completion_tokens < 2:
+            return None
+        return (self.total_s - self.ttft_s) / (self.completion_tokens - 1)
 
 
 def new_client(url: str) -> httpx.AsyncClient:
@@ -66,17 +75,17 @@ async def stream_completion(
                     if first is None:
                         first = time.perf_counter()
     finished = time.perf_counter()
-    if usage is None:
-        raise RuntimeError(f"{path}: the server sent no usage")
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+    reported = usage or {"completion_tokens": len(pieces), "prompt_tokens": 0}
+    cached = (reported.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
     return RequestRecord(
         ttft_s=(first or finished) - started,
         total_s=finished - started,
-        completion_tokens=usage["completion_tokens"],
-        prompt_tokens=usage["prompt_tokens"],
+        completion_tokens=reported["completion_tokens"],
+        prompt_tokens=reported["prompt_tokens"],
         cached_tokens=cached,
         text="".join(pieces),
         finish_reason=finish_reason,
+        usage_reported=usage is not None,
     )
 
 
@@ -110,19 +119,3 @@ def percentile(values: list[float], q: float) -> float:
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[max(0, min(98, round(q) - 1))]
-
-
-def summarize(records: list[RequestRecord], wall_s: float) -> dict[str, float]:
-    ttfts = [r.ttft_s for r in records]
-    tokens = sum(r.completion_tokens for r in records)
-    prompt_tokens = sum(r.prompt_tokens for r in records)
-    return {
-        "requests": len(records),
-        "completion_tokens": tokens,
-        "prompt_tokens": prompt_tokens,
-        "wall_s": round(wall_s, 3),
-        "throughput_tokens_per_s": round(tokens / wall_s, 2),
-        "ttft_p50_s": round(statistics.median(ttfts), 4),
-        "ttft_p99_s": round(percentile(ttfts, 99), 4),
-        "prefix_hit_rate": round(sum(r.cached_tokens for r in records) / prompt_tokens, 4),
-    }
