@@ -46,13 +46,8 @@ from pathlib import Path
 import httpx
 
 from llmasos.auth.audit import AuditLog
-from llmasos.benchmark.loadgen import (
-    RequestRecord,
-    closed_loop,
-    new_client,
-    stream_completion,
-    summarize,
-)
+from llmasos.benchmark.figures import summarize
+from llmasos.benchmark.loadgen import RequestRecord, closed_loop, new_client, stream_completion
 from llmasos.benchmark.local_server import llmasos_server
 from llmasos.benchmark.prompts import random_prompts
 from llmasos.benchmark.report import bar_plot, report_header, write_report
