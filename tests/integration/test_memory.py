@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from llmasos import Client, FinishReason, ProcessState
 from tests.integration.conftest import PROMPTS
 from tests.unit.test_kernel import wait_until
@@ -77,6 +79,38 @@ def test_four_times_more_processes_than_fit_all_finish_through_swap_to_ram_and_d
         assert books_match_engine(c)
     assert [r.token_ids for r in results] == [solo(p, 20) for p in prompts]
     assert not list(tmp_path.rglob("*.kv"))
+
+
+@pytest.mark.parametrize("policy", ["fcfs", "sjf", "rr", "priority", "fair"])
+def test_a_kv_cache_four_times_too_small_fails_no_request_under_any_policy(
+    policy, model_path, solo, tmp_path
+):
+    """8 processes on 2 slots, with mixed priorities and lengths, all at once: each waits or is
+    swapped (to disk past the small RAM budget), and each ends with its exact text alone."""
+    prompts, lengths = PROMPTS, [12 + 4 * (i % 3) for i in range(len(PROMPTS))]
+    with Client(
+        policy,
+        model=str(model_path),
+        num_slots=2,
+        max_running=2,
+        quantum=4,
+        context_length=1024,
+        swap_bytes=1_500_000,
+        swap_directory=tmp_path,
+    ) as c:
+        with c.kernel.paused():
+            handles = [
+                c.spawn(p, max_tokens=n, temperature=0, priority=i % 3)
+                for i, (p, n) in enumerate(zip(prompts, lengths, strict=True))
+            ]
+        results = [h.wait() for h in handles]
+        report = c.kernel.memory_report()
+        assert report.used_pages == 0 and report.swap_ram_bytes == report.swap_disk_bytes == 0
+        assert books_match_engine(c)
+    assert all(r.finish_reason in (FinishReason.LENGTH, FinishReason.STOP) for r in results)
+    assert [r.token_ids for r in results] == [
+        solo(p, n) for p, n in zip(prompts, lengths, strict=True)
+    ]
 
 
 def test_page_accounting_agrees_with_the_engine_after_a_long_mixed_run(model_path):

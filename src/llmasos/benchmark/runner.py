@@ -33,6 +33,7 @@ class BenchPlan:
     model: str | None = None
     api_key: str | None = field(default=None, repr=False)
     compare_api_key: str | None = field(default=None, repr=False)
+    names: tuple[str | None, str | None] = (None, None)  # the two servers' labels, if given
 
 
 @dataclass
@@ -46,9 +47,8 @@ class BenchRun:
 Progress = Callable[[str, int], Callable[[], None]]  # (side, total) -> advance by one
 
 
-def _label(url: str, taken: set[str]) -> str:
-    label = urlsplit(url).netloc or url
-    return label if label not in taken else f"{label}#2"
+def _label(url: str) -> str:
+    return urlsplit(url).netloc or url
 
 
 @contextmanager
@@ -74,16 +74,17 @@ async def _measure(target: Target, plan: BenchPlan, advance: Callable[[], None])
 
 def run_bench(plan: BenchPlan, progress: Progress) -> BenchRun:
     """Run the plan's workload on each server in turn; ratios are first over second."""
-    sides = [
-        (plan.url, plan.api_key),
-        *([(plan.compare, plan.compare_api_key)] * bool(plan.compare)),
-    ]
+    sides = [(plan.url, plan.api_key, plan.names[0])]
+    if plan.compare:
+        sides.append((plan.compare, plan.compare_api_key, plan.names[1]))
     results: dict[str, dict] = {}
     servers: dict[str, dict] = {}
     records: dict[str, list[RequestRecord]] = {}
     total = workloads.expected_requests(plan.workload, plan.knobs)
-    for url, key in sides:
-        label = LOCAL_LABEL if url is None else _label(url, set(results))
+    for url, key, name in sides:
+        label = name or (LOCAL_LABEL if url is None else _label(url))
+        if label in results:
+            label = f"{label}#2"
         with _local_or(url, plan) as address:
             target = Target(label, address, plan.model, key)
             target, outcome, errors = asyncio.run(_measure(target, plan, progress(label, total)))

@@ -72,6 +72,10 @@ def bench(
     compare_api_key: Annotated[
         str | None, typer.Option(help="The second server's key (default: --api-key).")
     ] = None,
+    name: Annotated[str | None, typer.Option(help="The server's label in the figures.")] = None,
+    compare_name: Annotated[
+        str | None, typer.Option(help="The second server's label in the figures.")
+    ] = None,
 ) -> None:
     """Run a benchmark workload and print its figures (and ratios with --compare)."""
     from llmasos.benchmark.runner import BenchPlan, run_bench
@@ -93,8 +97,19 @@ def bench(
             if v is not None
         },
     )
+    for option, label in (("--name", name), ("--compare-name", compare_name)):
+        if label is not None and not 0 < len(label) <= 64:
+            fail(f"{option} must be 1 to 64 characters")
     plan = BenchPlan(
-        workload.value, knobs, quick, url, compare, model, api_key, compare_api_key or api_key
+        workload.value,
+        knobs,
+        quick,
+        url,
+        compare,
+        model,
+        api_key,
+        compare_api_key or api_key,
+        (name, compare_name),
     )
     if url is None:
         notice("starting a local `llmasos serve` for the run")

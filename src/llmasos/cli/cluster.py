@@ -14,7 +14,7 @@ import httpx
 import typer
 from rich.table import Table
 
-from llmasos.cli.common import ApiKey, Url, console, errors, fail
+from llmasos.cli.common import ApiKey, Url, announce, console, fail
 from llmasos.cli.tls import serve_http
 from llmasos.errors import InvalidRequestError, LLMasOSError
 
@@ -55,7 +55,7 @@ def serve_cluster(
             raise InvalidRequestError("--pool", f"1-64 letters, digits, - or _, got {plan.pool!r}")
         router = _router(plan.routing)
         scaling = _scaler(plan.scaling)  # checked before anything starts
-        errors.print(f"joining the Ray cluster ({plan.address})...")
+        announce(f"joining the Ray cluster ({plan.address})...")
         connect(plan.address)
         if plan.role == "front":
             _serve_attached(plan, router, host, port, tls)
@@ -87,14 +87,14 @@ def _serve_pool(
     pool = Pool(dataclasses.replace(config, **link), name=plan.pool, gpus_per_replica=gpus)
     traffic = Traffic()
     autoscaler = Autoscaler(pool, traffic, scaler, interval)
-    errors.print(f"starting {initial} replica(s) of {config.model or 'the default model'}...")
+    announce(f"starting {initial} replica(s) of {config.model or 'the default model'}...")
     for handle in autoscaler.start_replicas(initial):
         if not pool.wait_ready(handle):
-            errors.print(f"replica {handle.replica}: not ready yet ({handle.error or 'pending'})")
+            announce(f"replica {handle.replica}: not ready yet ({handle.error or 'pending'})")
     pool.ensure_batch_leader()
     _warn_of_split_storage(pool)
     autoscaler.start()
-    errors.print(
+    announce(
         f"scaling {scaler.config.low}-{scaler.config.high} replicas, {gpus:g} GPU(s) a replica"
     )
     try:
@@ -113,7 +113,7 @@ def _serve_attached(
 
     pool = AttachedPool(plan.pool)
     pool.start()
-    errors.print(f"attached to pool {plan.pool}: its owner starts, drains and stops replicas")
+    announce(f"attached to pool {plan.pool}: its owner starts, drains and stops replicas")
     try:
         _run_front(Front(pool, router, Traffic()), None, plan, host, port, tls)
     finally:
@@ -140,7 +140,7 @@ def _warn_of_split_storage(pool: Any) -> None:
 
     nodes = {h.info.node_id for h in pool.ready() if h.info is not None}
     if len(nodes) > 1 and "LLMASOS_DATABASE_URL" not in shared_settings():
-        errors.print(
+        announce(
             "warning: replicas run on several nodes and each keeps its own storage (files, "
             "keys, batches, agent memory); set LLMASOS_DATABASE_URL to a PostgreSQL database "
             "they all share"

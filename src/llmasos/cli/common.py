@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import httpx
@@ -44,6 +45,16 @@ def fail(message: str) -> NoReturn:
     """Print `message` as an error on stderr and exit with status 2."""
     errors.print(f"[red]error:[/red] {message}", highlight=False)
     raise typer.Exit(2)
+
+
+def announce(message: str) -> None:
+    """A server's status line: a log record when it logs JSON lines, else a line on stderr."""
+    from llmasos.server.log_format import logs_json
+
+    if logs_json():
+        logging.getLogger("llmasos.serve").info(message)
+    else:
+        errors.print(message)
 
 
 def notice(message: str) -> None:

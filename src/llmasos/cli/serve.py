@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from llmasos.cli.common import Model, errors, fail
+from llmasos.cli.common import Model, announce, fail
 from llmasos.cli.tls import serve_http, tls_files
 from llmasos.errors import LLMasOSError
 
@@ -15,6 +16,21 @@ if TYPE_CHECKING:
     from llmasos.server.launch import ServeConfig
 
 Host = Annotated[str, typer.Option(help="Interface to listen on.")]
+
+
+class LogFormatName(StrEnum):
+    text = "text"
+    json = "json"
+
+
+LogFormat = Annotated[
+    LogFormatName,
+    typer.Option(
+        envvar="LLMASOS_LOG_FORMAT",
+        help="text: warnings and errors; json: one JSON object per line on stderr, access "
+        "lines with request ids included.",
+    ),
+]
 Port = Annotated[int, typer.Option(help="TCP port.")]
 Policy = Annotated[
     str, typer.Option(help="fair (owners share the engine), fcfs, sjf, rr or priority.")
@@ -165,12 +181,15 @@ def serve(
     gpus_per_replica: GpusPerReplica = None,
     role: Role = "all",
     pool: PoolName = "llmasos",
+    log_format: LogFormat = LogFormatName.text,
 ) -> None:
     """Serve the OS over HTTP: OpenAI-compatible and native routes; one kernel per loaded
     model, --model loaded at start and kept, others loaded on demand. With --cluster, engine
     replicas on Ray serve behind a routing front."""
     from llmasos.server.launch import ServeConfig
+    from llmasos.server.log_format import configure_logging
 
+    configure_logging(log_format.value)
     config = ServeConfig(
         model, policy, tuple(api_key or ()), admin_key, tuple(import_dir or ()), max_running,
         num_slots, context_length, max_batch_tokens, threads, kv_cache_type, page_size,
@@ -197,7 +216,7 @@ def _serve_one(config: ServeConfig, host: str, port: int, tls: tuple[Path, Path]
 
     try:
         models = build_models(config)
-        errors.print(f"loading {models.default_model}...")
+        announce(f"loading {models.default_model}...")
         models.load(pin=True)  # the model served from the start stays loaded
     except LLMasOSError as error:
         fail(str(error))

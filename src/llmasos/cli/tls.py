@@ -62,8 +62,16 @@ def serve_http(
     """Print `banner(url)`, then serve `app` at that URL (over TLS with `tls`)."""
     import uvicorn
 
-    from llmasos.cli.common import errors
+    from llmasos.cli.common import announce
 
-    errors.print(banner(f"{'https' if tls else 'http'}://{host}:{port}"))
+    announce(banner(f"{'https' if tls else 'http'}://{host}:{port}"))
     cert, key = tls or (None, None)
-    uvicorn.run(app, host=host, port=port, log_level="warning", ssl_certfile=cert, ssl_keyfile=key)
+    uvicorn.run(  # its loggers go to the handler `llmasos serve --log-format` set up
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        log_config=None,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
+    )

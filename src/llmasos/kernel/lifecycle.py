@@ -161,6 +161,8 @@ class Lifecycle:
         if process.first_token_at is None:
             process.first_token_at = time.monotonic()
             self.stats.time_to_first_token_s.observe(process.first_token_at - process.spawned_at)
+        owners = self.stats.owner_generated_tokens
+        owners[process.owner] = owners.get(process.owner, 0) + 1
         end_of_generation = self.engine.is_end_of_generation(token)
         data = b"" if end_of_generation else self.engine.token_bytes(token)
         step = self._logprobs(process.sampler.take_logprobs())

@@ -54,6 +54,9 @@ class KernelStats:
     prompt_tokens: int = 0
     steps: int = 0
     time_to_first_token_s: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS_S))
+    queue_wait_s: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS_S))
+    owner_generated_tokens: dict[str, int] = field(default_factory=dict)
+    owner_prompt_tokens: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -109,12 +109,15 @@ class StepRunner:
             start = process.num_computed_tokens
             prompt_part = max(0, min(len(process.prompt_tokens), start + len(item.tokens)) - start)
             self.stats.prompt_tokens += prompt_part
+            owners = self.stats.owner_prompt_tokens
+            owners[process.owner] = owners.get(process.owner, 0) + prompt_part
             process.state = ProcessState.RUNNING
             process.num_computed_tokens += len(item.tokens)
             self.pager.computed(process, item.tokens)
             process.run_s += duration
             if process.first_run_tick is None:
                 process.first_run_tick = self.tick_count
+                self.stats.queue_wait_s.observe(time.monotonic() - process.spawned_at)
             if token is None:
                 continue
             generated += 1

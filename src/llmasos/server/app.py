@@ -49,8 +49,10 @@ from llmasos.server.batch_runner import BatchRunner, mount_for_cluster
 from llmasos.server.cluster_link import ClusterLink
 from llmasos.server.dashboard_pages import mount_dashboard
 from llmasos.server.errors import install_error_handlers
-from llmasos.server.guards import MAX_BODY_BYTES, Access, BodyLimit, RequestIds, guards
+from llmasos.server.guards import MAX_BODY_BYTES, Access, BodyLimit, guards
+from llmasos.server.metrics import ServerMetrics
 from llmasos.server.rate_limits import RateLimiter, RateLimits
+from llmasos.server.telemetry import RequestTelemetry
 from llmasos.server.usage_release import STATS_EPSILON, STATS_WINDOW_S
 from llmasos.storage.service import Storage
 from llmasos.tools.builtins import builtin_tools
@@ -118,7 +120,8 @@ def create_app(
     app.state.jobs = _job_manager(models, job_cpu_share, storage.config.master_key)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
-    app.add_middleware(RequestIds)
+    app.state.metrics = ServerMetrics(models)
+    app.add_middleware(RequestTelemetry, metrics=app.state.metrics)
     protected, admin = guards(access, app.state.rate_limiter)
     _add_routes(app, protected, admin)
     return app

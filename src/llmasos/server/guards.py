@@ -1,7 +1,6 @@
-"""What stands between a client and the routes: request ids, the body limit, keys.
+"""What stands between a client and the routes: the body limit and keys (request ids and
+access logs: llmasos.server.telemetry).
 
-RequestIds   gives every request an id (X-Request-ID), so an internal error's generic
-             message names what to look up in the server log
 BodyLimit    counts the bytes actually received (Content-Length or chunked) and answers
              413 past the limit, before a route sees the body
 Access       API keys for every route but /health, and the admin key that the
@@ -14,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,27 +35,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 UNLIMITED = Capabilities()
-
-
-class RequestIds:
-    """ASGI middleware: a fresh id in request.state.request_id and the X-Request-ID header."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = uuid.uuid4().hex[:16]
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
 
 
 class BodyTooLarge(HTTPException):

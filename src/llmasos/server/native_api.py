@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from llmasos.chat import check_messages
@@ -21,7 +22,6 @@ from llmasos.models.repository import Repository
 from llmasos.server.api_docs import PROCESS_ROUTES, ModelNameParameter, Pid, links, streamed
 from llmasos.server.events import merged_events
 from llmasos.server.guards import audit, caller_of
-from llmasos.server.metrics import render_metrics
 from llmasos.server.openai_api import chat_prompts, models_of, plain_prompts, spawn_all
 from llmasos.server.ownership import owned_process, sees_all, visible
 from llmasos.server.schemas import (
@@ -66,8 +66,8 @@ def metrics(request: Request) -> PlainTextResponse:
             "/metrics shows every owner's usage: it needs an admin key (GET /v1/stats "
             "releases the aggregates with differential privacy)"
         )
-    text = render_metrics(models_of(request))
-    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+    text = request.app.state.metrics.render()
+    return PlainTextResponse(text, media_type=CONTENT_TYPE_LATEST)
 
 
 def _loaded_kernel(request: Request, model: str | None) -> Kernel:

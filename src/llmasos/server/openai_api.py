@@ -193,4 +193,5 @@ def spawn_all(
         except Exception:
             kill_quietly(kernel, processes)
             raise
+    request.state.pids = [p.pid for p in processes]  # the access log names them
     return kernel, processes, parents
