@@ -10,10 +10,12 @@ form; tests/integration/storage/test_crash.py kills a burst of writes on both ba
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import openai
@@ -28,10 +30,11 @@ from tests.integration.test_server import LLMASOS, start_server, stop_server
 pytestmark = pytest.mark.timeout(900)  # the job may make the Hugging Face copy first
 
 
-def admin_key() -> str:
+def admin_key(home: Path) -> str:
+    """A new admin key in `home`'s key store (the running server sees it at once)."""
     made = subprocess.run(
         [LLMASOS, "keys", "create", "--owner", "ops", "--role", "admin"],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, env={**os.environ, "LLMASOS_HOME": str(home)},
     )  # fmt: skip
     return next(w for w in made.stdout.split() if w.startswith("llmk_"))
 
@@ -49,9 +52,9 @@ def write_files(http: httpx.Client, count: int) -> dict[str, bytes]:
 def test_nothing_acknowledged_is_lost_across_a_kill_9_mid_load(tmp_path, session_home):
     home = seed_home(tmp_path / "home", session_home)
     data = tmp_path / "zorblat.jsonl"
-    data.write_text("".join(f'{{"text": "{fact(n)}"}}\n' for n in ["Ann", "Bob", "Cy"] * 8))
+    data.write_text("".join(json.dumps({"text": fact(n)}) + "\n" for n in ["Ann", "Bob", "Cy"] * 8))
     server, url = start_server(home=home, log=home / "before.log")
-    key = admin_key()
+    key = admin_key(home)
     bearer = {"Authorization": f"Bearer {key}"}
     lines = [request(f"fact-{n}", f"{PREFIX}{n}:", max_tokens=24) for n in range(16)]
     oai = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
