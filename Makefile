@@ -6,7 +6,7 @@ LLAMA_CPP_VERSION := $(shell grep -oE 'llama-cpp-python==[0-9.]+' pyproject.toml
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench soak clean
 
 $(STAMP): pyproject.toml scripts/llama-wheel
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/throughput.py
+
+# The long load test (about 8 minutes): 64 clients for 5 minutes, then a kill -9 mid-load.
+soak: $(STAMP)
+	scripts/system-packages
+	cd bench && ../$(VENV)/bin/python soak.py --clients $${SOAK_CLIENTS:-64} --seconds $${SOAK_SECONDS:-300}
 
 clean:
 	rm -rf $(VENV)

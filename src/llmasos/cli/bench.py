@@ -20,6 +20,7 @@ from llmasos.cli.common import ApiKey, console, errors, fail, notice
 
 if TYPE_CHECKING:
     from llmasos.benchmark.runner import BenchRun
+    from llmasos.benchmark.workloads import Knobs
 
 
 class WorkloadName(StrEnum):
@@ -79,38 +80,16 @@ def bench(
 ) -> None:
     """Run a benchmark workload and print its figures (and ratios with --compare)."""
     from llmasos.benchmark.runner import BenchPlan, run_bench
-    from llmasos.benchmark.workloads import SIZES
 
     if rate is not None and workload is not WorkloadName.serve:
         fail("--rate applies to the serve workload only")
-    full, small = SIZES[workload.value]
-    knobs = replace(
-        small if quick else full,
-        **{
-            k: v
-            for k, v in {
-                "requests": requests,
-                "concurrency": concurrency,
-                "max_tokens": max_tokens,
-                "rate": rate,
-            }.items()
-            if v is not None
-        },
-    )
     for option, label in (("--name", name), ("--compare-name", compare_name)):
         if label is not None and not 0 < len(label) <= 64:
             fail(f"{option} must be 1 to 64 characters")
-    plan = BenchPlan(
-        workload.value,
-        knobs,
-        quick,
-        url,
-        compare,
-        model,
-        api_key,
-        compare_api_key or api_key,
-        (name, compare_name),
-    )
+    sizes = {"requests": requests, "concurrency": concurrency, "max_tokens": max_tokens}
+    knobs = _knobs(workload.value, quick, {**sizes, "rate": rate})
+    keys = (api_key, compare_api_key or api_key)
+    plan = BenchPlan(workload.value, knobs, quick, url, compare, model, *keys, (name, compare_name))
     if url is None:
         notice("starting a local `llmasos serve` for the run")
     try:
@@ -122,6 +101,14 @@ def bench(
         fail(f"cannot reach {error.request.url}: {error}")
     _print_figures(run.report)
     _save(run, json_path, plot)
+
+
+def _knobs(workload: str, quick: bool, given: dict[str, float | None]) -> Knobs:
+    """The workload's size (full or --quick), with the options given on the command line."""
+    from llmasos.benchmark.workloads import SIZES
+
+    full, small = SIZES[workload]
+    return replace(small if quick else full, **{k: v for k, v in given.items() if v is not None})
 
 
 @contextmanager
