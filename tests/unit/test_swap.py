@@ -1,3 +1,6 @@
+import errno
+from pathlib import Path
+
 import pytest
 
 from llmasos.errors import SwapError
@@ -56,6 +59,23 @@ def test_a_spill_the_disk_refuses_keeps_the_snapshot_in_ram(tmp_path):
     assert swap.location(1) is SwapLocation.RAM
     assert swap.usage().ram_bytes == 4
     assert swap.take(1) == b"kept"
+
+
+def test_a_disk_that_fills_mid_spill_leaves_no_partial_file_and_loses_nothing(
+    tmp_path, monkeypatch
+):
+    def fills_up(path: Path, data: bytes) -> int:
+        with path.open("wb") as handle:
+            handle.write(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", fills_up)
+    swap = SwapSpace(ram_limit_bytes=1, directory=tmp_path)
+    swap.put(1, b"a snapshot of some length")
+    assert swap.location(1) is SwapLocation.RAM
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    monkeypatch.undo()
+    assert swap.take(1) == b"a snapshot of some length"
 
 
 def test_sealed_spills_hold_no_plaintext_and_come_back_whole(tmp_path):

@@ -149,7 +149,7 @@ class SwapSpace:
             stored = state
             if self._sealer is not None:
                 stored = self._sealer.seal(SWAP_OWNER, _bound(pid, path), state)
-            path.write_bytes(stored)
+            _write_whole(path, stored)
         except OSError as error:
             logger.warning("swap: pid %d stays in RAM over budget; disk refused it: %s", pid, error)
             return False
@@ -165,3 +165,12 @@ SWAP_OWNER = "kernel-swap"  # the key swap files are sealed with
 
 def _bound(pid: int, path: Path) -> bytes:
     return f"swap\x00{pid}\x00{path.name}".encode()
+
+
+def _write_whole(path: Path, data: bytes) -> None:
+    """Write `data` to `path`, or raise OSError and leave no part of it (a full disk)."""
+    try:
+        path.write_bytes(data)
+    except OSError:
+        path.unlink(missing_ok=True)
+        raise
