@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml scripts/llama-wheel
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet \
-		"$$(scripts/llama-wheel $(VENV)/bin/python $(LLAMA_CPP_VERSION))" -e ".[dev,train,cluster,speech]"
+		"$$(scripts/llama-wheel $(VENV)/bin/python $(LLAMA_CPP_VERSION))" -e ".[dev,train,cluster,speech,tracing]"
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -188,8 +188,13 @@ def serve(
     replicas on Ray serve behind a routing front."""
     from llmasos.server.launch import ServeConfig
     from llmasos.server.log_format import configure_logging
+    from llmasos.server.tracing import configure_tracing
 
     configure_logging(log_format.value)
+    try:
+        configure_tracing()
+    except LLMasOSError as error:
+        fail(str(error))
     config = ServeConfig(
         model, policy, tuple(api_key or ()), admin_key, tuple(import_dir or ()), max_running,
         num_slots, context_length, max_batch_tokens, threads, kv_cache_type, page_size,

@@ -1,4 +1,5 @@
-"""What the server records of each request: its id, an access log line, and HTTP metrics.
+"""What the server records of each request: its id, an access log line, HTTP metrics and a
+trace span (llmasos.server.tracing).
 
 The id is the client's X-Request-ID when it is a short safe token (so a caller can follow its
 own ids through the log), else a fresh one. It comes back in the X-Request-ID header, sits in
@@ -12,10 +13,16 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind
 
 from llmasos.server.guards import ASGIApp, Message, Receive, Scope, Send
 from llmasos.server.log_format import REQUEST_ID
 from llmasos.server.metrics import ServerMetrics
+from llmasos.server.tracing import TRACER, trace_processes
 
 SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 access_log = logging.getLogger("llmasos.access")
@@ -31,6 +38,23 @@ def route_of(scope: Scope) -> str:
     """The matched route's template (/v1/processes/{pid}), never the raw path: bounded labels."""
     route = scope.get("route")
     return getattr(route, "path", None) or "unmatched"
+
+
+@contextmanager
+def request_span(scope: Scope) -> Iterator[Span]:
+    """The request's server span: the framework's own where it traces requests (FastAPI does,
+    with the route template as its name and the status; it may end before the app returns),
+    else one of ours."""
+    current = trace.get_current_span()
+    if current.is_recording():
+        yield current
+        return
+    name = f"{scope['method']} {scope['path']}"
+    with TRACER.start_as_current_span(name, kind=SpanKind.SERVER) as span:
+        span.set_attribute("http.request.method", scope["method"])
+        yield span
+        span.update_name(f"{scope['method']} {route_of(scope)}")
+        span.set_attribute("http.route", route_of(scope))
 
 
 class RequestTelemetry:
@@ -59,12 +83,16 @@ class RequestTelemetry:
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            seconds = time.perf_counter() - started
-            self._record(scope, state, status, seconds)
-            REQUEST_ID.reset(token)
+        with request_span(scope) as span:
+            span.set_attribute("llmasos.request_id", request_id)
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                seconds = time.perf_counter() - started
+                self._record(scope, state, status, seconds)
+                if span.get_span_context().is_valid:  # tracing is on (the span may have ended)
+                    trace_processes(scope["app"].state.models, state.get("pids") or ())
+                REQUEST_ID.reset(token)
 
     def _record(self, scope: Scope, state: dict, status: int, seconds: float) -> None:
         route = route_of(scope)

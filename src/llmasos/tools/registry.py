@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
+from opentelemetry import trace
 
 from llmasos.errors import InvalidRequestError, LLMasOSError, UnknownToolError
 from llmasos.toolcalls import FunctionTool, check_tools
 
 MAX_RESULT_CHARS = 64 * 1024
+TRACER = trace.get_tracer("llmasos")
 
 
 class ToolFailure(LLMasOSError):
@@ -106,7 +108,15 @@ class ToolRegistry:
         return [self.get(n).spec() for n in (names if names is not None else self.names())]
 
     def call(self, name: str, arguments: dict[str, Any]) -> ToolResult:
-        """Check `arguments` against the tool's parameters and run it."""
+        """Check `arguments` against the tool's parameters and run it (in a trace span)."""
+        with TRACER.start_as_current_span(f"llmasos.tool {name}") as span:
+            result = self._call(name, arguments)
+            span.set_attributes({"llmasos.tool": name, "llmasos.tool_ok": result.ok})
+            if result.error:
+                span.set_attribute("llmasos.tool_error", result.error[:200])
+            return result
+
+    def _call(self, name: str, arguments: dict[str, Any]) -> ToolResult:
         tool = self.get(name)
         started = time.monotonic()
         problem = argument_problem(tool, arguments)
