@@ -25,6 +25,7 @@ import httpx
 from llmasos.benchmark.figures import summarize
 from llmasos.benchmark.loadgen import RequestRecord, new_client, stream_completion
 from llmasos.benchmark.local_server import llmasos_server
+from llmasos.benchmark.prompts import RULES
 from llmasos.benchmark.report import bar_plot, report_header, write_report
 from llmasos.models.default import default_model_path
 from llmasos.settings import Settings
@@ -36,16 +37,6 @@ TURNS = 3
 MAX_TOKENS = 64
 CONTEXT = 2048
 THREADS = 2
-RULES = [
-    "Always state the assumption you rely on before you answer.",
-    "Prefer short sentences and plain words over jargon.",
-    "When a question is ambiguous, name the two most likely readings.",
-    "Quote numbers with their units and say where they come from.",
-    "Never invent a source; say that you do not know instead.",
-    "End each answer with one concrete next step for the reader.",
-    "Keep lists to at most five items and order them by importance.",
-    "If the user is wrong, say so politely and explain why.",
-]
 TOPICS = [
     "photosynthesis",
     "compound interest",

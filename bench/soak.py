@@ -44,6 +44,7 @@ async def warm_up(url: str) -> None:
     load = Load(url, clients=1, seconds=0, tag="warm-up")
     for kind in load.kinds:
         await load.once(0, kind)
+    await load.close()
     if load.errors:
         raise SystemExit(f"warm-up failed: {load.errors[:3]}")
 
@@ -113,6 +114,7 @@ async def kill_mid_load(url: str, pid: int, seconds: float = 8.0) -> dict[str, b
     running = asyncio.create_task(drive(load))
     await asyncio.sleep(seconds)
     os.kill(pid, signal.SIGKILL)
+    load.stopped = True  # the requests in flight fail; no new ones go to the dead port
     await running
     return load.acked_files
 
@@ -120,7 +122,9 @@ async def kill_mid_load(url: str, pid: int, seconds: float = 8.0) -> dict[str, b
 async def verify_files(url: str, acked: dict[str, bytes]) -> int:
     """How many acknowledged files do not read back byte for byte."""
     load = Load(url, clients=1, seconds=0, tag="verify")
-    return sum([await load.read_file(path) != content for path, content in acked.items()])
+    changed = sum([await load.read_file(path) != content for path, content in acked.items()])
+    await load.close()
+    return changed
 
 
 def run(args) -> dict:

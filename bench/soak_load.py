@@ -58,6 +58,7 @@ class Load:
         self.acked_files: dict[str, bytes] = {}
         self.unkilled = 0
         self.finished = 0
+        self.stopped = False  # set: every client stops after its current request
         self.done = asyncio.Event()
         self.http: httpx.AsyncClient | None = None
 
@@ -155,8 +156,13 @@ class Load:
         rng = random.Random(client)
         weights = [WEIGHTS[k] for k in self.kinds]
         deadline = time.monotonic() + self.seconds
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self.stopped:
             await self.once(client, rng.choices(self.kinds, weights)[0])
+
+    async def close(self) -> None:
+        if self.http is not None:
+            await self.http.aclose()
+            self.http = None
 
 
 def _client(url: str) -> httpx.AsyncClient:
@@ -170,6 +176,4 @@ async def drive(load: Load) -> None:
         await asyncio.gather(*(load.run_client(c) for c in range(load.clients)))
     finally:
         load.done.set()
-        if load.http is not None:
-            await load.http.aclose()
-            load.http = None
+        await load.close()

@@ -1,7 +1,7 @@
 """kill -9 of a server mid-load, then a restart on the same home: nothing acknowledged is lost.
 
 In flight at the kill: a training job past its first checkpoint, an OpenAI batch with some lines
-answered, and a burst of file writes, all under an admin key made while the server ran. After
+answered, and file writes one after another, all under an admin key made while the server ran. After
 the restart the key still works, the repository lists the same models, every acknowledged file
 reads back byte for byte, the batch ends with every line answered exactly once, and the job
 resumes from its checkpoint with no step done twice. (The soak in `make soak` does the long
@@ -10,10 +10,12 @@ form; tests/integration/storage/test_crash.py kills a burst of writes on both ba
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from tests.integration.conftest import seed_home
 from tests.integration.test_batches import PREFIX, answers, finished, request, submit
 from tests.integration.test_jobs import fact, task, wait_for
 from tests.integration.test_server import LLMASOS, start_server, stop_server
+from tests.unit.test_kernel import wait_until
 
 pytestmark = pytest.mark.timeout(900)  # the job may make the Hugging Face copy first
 
@@ -39,14 +42,16 @@ def admin_key(home: Path) -> str:
     return next(w for w in made.stdout.split() if w.startswith("llmk_"))
 
 
-def write_files(http: httpx.Client, count: int) -> dict[str, bytes]:
-    """PUT `count` files; the ones the server acknowledged, with their bytes."""
-    acked = {}
-    for n in range(count):
-        path, content = f"crash/file-{n}.bin", os.urandom(64) + f"file {n}".encode()
-        if http.put(f"/v1/fs/files/{path}", content=content).status_code in (200, 201):
-            acked[path] = content
-    return acked
+def write_until_killed(url: str, key: str, acked: dict[str, bytes]) -> None:
+    """PUT new files one after another until the server dies; record what it acknowledged."""
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
+        for n in itertools.count():
+            path, content = f"crash/file-{n}.bin", os.urandom(64) + f"file {n}".encode()
+            try:
+                if http.put(f"/v1/fs/files/{path}", content=content).status_code in (200, 201):
+                    acked[path] = content
+            except httpx.HTTPError:
+                return  # the kill
 
 
 def test_nothing_acknowledged_is_lost_across_a_kill_9_mid_load(tmp_path, session_home):
@@ -64,15 +69,19 @@ def test_nothing_acknowledged_is_lost_across_a_kill_9_mid_load(tmp_path, session
     ):
         task_id = client.submit_task(task(data, checkpoint_every=2, output="zorblat:crash"))
         batch = submit(oai, tmp_path, lines)
-        acked = write_files(http, 12)
         models = sorted(m["id"] for m in http.get("/v1/models").json()["data"])
+        acked: dict[str, bytes] = {}
+        writer = threading.Thread(target=write_until_killed, args=(url, key, acked))
+        writer.start()
         wait_for(client, task_id, lambda s: s.checkpoint_step >= 2 and s.step >= 3)
         deadline = time.monotonic() + 300
         while oai.batches.retrieve(batch.id).request_counts.completed < 2:
             assert time.monotonic() < deadline
             time.sleep(0.2)
-    os.kill(server.pid, signal.SIGKILL)  # no shutdown at all
+        wait_until(lambda: len(acked) >= 5)
+    os.kill(server.pid, signal.SIGKILL)  # no shutdown at all, writes in flight
     server.wait()
+    writer.join()
     server, url = start_server(home=home, log=home / "after.log")
     try:
         oai = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)

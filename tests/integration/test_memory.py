@@ -54,21 +54,25 @@ def test_a_prefix_is_shared_from_a_process_that_is_still_generating(model_path, 
     assert results[1].token_ids == solo(SYSTEM + TASKS[3], 24)
 
 
-def test_four_times_more_processes_than_fit_all_finish_through_swap_to_ram_and_disk(
-    model_path, solo, tmp_path
-):
-    prompts = PROMPTS  # 8 processes, 2 slots
-    # One snapshot fits in RAM; the rest spill to disk.
-    with Client(
-        "rr",
+def two_slots(policy: str, model_path, swap_directory) -> Client:
+    """A kernel with 2 slots whose swap RAM holds one snapshot: the rest spill to disk."""
+    return Client(
+        policy,
         model=str(model_path),
         num_slots=2,
         max_running=2,
         quantum=4,
         context_length=1024,
         swap_bytes=1_500_000,
-        swap_directory=tmp_path,
-    ) as c:
+        swap_directory=swap_directory,
+    )
+
+
+def test_four_times_more_processes_than_fit_all_finish_through_swap_to_ram_and_disk(
+    model_path, solo, tmp_path
+):
+    prompts = PROMPTS  # 8 processes, 2 slots
+    with two_slots("rr", model_path, tmp_path) as c:
         with c.kernel.paused():
             handles = [c.spawn(p, max_tokens=20, temperature=0) for p in prompts]
         results = [h.wait() for h in handles]
@@ -88,16 +92,7 @@ def test_a_kv_cache_four_times_too_small_fails_no_request_under_any_policy(
     """8 processes on 2 slots, with mixed priorities and lengths, all at once: each waits or is
     swapped (to disk past the small RAM budget), and each ends with its exact text alone."""
     prompts, lengths = PROMPTS, [12 + 4 * (i % 3) for i in range(len(PROMPTS))]
-    with Client(
-        policy,
-        model=str(model_path),
-        num_slots=2,
-        max_running=2,
-        quantum=4,
-        context_length=1024,
-        swap_bytes=1_500_000,
-        swap_directory=tmp_path,
-    ) as c:
+    with two_slots(policy, model_path, tmp_path) as c:
         with c.kernel.paused():
             handles = [
                 c.spawn(p, max_tokens=n, temperature=0, priority=i % 3)

@@ -55,7 +55,9 @@ def test_metrics_parse_as_prometheus_and_are_exactly_the_documented_ones(logged_
     model = "gemma3-270m:q4_k_m"
     generated = exposed["llmasos_owner_generated_tokens"]
     assert sum(samples(generated, model=model, owner="anonymous")) >= 4
-    assert samples(exposed["llmasos_queue_wait_seconds"], model=model)
+    waits = exposed["llmasos_queue_wait_seconds"].samples
+    (count,) = [s.value for s in waits if s.name.endswith("_count") and s.labels["model"] == model]
+    assert count >= 1
     http = samples(
         exposed["llmasos_http_requests"], method="POST", route="/v1/completions", status="200"
     )

@@ -1,11 +1,18 @@
-"""`llmasos bench`'s arithmetic: summaries, ratios, counters read from /metrics."""
+"""`llmasos bench`'s logic: summaries, ratios, counters read from /metrics, server roots, and
+how a stream's ending is read (over httpx's mock transport)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+
+import httpx
+
 from llmasos.benchmark.figures import figures_of, ratios, summarize
 from llmasos.benchmark.loadgen import RequestRecord
-from llmasos.benchmark.session import counter_sum
+from llmasos.benchmark.session import Session, Target, counter_sum
 from llmasos.benchmark.workloads import Outcome
+from llmasos.cli.bench import server_root
 
 
 def record(ttft: float, total: float, tokens: int, cached: int = 0) -> RequestRecord:
@@ -61,3 +68,40 @@ def test_a_counter_sums_the_series_with_the_label_asked_for():
     assert counter_sum(exposition, "llmasos_swaps_total", 'direction="out"') == 7.0
     assert counter_sum(exposition, "llmasos_swaps_total") == 9.0
     assert counter_sum(exposition, "llmasos_page_faults_total") is None
+
+
+def test_a_server_is_named_by_its_root_whatever_the_suffix():
+    assert server_root("http://h:8000/v1/") == server_root("http://h:8000") == "http://h:8000"
+    assert server_root(None) is None
+
+
+def sse(*chunks: dict | str) -> httpx.MockTransport:
+    lines = [c if isinstance(c, str) else f"data: {json.dumps(c)}" for c in chunks]
+    body = "\n\n".join(lines).encode()
+    return httpx.MockTransport(lambda request: httpx.Response(200, content=body))
+
+
+def test_a_stream_that_ends_with_an_error_chunk_is_a_failed_request_not_a_success():
+    transport = sse({"choices": [{"text": "a"}]}, {"error": {"message": "engine failed"}})
+
+    async def send() -> tuple:
+        async with httpx.AsyncClient(base_url="http://test", transport=transport) as client:
+            session = Session(Target("t", "http://test"), client)
+            return await session.send(session.body("x", 4)), session.errors
+
+    record, errors = asyncio.run(send())
+    assert record is None
+    assert len(errors) == 1 and "engine failed" in errors[0]
+
+
+def test_a_stream_without_usage_counts_its_text_chunks():
+    transport = sse({"choices": [{"text": "a"}]}, {"choices": [{"text": "b"}]}, "data: [DONE]")
+
+    async def send() -> RequestRecord | None:
+        async with httpx.AsyncClient(base_url="http://test", transport=transport) as client:
+            session = Session(Target("t", "http://test"), client)
+            return await session.send(session.body("x", 4))
+
+    record = asyncio.run(send())
+    assert record.text == "ab" and record.completion_tokens == 2
+    assert record.usage_reported is False

@@ -35,9 +35,10 @@ def fake_models(kernel: Kernel) -> ModelManager:
     return models
 
 
-def make_client(*, api_keys=(), slots=4, **config) -> TestClient:
+def make_client(*, api_keys=(), slots=4, raise_errors=True, **config) -> TestClient:
     kernel = Kernel(FakeEngine(num_slots=slots), KernelConfig(max_running=slots, **config))
-    return TestClient(create_app(fake_models(kernel), access=Access(api_keys=tuple(api_keys))))
+    app = create_app(fake_models(kernel), access=Access(api_keys=tuple(api_keys)))
+    return TestClient(app, raise_server_exceptions=raise_errors)
 
 
 def kernel_of(http: TestClient) -> Kernel:
@@ -300,3 +301,20 @@ def test_memory_report_and_page_quota_over_http():
         metrics = http.get("/metrics").text
         assert 'llmasos_kv_pages{model="fake:latest",status="cached"} 1' in metrics
         assert 'llmasos_prefix_cache_lookups_total{model="fake:latest",result="miss"} 1' in metrics
+
+
+def test_an_unexpected_failure_is_a_500_naming_its_request_id_in_body_header_and_log(
+    monkeypatch, caplog
+):
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("llmasos.server.native_api.info_to_json", broken)
+    with make_client(raise_errors=False) as http:
+        spawned = http.post("/v1/processes", json={"prompt": "x", "max_tokens": 1})
+    assert spawned.status_code == 500
+    request_id = spawned.headers["x-request-id"]
+    assert request_id in spawned.json()["error"]["message"]
+    assert "a bug" not in spawned.text  # the details stay in the log
+    (failure,) = [r for r in caplog.records if r.getMessage().startswith("request ")]
+    assert failure.request_id == request_id

@@ -16,11 +16,10 @@ EXPORTER = InMemorySpanExporter()
 
 @pytest.fixture(scope="module", autouse=True)
 def provider():
-    """The process's tracer provider (set once; nothing else in the suite sets one)."""
+    """The process's SDK tracer provider (set once per process), with our exporter on it."""
     if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        sdk = TracerProvider()
-        sdk.add_span_processor(SimpleSpanProcessor(EXPORTER))
-        trace.set_tracer_provider(sdk)
+        trace.set_tracer_provider(TracerProvider())
+    trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(EXPORTER))
 
 
 def test_a_tool_call_is_a_span_with_its_name_and_outcome():

@@ -20,9 +20,7 @@ FS_CALLS = frozenset(
     {"write", "read", "stat", "list", "history", "diff", "delete", "move", "rollback", "grant",
      "revoke", "grants", "usage"}
 )  # fmt: skip
-MEMORY_CALLS = frozenset(
-    {"core", "store", "search", "log", "recall", "count", "index", "forget"}
-)
+MEMORY_CALLS = frozenset({"core", "store", "search", "log", "recall", "count", "index", "forget"})
 _INVALID = re.compile(r"[^A-Za-z0-9_.@-]")
 
 

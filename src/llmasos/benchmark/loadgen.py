@@ -34,6 +34,10 @@ class RequestRecord:
         return (self.total_s - self.ttft_s) / (self.completion_tokens - 1)
 
 
+class StreamError(Exception):
+    """A stream that the server ended with an error chunk."""
+
+
 def new_client(url: str) -> httpx.AsyncClient:
     """A client that opens a connection per request: llama-server may close an idle keep-alive
     connection just as the next request goes out on it."""
@@ -63,6 +67,8 @@ async def stream_completion(
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
             chunk = json.loads(line[6:])
+            if chunk.get("error"):
+                raise StreamError(f"{path}: the stream ended with an error: {chunk['error']}")
             if chunk.get("usage"):
                 usage = chunk["usage"]
             for choice in chunk.get("choices") or []:

@@ -21,6 +21,8 @@ RULES = [
     "Quote numbers with their units and say where they come from.",
     "Never invent a source; say that you do not know instead.",
     "End each answer with one concrete next step for the reader.",
+    "Keep lists to at most five items and order them by importance.",
+    "If the user is wrong, say so politely and explain why.",
 ]
 
 

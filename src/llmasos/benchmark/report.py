@@ -13,6 +13,7 @@ import textwrap
 import time
 from importlib.metadata import version
 from pathlib import Path
+from types import ModuleType
 
 SOURCE = Path(__file__).resolve().parents[3]  # the checkout, when installed from one
 
@@ -57,7 +58,7 @@ def write_report(path: Path, report: dict) -> None:
     print(f"-> {path}")
 
 
-def pyplot():
+def pyplot() -> ModuleType:
     """matplotlib's pyplot, drawing to files only."""
     import matplotlib
 

@@ -111,8 +111,3 @@ def run_bench(plan: BenchPlan, progress: Progress) -> BenchRun:
         first, second = results
         report["ratios"] = {f"{first}_over_{second}": ratios(results[first], results[second])}
     return BenchRun(report, records)
-
-
-def nothing(_side: str, _total: int) -> Callable[[], None]:
-    """A progress that shows nothing."""
-    return lambda: None

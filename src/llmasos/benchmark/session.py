@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from llmasos.benchmark.loadgen import RequestRecord, new_client, stream_completion
+from llmasos.benchmark.loadgen import RequestRecord, StreamError, new_client, stream_completion
 
 COMPLETIONS = "/v1/completions"
 
@@ -47,9 +47,13 @@ class Session:
         return body
 
     async def send(
-        self, body: dict[str, Any], on_text: Callable[[], None] | None = None
+        self,
+        body: dict[str, Any],
+        on_text: Callable[[], None] | None = None,
+        counted: bool = True,
     ) -> RequestRecord | None:
-        """Stream `body`; None (and the error kept) when the request fails."""
+        """Stream `body`; None (and the error kept) when the request fails. `counted` ones
+        advance the progress (open-ended background load does not)."""
         try:
             record = await stream_completion(
                 self.client, COMPLETIONS, body, on_text, self.target.headers()
@@ -57,11 +61,12 @@ class Session:
         except httpx.HTTPStatusError as error:
             self.errors.append(f"HTTP {error.response.status_code} from {COMPLETIONS}")
             return None
-        except httpx.HTTPError as error:
-            self.errors.append(f"{type(error).__name__}: {error}")
+        except (httpx.HTTPError, StreamError, ValueError, KeyError) as error:
+            self.errors.append(f"{type(error).__name__}: {error}"[:300])
             return None
         finally:
-            self.on_done()
+            if counted:
+                self.on_done()
         return record
 
     async def counter(self, name: str, label: str = "") -> float | None:

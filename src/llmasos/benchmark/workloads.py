@@ -30,6 +30,7 @@ from llmasos.benchmark.session import Session
 
 URGENT, BACKGROUND = 10, 0  # the priorities of probes and load
 PROBE_TOKENS = 4
+MAX_FAILURES = 3  # a background client stops after this many failed requests in a row
 SWAPS = ("llmasos_swaps_total", 'direction="out"')
 
 
@@ -150,9 +151,13 @@ async def priority(session: Session, knobs: Knobs) -> Outcome:
     background: list[RequestRecord | None] = []
 
     async def load_client() -> None:
-        while not stop.is_set():
+        failures = 0  # in a row: a client that keeps failing stops (its errors are counted)
+        while not stop.is_set() and failures < MAX_FAILURES:
             body = session.body(next(load_prompts), knobs.max_tokens, priority=BACKGROUND)
-            background.append(await session.send(body, on_text=started.set))
+            record = await session.send(body, on_text=started.set, counted=False)
+            started.set()  # a failed request also ends the wait for the load
+            background.append(record)
+            failures = 0 if record is not None else failures + 1
 
     began = time.perf_counter()
     clients = [asyncio.create_task(load_client()) for _ in range(knobs.concurrency)]
@@ -179,11 +184,16 @@ async def swap(session: Session, knobs: Knobs) -> Outcome:
     swaps_before = await session.counter(*SWAPS)
     running = [asyncio.Event() for _ in long_prompts]
     began = time.perf_counter()
+
+    async def long_run(prompt: str, first_text: asyncio.Event) -> RequestRecord | None:
+        body = session.body(prompt, knobs.max_tokens, priority=BACKGROUND)
+        try:
+            return await session.send(body, on_text=first_text.set)
+        finally:
+            first_text.set()  # also when it failed: nobody waits for it
+
     long_runs = [
-        asyncio.create_task(
-            session.send(session.body(p, knobs.max_tokens, priority=BACKGROUND), on_text=e.set)
-        )
-        for p, e in zip(long_prompts, running, strict=True)
+        asyncio.create_task(long_run(p, e)) for p, e in zip(long_prompts, running, strict=True)
     ]
     await asyncio.wait_for(asyncio.gather(*(e.wait() for e in running)), timeout=600)
     urgent = await asyncio.gather(

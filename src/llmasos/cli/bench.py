@@ -83,13 +83,16 @@ def bench(
 
     if rate is not None and workload is not WorkloadName.serve:
         fail("--rate applies to the serve workload only")
+    if plot is not None and find_spec("matplotlib") is None:
+        fail("--plot needs matplotlib: pip install 'llmasos[bench]'")
     for option, label in (("--name", name), ("--compare-name", compare_name)):
         if label is not None and not 0 < len(label) <= 64:
             fail(f"{option} must be 1 to 64 characters")
     sizes = {"requests": requests, "concurrency": concurrency, "max_tokens": max_tokens}
     knobs = _knobs(workload.value, quick, {**sizes, "rate": rate})
     keys = (api_key, compare_api_key or api_key)
-    plan = BenchPlan(workload.value, knobs, quick, url, compare, model, *keys, (name, compare_name))
+    servers = (server_root(url), server_root(compare))
+    plan = BenchPlan(workload.value, knobs, quick, *servers, model, *keys, (name, compare_name))
     if url is None:
         notice("starting a local `llmasos serve` for the run")
     try:
@@ -99,8 +102,15 @@ def bench(
         fail(f"{error.request.url} answered HTTP {error.response.status_code}")
     except httpx.HTTPError as error:
         fail(f"cannot reach {error.request.url}: {error}")
+    except TimeoutError:
+        fail("a server sent no text for 10 minutes; see the errors above")
     _print_figures(run.report)
     _save(run, json_path, plot)
+
+
+def server_root(url: str | None) -> str | None:
+    """The server's root: `http://host:8000/v1/` and `http://host:8000` are the same server."""
+    return None if url is None else url.rstrip("/").removesuffix("/v1")
 
 
 def _knobs(workload: str, quick: bool, given: dict[str, float | None]) -> Knobs:
@@ -161,8 +171,6 @@ def _save(run: BenchRun, json_path: Path | None, plot: Path | None) -> None:
     if plot is not None:
         from llmasos.benchmark.plots import plot_run
 
-        if find_spec("matplotlib") is None:
-            fail("--plot needs matplotlib: pip install 'llmasos[bench]'")
         plot_run(plot, run.report["benchmark"], run.report["results"], run.records)
         console.print(f"-> {plot}")
     if json_path is None and plot is None:

@@ -187,14 +187,8 @@ def serve(
     model, --model loaded at start and kept, others loaded on demand. With --cluster, engine
     replicas on Ray serve behind a routing front."""
     from llmasos.server.launch import ServeConfig
-    from llmasos.server.log_format import configure_logging
-    from llmasos.server.tracing import configure_tracing
 
-    configure_logging(log_format.value)
-    try:
-        configure_tracing()
-    except LLMasOSError as error:
-        fail(str(error))
+    _observe(log_format)
     config = ServeConfig(
         model, policy, tuple(api_key or ()), admin_key, tuple(import_dir or ()), max_running,
         num_slots, context_length, max_batch_tokens, threads, kv_cache_type, page_size,
@@ -214,6 +208,18 @@ def serve(
         serve_cluster(plan, config, host, port, tls)
         return
     _serve_one(config, host, port, tls)
+
+
+def _observe(log_format: LogFormatName) -> None:
+    """Logs in `log_format`, and traces exported where OTEL_EXPORTER_OTLP_ENDPOINT says."""
+    from llmasos.server.log_format import configure_logging
+    from llmasos.server.tracing import configure_tracing
+
+    configure_logging(log_format.value)
+    try:
+        configure_tracing()
+    except LLMasOSError as error:
+        fail(str(error))
 
 
 def _serve_one(config: ServeConfig, host: str, port: int, tls: tuple[Path, Path] | None) -> None:

@@ -162,10 +162,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        # Starlette answers this outside the middleware that adds the id: add it here
         request_id = getattr(request.state, "request_id", "unknown")
-        logger.error("request %s failed", request_id, exc_info=error)
-        return error_response(
+        logger.error(
+            "request %s failed", request_id, exc_info=error, extra={"request_id": request_id}
+        )
+        response = error_response(
             500,
             f"internal error (request {request_id}); the server log has the details",
             kind="server_error",
         )
+        response.headers["X-Request-ID"] = request_id
+        return response

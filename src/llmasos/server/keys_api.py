@@ -1,11 +1,11 @@
 """Administrative routes for API keys and the audit log (the admin key or an admin-role key).
 
-    POST   /v1/admin/keys            {"owner", "role", "expires_in_s", "capabilities"} -> the
-                                     key, shown once
-    GET    /v1/admin/keys            every key's record (never a secret)
-    DELETE /v1/admin/keys/{key_id}   revoke
-    GET    /v1/admin/audit?after=&limit=   entries of the audit log
-    GET    /v1/admin/audit/verify    {"intact": bool, "problem": str | null}
+POST   /v1/admin/keys            {"owner", "role", "expires_in_s", "capabilities"} -> the
+                                 key, shown once
+GET    /v1/admin/keys            every key's record (never a secret)
+DELETE /v1/admin/keys/{key_id}   revoke
+GET    /v1/admin/audit?after=&limit=   entries of the audit log
+GET    /v1/admin/audit/verify    {"intact": bool, "problem": str | null}
 """
 
 from __future__ import annotations
@@ -37,9 +37,7 @@ class KeyBody(Strict):
 async def create_key(body: KeyBody, request: Request) -> dict[str, Any]:
     keys = request.app.state.access.keys
     caps = body.capabilities.capabilities() if body.capabilities else None
-    key, info = await run_in_threadpool(
-        keys.create, body.owner, body.role, body.expires_in_s, caps
-    )
+    key, info = await run_in_threadpool(keys.create, body.owner, body.role, body.expires_in_s, caps)
     detail = f"{info.owner} {info.role.value}"
     await run_in_threadpool(audit, request, "key.created", info.id, "ok", detail)
     return {"key": key, **info.to_json()}

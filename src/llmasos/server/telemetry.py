@@ -13,7 +13,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from opentelemetry import trace
@@ -25,6 +25,7 @@ from llmasos.server.metrics import ServerMetrics
 from llmasos.server.tracing import TRACER, trace_processes
 
 SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 access_log = logging.getLogger("llmasos.access")
 
 
@@ -34,6 +35,11 @@ def request_id_of(scope: Scope) -> str:
     return given if SAFE_ID.fullmatch(given) else uuid.uuid4().hex[:16]
 
 
+def method_of(scope: Scope) -> str:
+    """The request's method, or "other" for one no route answers (bounded labels)."""
+    return scope["method"] if scope["method"] in METHODS else "other"
+
+
 def route_of(scope: Scope) -> str:
     """The matched route's template (/v1/processes/{pid}), never the raw path: bounded labels."""
     route = scope.get("route")
@@ -41,20 +47,27 @@ def route_of(scope: Scope) -> str:
 
 
 @contextmanager
-def request_span(scope: Scope) -> Iterator[Span]:
+def request_span(scope: Scope, status: Callable[[], int]) -> Iterator[Span]:
     """The request's server span: the framework's own where it traces requests (FastAPI does,
-    with the route template as its name and the status; it may end before the app returns),
-    else one of ours."""
+    named by the route template, with the status; it may end before the app returns), else one
+    of ours, named and labelled the same way when the request ends."""
     current = trace.get_current_span()
     if current.is_recording():
         yield current
         return
-    name = f"{scope['method']} {scope['path']}"
-    with TRACER.start_as_current_span(name, kind=SpanKind.SERVER) as span:
-        span.set_attribute("http.request.method", scope["method"])
-        yield span
-        span.update_name(f"{scope['method']} {route_of(scope)}")
-        span.set_attribute("http.route", route_of(scope))
+    with TRACER.start_as_current_span(f"{method_of(scope)} request", kind=SpanKind.SERVER) as span:
+        try:
+            yield span
+        finally:
+            route = route_of(scope)
+            span.update_name(f"{method_of(scope)} {route}")
+            span.set_attributes(
+                {
+                    "http.request.method": method_of(scope),
+                    "http.route": route,
+                    "http.response.status_code": status(),
+                }
+            )
 
 
 class RequestTelemetry:
@@ -83,20 +96,21 @@ class RequestTelemetry:
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
             await send(message)
 
-        with request_span(scope) as span:
+        with request_span(scope, lambda: status) as span:
             span.set_attribute("llmasos.request_id", request_id)
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
-                seconds = time.perf_counter() - started
-                self._record(scope, state, status, seconds)
-                if span.get_span_context().is_valid:  # tracing is on (the span may have ended)
-                    trace_processes(scope["app"].state.models, state.get("pids") or ())
-                REQUEST_ID.reset(token)
+                try:
+                    self._record(scope, state, status, time.perf_counter() - started)
+                    if span.get_span_context().is_valid:  # tracing is on (the span may have ended)
+                        trace_processes(scope["app"].state.models, state.get("pids") or ())
+                finally:
+                    REQUEST_ID.reset(token)
 
     def _record(self, scope: Scope, state: dict, status: int, seconds: float) -> None:
         route = route_of(scope)
-        self.metrics.observe(scope["method"], route, status, seconds)
+        self.metrics.observe(method_of(scope), route, status, seconds)
         fields = {
             "method": scope["method"],
             "path": scope["path"],

@@ -116,8 +116,7 @@ class PostgresDatabase:
             rows = tx.execute(
                 f"SELECT key, embedding <=> ? AS distance FROM {table} WHERE scope = ? "
                 "AND seq <= ? ORDER BY embedding <=> ? LIMIT ?",
-                (_float32(query), scope, 2**62 if max_seq is None else max_seq,
-                 _float32(query), k),
+                (_float32(query), scope, 2**62 if max_seq is None else max_seq, _float32(query), k),
             )
         return sorted(((int(key), float(distance)) for key, distance in rows), key=lambda r: r[1])
 

@@ -56,7 +56,8 @@ def test_a_read_grant_lets_read_and_list_but_not_write(shared: Storage) -> None:
         "~alice/notes/a.txt", "~alice/notes/sub/b.txt",
     ]  # fmt: skip
     assert [f.path for f in bob.list("~alice")] == [
-        "~alice/notes/a.txt", "~alice/notes/sub/b.txt",
+        "~alice/notes/a.txt",
+        "~alice/notes/sub/b.txt",
     ]  # fmt: skip  (notes2/ is not shown)
     with pytest.raises(PermissionDeniedError):
         bob.write("~alice/notes/a.txt", "bob was here")

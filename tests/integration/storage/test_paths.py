@@ -65,7 +65,7 @@ def test_a_bad_prefix_is_refused_naming_the_field(storage: Storage) -> None:
 def test_a_namespace_with_an_empty_agent_name_is_not_a_namespace_of_its_own(
     storage: Storage,
 ) -> None:
-    """"~alice:/x.txt" names no principal (PATH_REGEX, the API's pattern, refuses it): it must be
+    """ "~alice:/x.txt" names no principal (PATH_REGEX, the API's pattern, refuses it): it must be
     refused, or be alice's own namespace; never a third namespace "alice:"."""
     view = storage.files(ALICE)
     assert re.match(PATH_REGEX, "~alice:/x.txt") is None

@@ -115,9 +115,7 @@ def assert_each_owner_in_its_shard_only(storage: Storage, owners: list[str]) -> 
         assert vectors == embedded, shard.db.name
 
 
-def test_adding_shards_moves_owners_and_keeps_every_row_once(
-    backend: Backend, memo: Memo
-) -> None:
+def test_adding_shards_moves_owners_and_keeps_every_row_once(backend: Backend, memo: Memo) -> None:
     owners = owner_names(40)
     storage = backend.open()
     populate(storage, memo, owners)
