@@ -113,7 +113,7 @@ async def _poisson(session: Session, bodies: list[dict], rate: float) -> list:
 async def agents(session: Session, knobs: Knobs) -> Outcome:
     """Agents that share a long system prompt, several turns each, every turn appending the
     reply and a follow-up: prefix reuse across agents and turns."""
-    system = agent_system_prompt(repeats=4 if knobs.max_tokens <= 16 else 12)
+    system = agent_system_prompt(repeats=2 if knobs.max_tokens <= 16 else 12)
     turns = max(1, knobs.requests // knobs.concurrency)
 
     async def agent(index: int) -> list[RequestRecord | None]:
