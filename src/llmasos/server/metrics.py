@@ -56,6 +56,11 @@ def _labelled(values: dict[str, float]) -> Samples:
     return [((key,), value) for key, value in values.items()]
 
 
+def _processes(kernel: Kernel) -> Samples:
+    counts = kernel.status().processes  # one status per scrape, not one per state
+    return _labelled({s.value: counts.get(s.value, 0) for s in ProcessState})
+
+
 def _slots(kernel: Kernel) -> Samples:
     usage = kernel.memory_usage()
     return _labelled(
@@ -115,7 +120,7 @@ KERNEL_METRICS = (
         "llmasos_processes",
         "gauge",
         "Processes in the table, by state.",
-        lambda k: [((s.value,), _by_state(k, (s,))) for s in ProcessState],
+        _processes,
         ("state",),
     ),
     Metric(
@@ -162,14 +167,14 @@ KERNEL_METRICS = (
         "llmasos_owner_generated_tokens_total",
         "counter",
         "Tokens generated for each owner (API key owner).",
-        lambda k: [((o,), n) for o, n in dict(k.stats.owner_generated_tokens).items()],
+        lambda k: _labelled(dict(k.stats.owner_generated_tokens)),
         ("owner",),
     ),
     Metric(
         "llmasos_owner_prompt_tokens_total",
         "counter",
         "Prompt tokens computed for each owner.",
-        lambda k: [((o,), n) for o, n in dict(k.stats.owner_prompt_tokens).items()],
+        lambda k: _labelled(dict(k.stats.owner_prompt_tokens)),
         ("owner",),
     ),
 )
