@@ -35,7 +35,14 @@ from llmasos.errors import (
     UnknownModelError,
 )
 from llmasos.handles import ProcessHandle
-from llmasos.jobs.sdk import cancel_task, get_task_status, resume_task, submit_task, suspend_task
+from llmasos.jobs.sdk import (
+    cancel_task,
+    delete_task,
+    get_task_status,
+    resume_task,
+    submit_task,
+    suspend_task,
+)
 from llmasos.jobs.tasks import DP, TaskState, TaskStatus, TrainingTask
 from llmasos.kernel.process import FinishReason, ProcessInfo, ProcessState, Result, Timings, Usage
 from llmasos.runtime.handle import ModelHandle, load_model
@@ -81,6 +88,7 @@ __all__ = [
     "UnknownModelError",
     "Usage",
     "cancel_task",
+    "delete_task",
     "get_task_status",
     "load_model",
     "resume_task",

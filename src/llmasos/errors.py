@@ -19,6 +19,7 @@
     ├── PermissionDeniedError         the key may not do this (an administrative route)
     ├── UnknownKeyError               no stored API key has that id
     ├── KernelBusyError               too many live processes; retry later
+    │   └── JobLimitError             too many jobs of one owner not ended yet
     ├── QuotaExceededError            the request needs more KV pages than its quota allows
     ├── KernelClosedError             the kernel was stopped; nothing new is accepted
     ├── SwapError                     a KV snapshot could not be read back from swap
@@ -246,6 +247,19 @@ class KernelBusyError(LLMasOSError):
             "retry when some have finished"
         )
         self.limit = limit
+
+
+class JobLimitError(KernelBusyError):
+    """Raised when an owner submits a job past its limit of jobs not ended (HTTP 429)."""
+
+    def __init__(self, limit: int) -> None:
+        LLMasOSError.__init__(
+            self,
+            f"task: this owner already has {limit} jobs queued, running or suspended (the most "
+            "per owner); wait for one to end, or cancel one",
+        )
+        self.limit = limit
+        self.field = "task"
 
 
 class QuotaExceededError(LLMasOSError):

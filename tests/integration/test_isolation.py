@@ -160,6 +160,7 @@ ROUTES: dict[tuple[str, str], tuple[str, Attempt]] = {
         OBJECT, lambda o: (f"/v1/tasks/{o.task}/suspend", None)),
     ("POST", "/v1/tasks/{task_id}/resume"): (
         OBJECT, lambda o: (f"/v1/tasks/{o.task}/resume", None)),
+    ("DELETE", "/v1/tasks/{task_id}"): (OBJECT, lambda o: (f"/v1/tasks/{o.task}", None)),
     ("GET", "/v1/stats"): (OWN, lambda o: ("/v1/stats", None)),
     ("GET", "/v1/memory"): (OWN, lambda o: ("/v1/memory", None)),
     ("POST", "/v1/completions"): (OWN, lambda o: ("/v1/completions", {"prompt": "b",
@@ -239,7 +240,7 @@ def test_alices_objects_are_untouched_and_the_admin_sees_them(objects):
     assert SECRET in content.text
     assert httpx.get(f"{o.url}/v1/batches/{o.batch}", headers=o.alice).status_code == 200
     task = httpx.get(f"{o.url}/v1/tasks/{o.task}", headers=o.alice).json()
-    assert task["state"] == "suspended"  # bob's cancel did not land
+    assert task["state"] == "suspended"  # bob's cancel and delete did not land
     core = httpx.get(f"{o.url}/v1/agent-memory/core", headers=o.alice).json()["core"]
     assert core["persona"] == SECRET
     listed = httpx.get(f"{o.url}/v1/processes", headers=ADMIN).json()["data"]

@@ -179,6 +179,8 @@ def test_bad_jobs_are_refused_up_front_naming_the_problem(server, data):
     assert method.status_code == 400 and method.json()["error"]["param"] == "task.method"
     taken = submit(good, output=DEFAULT_MODEL)
     assert taken.status_code == 409
+    budget = submit(good * 8, privacy={"epsilon": 0.01})
+    assert budget.status_code == 422 and budget.json()["error"]["param"] == "privacy.epsilon"
     assert httpx.get(f"{url}/v1/tasks/task-0000000000000000", timeout=30).status_code == 404
 
 
@@ -203,6 +205,10 @@ def test_the_cli_lists_shows_follows_and_cancels_jobs(server, data, trained, tmp
     assert jobs("cancel", task_id).returncode == 0
     with Client(base_url=url) as client:
         assert client.wait_task(task_id, timeout=300).state is TaskState.CANCELLED
+    removed = jobs("rm", task_id)
+    assert removed.returncode == 0 and f"{task_id}: deleted" in removed.stdout
+    gone = jobs("status", task_id)
+    assert gone.returncode == 2 and "no task has id" in gone.stderr
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine"}\n{"text": 7}\n')
     refused = jobs("submit", str(bad))

@@ -9,6 +9,7 @@ import pytest
 from llmasos import DP, TaskState, TaskStatus, TrainingTask
 from llmasos.errors import InvalidRequestError
 from llmasos.jobs.job_files import TaskFiles
+from llmasos.jobs.job_manager import fair_order
 from llmasos.jobs.task_data import read_records
 
 
@@ -114,3 +115,22 @@ def test_a_stop_request_is_never_weakened_and_is_used_up_with_the_final_state(tm
     assert files.update(only_from=(TaskState.QUEUED,), state=TaskState.RUNNING) is None
     assert files.status().state is TaskState.CANCELLED  # a stale change did not land
     assert str(files.secret()) not in files.status_path.read_text()  # never shown
+
+
+def test_queued_jobs_start_owners_in_turn_each_owners_in_submission_order():
+    def job(n: int, owner: str, state: TaskState, started: float | None = None) -> TaskStatus:
+        status = TaskStatus(f"task-{n:016x}", state, owner, n, -10, "m", "lora")
+        status.created_at, status.started_at = float(n), started
+        return status
+
+    jobs = [
+        job(1, "ann", TaskState.SUCCEEDED, started=10.0),
+        job(2, "ann", TaskState.RUNNING, started=20.0),
+        job(3, "ann", TaskState.QUEUED),
+        job(4, "ann", TaskState.QUEUED),
+        job(5, "bob", TaskState.SUCCEEDED, started=15.0),
+        job(6, "bob", TaskState.QUEUED),
+        job(7, "cy", TaskState.QUEUED),
+        job(8, "cy", TaskState.SUSPENDED),
+    ]
+    assert [s.pid for s in fair_order(jobs)] == [7, 6, 3, 4]

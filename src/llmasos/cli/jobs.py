@@ -1,5 +1,5 @@
 """`llmasos jobs`: training jobs on the server: submit (with a progress bar), ls, status, logs,
-cancel, suspend, resume."""
+cancel, suspend, resume, rm."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from llmasos.jobs.remote_jobs import RemoteJobs
 from llmasos.jobs.tasks import DP, ENDED, TaskState, TaskStatus, TrainingTask
 
 jobs_app = typer.Typer(
-    help="Training jobs on the server: submit, ls, status, logs, cancel, suspend, resume.",
+    help="Training jobs on the server: submit, ls, status, logs, cancel, suspend, resume, rm.",
     no_args_is_help=True,
 )
 TaskIdArgument = Annotated[str, typer.Argument(help="The job's task id (task-...).")]
@@ -211,3 +211,13 @@ def jobs_resume(
 ) -> None:
     """Queue a suspended job again; it goes on from its checkpoint."""
     _signal("resume", task_id, url, api_key)
+
+
+@jobs_app.command("rm")
+def jobs_rm(
+    task_id: TaskIdArgument, url: Url = "http://127.0.0.1:8000", api_key: ApiKey = None
+) -> None:
+    """Remove an ended job's data and log (its trained model stays; cancel a live job first)."""
+    with jobs_at(url, api_key) as jobs:
+        jobs.delete(task_id)
+    console.print(f"{task_id}: deleted")

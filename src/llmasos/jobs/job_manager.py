@@ -1,8 +1,9 @@
 """The job manager: training jobs as processes of the OS.
 
 A job gets a pid from the OS's pid space, an owner, a priority (background by default) and a
-state (queued, running, suspended, succeeded, failed, cancelled). Jobs run one at a time, in
-their order of submission, each in its own worker process (llmasos.jobs.worker) that one
+state (queued, running, suspended, succeeded, failed, cancelled). Jobs run one at a time, owners
+in turn (the owner whose last job started longest ago first; an owner's own jobs in their order
+of submission), each in its own worker process (llmasos.jobs.worker) that one
 supervisor thread starts and watches. Suspend and cancel ask the worker to stop after its step
 under way; a suspended job resumes from its checkpoint. Everything lives in the jobs folder, so
 a job survives the OS: at start, a job that was running (the OS stopped or was killed) is queued
@@ -19,6 +20,7 @@ import itertools
 import logging
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +32,7 @@ from pathlib import Path
 from llmasos.errors import (
     CapabilityError,
     InvalidRequestError,
+    JobLimitError,
     ModelExistsError,
     ObjectInUseError,
     UnknownObjectError,
@@ -37,6 +40,7 @@ from llmasos.errors import (
 )
 from llmasos.jobs.job_files import ASK_CANCEL, ASK_SHUTDOWN, ASK_SUSPEND, TaskFiles, write_atomic
 from llmasos.jobs.pool_address import POOL_ENVIRONMENT
+from llmasos.jobs.privacy_budget import check_budget
 from llmasos.jobs.task_data import read_records
 from llmasos.jobs.tasks import ENDED, TaskState, TaskStatus, TrainingTask, wait_for_end
 from llmasos.jobs.throttle import Throttle
@@ -46,6 +50,7 @@ from llmasos.security.crypto import Sealer
 
 POLL_S = 0.2
 STOP_WAIT_S = 120.0  # a worker asked to stop finishes its step first (seconds on a CPU)
+MAX_JOBS_PER_OWNER = 16  # jobs of one owner not ended (queued, running or suspended)
 _WAITING = (TaskState.QUEUED, TaskState.SUSPENDED)
 logger = logging.getLogger(__name__)
 
@@ -59,11 +64,14 @@ class JobManager:
         pids: Iterator[int] | None = None,
         throttle: Throttle | None = None,
         master_key: bytes | None = None,
+        max_jobs_per_owner: int = MAX_JOBS_PER_OWNER,
     ) -> None:
         """Jobs under `home`/jobs, trained on `repository`'s models (their results registered
         there); `throttle` pauses the running job while interactive work runs; `master_key`
-        seals each job's data at rest (its worker gets the key on a pipe)."""
+        seals each job's data at rest (its worker gets the key on a pipe); an owner may have
+        `max_jobs_per_owner` jobs not ended."""
         self.home = home
+        self.max_jobs_per_owner = max_jobs_per_owner
         self._master_key = master_key
         self._sealer = Sealer(master_key) if master_key else None
         self.root = home / "jobs"
@@ -93,6 +101,7 @@ class JobManager:
             records = read_records(data)
         except InvalidRequestError as error:  # well-formed JSON whose records are bad
             raise UnprocessableError(error.field, error.reason) from None
+        check_budget(task, len(records))
         base = self._base_model(task.model)
         task_id = f"task-{secrets.token_hex(8)}"
         output = full_name(task.output or f"{name_prefix}{task_id}:lora")
@@ -111,7 +120,10 @@ class JobManager:
             created_at=time.time(),
         )
         with self._lock:
-            taken = {s.output_model for s in self.list() if s.state not in ENDED}
+            unended = [s for s in self.list() if s.state not in ENDED]
+            if sum(s.owner == owner for s in unended) >= self.max_jobs_per_owner:
+                raise JobLimitError(self.max_jobs_per_owner)
+            taken = {s.output_model for s in unended}
             if output in self.repository or output in taken:  # reserved until the job ends
                 raise ModelExistsError(output)
             status.output_model = output
@@ -160,6 +172,18 @@ class JobManager:
                 raise ObjectInUseError("task_id", f"the job is {state}, not suspended")
             self._lock.notify_all()
             return status
+
+    def delete(self, task_id: str, owner: str | None = None) -> None:
+        """Remove an ended job: its folder (data, status, step log). Its trained model stays
+        in the repository. ObjectInUseError while the job has not ended (cancel it first)."""
+        with self._lock:
+            files = self._files(task_id, owner)
+            state = files.status().state
+            if state not in ENDED:
+                raise ObjectInUseError("task_id", f"the job is {state.value}; cancel it first")
+            doomed = self.root / f".deleted-{task_id}"  # gone from every listing at once
+            files.folder.rename(doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
 
     def wait(self, task_id: str, timeout: float | None = None) -> TaskStatus:
         """Block until the job ends (or `timeout` s pass); its status."""
@@ -256,9 +280,8 @@ class JobManager:
             self._runner_lock.close()  # the lock goes with it
             return True
         if self._worker is None and not self._closing and self._take_the_runner_lock():
-            for status in self.list():
-                files = TaskFiles(self.root / status.id)
-                if status.state is TaskState.QUEUED and self._start(files):
+            for status in fair_order(self.list()):
+                if self._start(TaskFiles(self.root / status.id)):
                     break
         return False
 
@@ -300,6 +323,17 @@ class JobManager:
                        _tail(files.worker_log))  # fmt: skip
         error = f"the training worker exited with status {process.returncode}"
         files.update(state=TaskState.FAILED, error=error, finished_at=time.time())
+
+
+def fair_order(statuses: list[TaskStatus]) -> list[TaskStatus]:
+    """The queued jobs in the order they should start: owners in turn (the owner whose last
+    job started longest ago, or never, first), each owner's jobs in submission order."""
+    last_start: dict[str, float] = {}
+    for status in statuses:
+        if status.started_at is not None:
+            last_start[status.owner] = max(last_start.get(status.owner, 0.0), status.started_at)
+    queued = [s for s in statuses if s.state is TaskState.QUEUED]
+    return sorted(queued, key=lambda s: (last_start.get(s.owner, 0.0), s.created_at))
 
 
 def _hand_over(process: subprocess.Popen[bytes], master_key: bytes) -> None:

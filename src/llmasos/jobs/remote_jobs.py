@@ -50,6 +50,9 @@ class RemoteJobs:
     def resume(self, task_id: str, owner: str | None = None) -> TaskStatus:
         return TaskStatus.from_json(self._call("POST", f"/v1/tasks/{task_id}/resume"))
 
+    def delete(self, task_id: str, owner: str | None = None) -> None:
+        self._call("DELETE", f"/v1/tasks/{task_id}")
+
     def wait(self, task_id: str, timeout: float | None = None) -> TaskStatus:
         """Block until the job ends (or `timeout` s pass); its status."""
         return wait_for_end(self.status, task_id, timeout, POLL_S)

@@ -3,6 +3,7 @@
     task_id = llmasos.submit_task(llmasos.TrainingTask(model=..., data="train.jsonl"))
     llmasos.get_task_status(task_id)      # .state .progress .step .loss .epsilon .error ...
     llmasos.cancel_task(task_id)
+    llmasos.delete_task(task_id)          # an ended job's data and log
 
 They reach the server at $LLMASOS_URL (with $LLMASOS_API_KEY) when it is set, else run jobs on
 this machine under $LLMASOS_HOME (a worker process per job; jobs of an ended Python process go
@@ -88,6 +89,10 @@ class TaskMethods:
     def resume_task(self, task_id: str) -> TaskStatus:
         return self._jobs().resume(task_id)
 
+    def delete_task(self, task_id: str) -> None:
+        """Remove an ended job's data and log (its trained model stays)."""
+        self._jobs().delete(task_id)
+
     def tasks(self) -> list[TaskStatus]:
         return self._jobs().list()
 
@@ -111,3 +116,4 @@ get_task_status = _functions.get_task_status
 cancel_task = _functions.cancel_task
 suspend_task = _functions.suspend_task
 resume_task = _functions.resume_task
+delete_task = _functions.delete_task

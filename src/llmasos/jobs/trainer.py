@@ -8,7 +8,6 @@ exactly the batches it would have taken: no sample is seen twice in an epoch, no
 
 from __future__ import annotations
 
-import math
 import random
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 from transformers import AutoModelForCausalLM
 
+from llmasos.jobs.privacy_budget import PlanSize, epsilon_after
 from llmasos.jobs.tasks import TrainingTask
 from llmasos.jobs.token_cache import Sample
 
@@ -33,12 +33,13 @@ class Plan:
 
     def __init__(self, samples: int, task: TrainingTask, secret: int = 0) -> None:
         self.samples = samples
-        self.batch_size = min(task.batch_size, samples)
+        self.size = size = PlanSize.of(samples, task)
+        self.batch_size = size.batch_size
         self.poisson = task.privacy is not None
         self.seed = secret if self.poisson else task.seed
-        self.steps_per_epoch = math.ceil(samples / self.batch_size)
-        self.total_steps = self.steps_per_epoch * task.epochs
-        self.sample_rate = self.batch_size / samples
+        self.steps_per_epoch = size.steps_per_epoch
+        self.total_steps = size.total_steps
+        self.sample_rate = size.sample_rate
 
     def epoch_of(self, step: int) -> int:
         return (step - 1) // self.steps_per_epoch + 1
@@ -156,11 +157,8 @@ class LoraTrainer:
 
     def epsilon_after(self, steps: int, delta: float) -> float:
         """The privacy `steps` steps in all would spend."""
-        from opacus.accountants import RDPAccountant
-
-        probe = RDPAccountant()
-        probe.history = [(self.noise_multiplier, self.plan.sample_rate, steps)]
-        return float(probe.get_epsilon(delta))
+        assert self.noise_multiplier is not None
+        return epsilon_after(self.noise_multiplier, self.plan.sample_rate, steps, delta)
 
     # -- checkpoints ------------------------------------------------------------------------
 
@@ -184,23 +182,3 @@ class LoraTrainer:
 
     def save_adapter(self, folder: Path) -> None:
         self.model.save_pretrained(folder)
-
-
-def noise_for(task: TrainingTask, plan: Plan) -> float | None:
-    """The DP noise multiplier: the task's own, or the one that spends exactly its budget over
-    the planned steps (None without DP)."""
-    if task.privacy is None:
-        return None
-    if task.privacy.noise_multiplier is not None:
-        return task.privacy.noise_multiplier
-    from opacus.accountants.utils import get_noise_multiplier
-
-    return float(
-        get_noise_multiplier(
-            target_epsilon=task.privacy.epsilon,
-            target_delta=task.privacy.delta,
-            sample_rate=plan.sample_rate,
-            steps=plan.total_steps,
-            accountant="rdp",
-        )
-    )

@@ -34,10 +34,11 @@ from llmasos.jobs.hf_model import hf_copy
 from llmasos.jobs.job_files import ASK_SHUTDOWN, TaskFiles
 from llmasos.jobs.lora_gguf import write_lora_gguf
 from llmasos.jobs.pool_address import PoolAddress
+from llmasos.jobs.privacy_budget import noise_for
 from llmasos.jobs.task_data import Record
 from llmasos.jobs.tasks import TaskState, TrainingTask
 from llmasos.jobs.token_cache import Sample, to_sample, tokenised
-from llmasos.jobs.trainer import LoraTrainer, Plan, noise_for
+from llmasos.jobs.trainer import LoraTrainer, Plan
 from llmasos.models.repository import Repository, full_name
 from llmasos.security.crypto import Sealer
 from llmasos.settings import Settings
@@ -161,7 +162,7 @@ def train(files: TaskFiles, task: TrainingTask, stop: Stop) -> None:
     samples, cached = tokenised(files.data(), tokenizer, key, limit, cache, files.seal(), across)
     secret = files.secret()
     plan = Plan(len(samples), task, secret)
-    trainer = LoraTrainer(hf_dir, task, plan, noise_for(task, plan), secret)
+    trainer = LoraTrainer(hf_dir, task, plan, noise_for(task, plan.size), secret)
     done = restore(files, trainer)
     stop.stepping()
     files.cut_log(done)

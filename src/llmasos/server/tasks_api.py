@@ -7,6 +7,7 @@ GET  /v1/tasks/{task_id}/logs       its step log (?after_step=N for the steps pa
 POST /v1/tasks/{task_id}/cancel     stop it for good (after its step under way)
 POST /v1/tasks/{task_id}/suspend    stop it at a checkpoint
 POST /v1/tasks/{task_id}/resume     queue it again; it goes on from its checkpoint
+DELETE /v1/tasks/{task_id}          remove an ended job (its data and log; its model stays)
 """
 
 from __future__ import annotations
@@ -141,3 +142,10 @@ async def suspend_task(request: Request, task_id: TaskId) -> dict[str, Any]:
 @router.post("/v1/tasks/{task_id}/resume")
 async def resume_task(request: Request, task_id: TaskId) -> dict[str, Any]:
     return await _act(request, task_id, "resume")
+
+
+@router.delete("/v1/tasks/{task_id}")
+async def delete_task(request: Request, task_id: TaskId) -> dict[str, Any]:
+    await run_in_threadpool(jobs_of(request).delete, task_id, owner_filter(request))
+    await run_in_threadpool(audit, request, "task.delete", task_id)
+    return {"id": task_id, "object": "task", "deleted": True}
