@@ -13,14 +13,17 @@ import httpx
 import pytest
 
 from llmasos.models.default import DEFAULT_MODEL
+from llmasos.models.repository import Repository
 from tests.integration.conftest import seed_home
 from tests.integration.test_server import start_server, stop_server
 from tests.unit.test_kernel import wait_until
+from tests.unit.test_repository_adapters import write_adapter
 
 ADMIN = {"Authorization": "Bearer root"}
 SECRET = "ALICE-SECRET-4d1c"  # in every object of alice's; never in a reply to bob
 LONG = 400
 MODEL = DEFAULT_MODEL
+PRIVATE = "alice.secret-4d1c:lora"  # alice's private model, as her training job would make it
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,8 @@ def key_for(url: str, owner: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def objects(tmp_path_factory, session_home, model_path):
     home = seed_home(tmp_path_factory.mktemp("home"), session_home)
+    adapter = write_adapter(tmp_path_factory.mktemp("adapter") / "a.gguf", "gemma3")
+    Repository(home / "models").import_adapter(adapter, PRIVATE, MODEL, owner="alice")
     server, url = start_server("--admin-key", "root", home=home)
     alice, bob = key_for(url, "alice"), key_for(url, "bob")
     spawned = httpx.post(
@@ -173,8 +178,8 @@ ROUTES: dict[tuple[str, str], tuple[str, Attempt]] = {
         "model": "tts-1", "voice": "alloy", "input": "b"})),
     ("GET", "/v1/models"): (SHARED, lambda o: ("/v1/models", None)),
     ("GET", "/v1/models/loaded"): (SHARED, lambda o: ("/v1/models/loaded", None)),
-    ("GET", "/v1/models/{name}"): (SHARED, lambda o: (f"/v1/models/{MODEL}", None)),
-    ("POST", "/v1/models/{name}/load"): (SHARED, lambda o: (f"/v1/models/{MODEL}/load", None)),
+    ("GET", "/v1/models/{name}"): (OBJECT, lambda o: (f"/v1/models/{PRIVATE}", None)),
+    ("POST", "/v1/models/{name}/load"): (OBJECT, lambda o: (f"/v1/models/{PRIVATE}/load", None)),
     ("GET", "/health"): (SHARED, lambda o: ("/health", None)),
     ("GET", "/v1/whoami"): (OWN, lambda o: ("/v1/whoami", None)),
     ("GET", "/v1/watch"): (OWN, lambda o: ("/v1/watch?once=true", None)),
@@ -249,3 +254,26 @@ def test_alices_objects_are_untouched_and_the_admin_sees_them(objects):
     assert any(e["event"] == "key.login" and e["actor"].startswith("alice ") for e in refused)
     assert any(e["event"] == "access.refused" and str(o.process) in e["target"]
                for e in refused)  # fmt: skip
+
+
+def test_alices_private_model_is_hers_alone(objects):
+    o = objects
+    listed = {m["id"] for m in httpx.get(f"{o.url}/v1/models", headers=o.bob).json()["data"]}
+    assert MODEL in listed and PRIVATE not in listed
+    assert PRIVATE in {
+        m["id"] for m in httpx.get(f"{o.url}/v1/models", headers=o.alice).json()["data"]
+    }
+    assert PRIVATE in {
+        m["id"] for m in httpx.get(f"{o.url}/v1/models", headers=ADMIN).json()["data"]
+    }
+    shown = httpx.get(f"{o.url}/v1/models/{PRIVATE}", headers=o.alice).json()
+    assert (shown["owner"], shown["base"]) == ("alice", MODEL)
+    body = {"model": PRIVATE, "prompt": "x", "max_tokens": 1}
+    asks = {"/v1/completions": body, "/v1/processes": body, "/v1/embeddings": {
+        "model": PRIVATE, "input": "x"}}  # fmt: skip
+    for path, sent in asks.items():
+        reply = httpx.post(f"{o.url}{path}", json=sent, headers=o.bob)
+        assert reply.status_code == 404, (path, reply.text)
+        assert "alice" not in reply.text.replace(repr(PRIVATE), "")  # only its own words
+    unknown = httpx.post(f"{o.url}/v1/completions", json={**body, "model": "nope"}, headers=o.bob)
+    assert unknown.status_code == 404 and PRIVATE not in unknown.text  # not among the known

@@ -68,3 +68,10 @@ def test_a_private_job_whose_budget_no_step_fits_is_refused_at_submission(jobs):
         jobs.submit(task(privacy=DP(epsilon=1, noise_multiplier=0.3)), DATA, "ann")
     assert jobs.list() == []
     assert jobs.submit(task(privacy=DP(epsilon=8)), DATA, "ann").state is TaskState.QUEUED
+
+
+def test_a_users_job_makes_a_private_model_and_an_admins_a_shared_one(jobs):
+    users = jobs.submit(task(output="ann.mine:lora"), DATA, "ann", name_prefix="ann.")
+    admins = jobs.submit(task(output="everyone:lora"), DATA, "root")
+    assert (users.model_owner, admins.model_owner) == ("ann", None)
+    assert jobs.status(users.id).model_owner == "ann"  # what the worker registers it with

@@ -7,7 +7,12 @@ import statistics
 import pytest
 
 from llmasos.auth.capabilities import Capabilities
-from llmasos.errors import CapabilityError, InvalidRequestError, RateLimitedError
+from llmasos.errors import (
+    CapabilityError,
+    InvalidRequestError,
+    RateLimitedError,
+    UnknownModelError,
+)
 from llmasos.security.privacy import PrivateRelease, Query, laplace
 from llmasos.server.rate_limits import RateLimiter, RateLimits
 from llmasos.storage.paths import Principal, locate
@@ -86,6 +91,23 @@ def test_capabilities_round_trip_and_bad_ones_name_the_field():
         Capabilities.from_json({"root": True})
     with pytest.raises(InvalidRequestError, match=r"capabilities\.max_pages"):
         Capabilities(max_pages=0)
+
+
+def test_another_owners_private_model_is_as_if_it_did_not_exist():
+    owners = {"alice.mine:lora": "alice"}
+    bob = Capabilities(owner="bob", model_owner=owners.get)
+    for check in (bob.check_model, bob.model_for, bob.check_visible):
+        with pytest.raises(UnknownModelError, match="for those you may use"):
+            check("alice.mine:lora")
+    assert bob.model_for("shared:latest") == "shared:latest" and bob.model_for(None) is None
+    assert not bob.may_use("alice.mine:lora") and bob.may_use("shared")
+    alice = Capabilities(models=("alice.mine:lora",), owner="alice", model_owner=owners.get)
+    assert alice.model_for(None) == "alice.mine:lora" and alice.may_use("alice.mine:lora")
+    child = bob.narrowed(Capabilities(tools=("calculator",)))
+    assert (child.owner, child.model_owner) == ("bob", owners.get)  # a child stays confined
+    assert not child.may_use("alice.mine:lora")
+    assert bob.to_json() == Capabilities().to_json()  # never stored with a key
+    assert Capabilities().may_use("alice.mine:lora")  # an admin's (no confinement)
 
 
 def test_the_rate_limiter_refuses_past_the_rate_with_a_retry_time():

@@ -56,6 +56,22 @@ def test_an_adapter_runs_its_base_and_says_so(repo, adapter):
     assert repo.adapters_of("tiny:base") == ["tiny:lora"]
 
 
+def test_a_private_adapter_names_its_owner_and_unknown_names_never_list_it(repo, adapter):
+    shared = repo.import_adapter(adapter, "tiny:lora", "tiny:base")
+    private = repo.import_adapter(adapter, "ann.mine:lora", "tiny:base", owner="ann")
+    assert (shared.owner, private.owner) == (None, "ann")
+    assert repo.show("ann.mine:lora").owner == "ann"
+    assert [repo.owner_of(n) for n in ("ann.mine:lora", "tiny:lora", "no:such", "BAD NAME")] == [
+        "ann",
+        None,
+        None,
+        None,
+    ]
+    with pytest.raises(UnknownModelError) as unknown:
+        repo.show("nothing:here")
+    assert "tiny:lora" in str(unknown.value) and "ann.mine" not in str(unknown.value)
+
+
 def test_a_base_with_adapters_cannot_be_removed_until_they_are(repo, adapter):
     manifest = repo.import_adapter(adapter, "tiny:lora", "tiny:base")
     repo.tag("tiny:lora", "tiny:lora2")

@@ -10,6 +10,11 @@
     max_pages     KV pages one model call may reserve (prompt plus max_tokens)
     token_budget  tokens its model calls may compute in all (as AgentLimits.token_budget)
 
+Besides, a server confines a caller that does not see everything (not an admin) to the shared
+models and its own private ones (a model a user's training job made): `owner` and
+`model_owner` (a model name -> its private owner or None) are set per request, never stored
+with a key, and passed on to children as they are.
+
 A child names the capabilities it wants; what it leaves out it inherits. Asking for more than
 its parent holds is a CapabilityError naming the field, not a silent cut. Relative path
 prefixes are made absolute (~namespace/prefix) against the agent that first receives them,
@@ -20,10 +25,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from llmasos.errors import CapabilityError, InvalidRequestError
+from llmasos.errors import CapabilityError, InvalidRequestError, UnknownModelError
 from llmasos.models.default import canonical_model_name
 from llmasos.storage.paths import PREFIX_REGEX, Location, Principal, is_under, locate
 
@@ -44,6 +50,8 @@ class Capabilities:
     channels: tuple[str, ...] | None = None
     max_pages: int | None = None
     token_budget: int | None = None
+    owner: str | None = field(default=None, compare=False)
+    model_owner: Callable[[str], str | None] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for name in _LISTS:
@@ -99,7 +107,7 @@ class Capabilities:
             name: getattr(self, name) if getattr(wanted, name) is None else getattr(wanted, name)
             for name in (*_LISTS, *_NUMBERS)
         }
-        child = Capabilities(**filled)
+        child = Capabilities(**filled, owner=self.owner, model_owner=self.model_owner)
         child.check_within(self)
         return child
 
@@ -127,6 +135,8 @@ class Capabilities:
     def model_for(self, model: str | None) -> str | None:
         """The model a call asking for `model` (None: the default) runs on, if allowed."""
         if self.models is None:
+            if model is not None:
+                self.check_visible(model)
             return model
         if model is None:
             return self.models[0] if self.models else _refuse("models", "no model is allowed")
@@ -136,6 +146,23 @@ class Capabilities:
     def check_model(self, model: str) -> None:
         if self.models is not None and canonical_model_name(model) not in self.models:
             raise CapabilityError("models", f"{model} is not among {list(self.models)}")
+        self.check_visible(model)
+
+    def may_use(self, model: str) -> bool:
+        """Whether `model` is one these capabilities let the caller see and use."""
+        try:
+            self.check_model(model)
+        except (CapabilityError, UnknownModelError):
+            return False
+        return True
+
+    def check_visible(self, model: str) -> None:
+        """Another owner's private model is refused as if it did not exist."""
+        if self.model_owner is None:
+            return
+        private_to = self.model_owner(canonical_model_name(model))
+        if private_to is not None and private_to != self.owner:
+            raise UnknownModelError(model, None)
 
     def check_tool(self, name: str) -> None:
         if self.tools is not None and name not in self.tools:

@@ -95,8 +95,9 @@ class JobManager:
         self, task: TrainingTask, data: bytes, owner: str, *, name_prefix: str = ""
     ) -> TaskStatus:
         """Queue `task` on `data` for `owner`; refused up front when the data, the model or the
-        output name is bad or taken. With `name_prefix`, the output's name must start with it
-        (a user's models are named for their owner)."""
+        output name is bad or taken. With `name_prefix`, the output's name must start with it,
+        and the model it makes is the owner's private model (a user's); without, it is shared
+        (an admin's)."""
         try:
             records = read_records(data)
         except InvalidRequestError as error:  # well-formed JSON whose records are bad
@@ -118,6 +119,7 @@ class JobManager:
             method=task.method,
             samples=len(records),
             created_at=time.time(),
+            model_owner=owner if name_prefix else None,
         )
         with self._lock:
             unended = [s for s in self.list() if s.state not in ENDED]

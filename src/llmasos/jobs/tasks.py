@@ -175,6 +175,7 @@ class TaskStatus:
     eta_s: float | None = None
     error: str | None = None
     output_model: str | None = None
+    model_owner: str | None = None  # whose private model the output is (None: shared)
     message: str | None = None  # why it stopped early (the privacy budget), what it is doing
     data_cached: bool | None = None  # the tokenised data came from the content-hash cache
     data_split: dict[str, int] | None = None  # records tokenised on each cluster replica

@@ -233,7 +233,8 @@ def _finish(
     write_lora_gguf(files.adapter, files.adapter_gguf, architecture=base.architecture)
     name = task.output or f"{files.task_id}:lora"  # the manager always names it
     if name not in repository or repository.show(name).source != str(files.adapter_gguf):
-        repository.import_adapter(files.adapter_gguf, name, base=base.name)
+        owner = files.status().model_owner
+        repository.import_adapter(files.adapter_gguf, name, base=base.name, owner=owner)
     # else this job registered it before it was killed: that part is done
     files.discard_work()
     files.update(

@@ -27,7 +27,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -69,6 +69,7 @@ class Manifest:
     source: str
     imported_at: str
     base: str | None = None  # for a LoRA adapter: the model (name:tag) it runs over
+    owner: str | None = None  # a private model (a user's training job's): only its owner's
 
     @classmethod
     def of(cls, name: str, digest: str, info: GGUFInfo, source: str) -> Manifest:
@@ -165,8 +166,17 @@ class Repository:
     def show(self, name: str) -> Manifest:
         path = self._manifest_path(name)
         if not path.is_file():
-            raise UnknownModelError(name, self.names())
+            shared = [n for n in self.names() if self.owner_of(n) is None]
+            raise UnknownModelError(name, shared)  # never another owner's private model
         return Manifest(**json.loads(path.read_text()))
+
+    def owner_of(self, name: str) -> str | None:
+        """The owner of private model `name`; None for a shared model or an unknown name."""
+        try:
+            path = self._manifest_path(name)
+            return json.loads(path.read_text()).get("owner") if path.is_file() else None
+        except (InvalidRequestError, OSError, ValueError):
+            return None
 
     def __contains__(self, name: str) -> bool:
         return self._manifest_path(name).is_file()
@@ -228,10 +238,12 @@ class Repository:
             total = path.stat().st_size
             return self._import(source, name, str(path), None, total, None, describe)
 
-    def import_adapter(self, path: Path, name: str, base: str) -> Manifest:
+    def import_adapter(
+        self, path: Path, name: str, base: str, owner: str | None = None
+    ) -> Manifest:
         """Copy the GGUF LoRA adapter at `path` into the repository under `name`, as a model
         that runs `base` (a model of the same architecture, not itself an adapter) with the
-        adapter applied."""
+        adapter applied; with `owner`, a model private to that owner."""
         base_manifest = self.show(full_name(base))
         if base_manifest.base is not None:
             raise InvalidRequestError(
@@ -246,7 +258,9 @@ class Repository:
 
         def describe(canonical: str, digest: str, file: Path, label: str) -> Manifest:
             info = read_gguf_info(file)
-            return Manifest.of_adapter(canonical, digest, info, label, base_manifest)
+            return replace(
+                Manifest.of_adapter(canonical, digest, info, label, base_manifest), owner=owner
+            )
 
         return self.import_described(path, name, describe)
 

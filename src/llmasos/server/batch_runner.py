@@ -38,7 +38,7 @@ from llmasos.jobs.batch_store import BatchStore
 from llmasos.server import openai_api
 from llmasos.server.cluster_link import INTERNAL_PREFIX, TOKEN_HEADER, ClusterLink, member_only
 from llmasos.server.errors import install_error_handlers
-from llmasos.server.guards import UNLIMITED, caller_of
+from llmasos.server.guards import UNLIMITED, caller_of, confine_models
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ def creator_of(app: FastAPI, store: BatchStore) -> Callable[[Request], Awaitable
             if info is None or not info.active:
                 raise AuthenticationError(f"the batch's key {key_id} was revoked or expired")
             request.state.capabilities = info.capabilities
+        confine_models(request, app.state.models.repository)
         await app.state.rate_limiter.admit(caller_of(request))
 
     return as_creator

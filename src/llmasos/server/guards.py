@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fastapi import Depends, HTTPException, Request
@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from llmasos.auth.capabilities import Capabilities
 from llmasos.auth.keys import PREFIX, KeyStore, Role
 from llmasos.errors import AuthenticationError, PermissionDeniedError
+from llmasos.models.repository import Repository
 from llmasos.server.rate_limits import RateLimiter
 from llmasos.storage.fs import PathLimit
 from llmasos.storage.paths import Principal
@@ -182,12 +183,24 @@ def guards(access: Access, limiter: RateLimiter) -> tuple[list[Any], list[Any]]:
         except AuthenticationError:
             await limiter.admit(f"address {request.client.host if request.client else '?'}")
             raise
+        confine_models(request, request.app.state.models.repository)
         await limiter.admit(caller_of(request))
 
     async def require_admin(request: Request) -> None:
         access.require_admin(request)
 
     return [Depends(authenticate)], [Depends(authenticate), Depends(require_admin)]
+
+
+def confine_models(request: Request, repository: Repository | None) -> None:
+    """A caller that does not see everything may use, list and see only the shared models of
+    `repository` and its own private ones (see llmasos.auth.capabilities)."""
+    if request.state.sees_all or repository is None:
+        return
+    caps = request.state.capabilities
+    request.state.capabilities = replace(
+        caps, owner=request.state.owner, model_owner=repository.owner_of
+    )
 
 
 def path_limit(request: Request, principal: Principal) -> PathLimit | None:

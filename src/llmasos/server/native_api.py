@@ -206,9 +206,11 @@ def loaded_models(request: Request) -> dict[str, Any]:
 
 
 def loaded_rows(request: Request) -> list[dict[str, Any]]:
-    """The loaded models; a non-admin's live_processes counts its own processes only."""
+    """The loaded models (a non-admin's: those it may use); a non-admin's live_processes
+    counts its own processes only."""
     models = models_of(request)
-    rows = [dataclasses.asdict(m) for m in models.loaded()]
+    may_use = request.state.capabilities.may_use
+    rows = [dataclasses.asdict(m) for m in models.loaded() if may_use(m.name)]
     if not sees_all(request):
         for row in rows:
             kernel = models.peek(row["name"])
@@ -219,6 +221,7 @@ def loaded_rows(request: Request) -> list[dict[str, Any]]:
 
 @router.get("/v1/models/{name}")
 def show_model(name: ModelNameParameter, request: Request) -> dict[str, Any]:
+    request.state.capabilities.check_visible(name)  # another owner's private model: 404
     manifest = repository_of(request).show(name)
     imported = calendar.timegm(time.strptime(manifest.imported_at, "%Y-%m-%dT%H:%M:%SZ"))
     return {

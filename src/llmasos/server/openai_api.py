@@ -62,10 +62,13 @@ def models_of(request: Request) -> ModelManager:
     },
 )
 def list_models(request: Request) -> dict[str, Any]:
-    """The repository's models, and any loaded model it does not hold (a GGUF path)."""
+    """The repository's models, and any loaded model it does not hold (a GGUF path); for a
+    caller that does not see everything, the shared ones and its own private ones."""
     models = models_of(request)
     loaded = {info.name for info in models.loaded()}
     names = models.repository.names() if models.repository else []
+    may_use = request.state.capabilities.may_use
+    names, loaded = [n for n in names if may_use(n)], {n for n in loaded if may_use(n)}
     created = request.app.state.started_at
     data = [
         {

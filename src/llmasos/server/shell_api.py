@@ -73,7 +73,8 @@ def world_of(request: Request) -> World:
     jobs = request.app.state.jobs
     statuses = jobs.list(owner_filter(request)) if jobs else []
     repository = models.repository
-    names = [m.name for m in repository.list()] if repository is not None else []
+    caps = request.state.capabilities
+    names = [n for n in repository.names() if caps.may_use(n)] if repository is not None else []
     keys = request.app.state.access.keys
     stored = (
         [k for k in keys.list() if k.active] if keys is not None and request.state.admin else []
