@@ -42,6 +42,7 @@ from llmasos.benchmark.local_server import llmasos_server
 from llmasos.benchmark.prompts import random_prompts
 from llmasos.benchmark.report import bar_plot, report_header, write_report
 from llmasos.jobs.hf_model import hf_copy
+from llmasos.jobs.job_files import Seal
 from llmasos.jobs.job_manager import JobManager
 from llmasos.jobs.tasks import TaskState, TrainingTask
 from llmasos.jobs.token_cache import Sample, tokenised
@@ -53,6 +54,7 @@ from report import REPO, arguments
 from security import latencies, server_home
 from serve import workload
 
+PLAIN = Seal(None, "bench")  # the direct loop's data at rest: not sealed (no master key)
 SAMPLES = 48
 BATCH = 4
 LEARNING_RATE = 1e-3
@@ -137,7 +139,7 @@ def measure_throughput(root: Path, steps: int, rounds: int) -> dict:
     hf_dir = hf_copy(Repository(home / "models"), DEFAULT_MODEL)
     tokenizer = AutoTokenizer.from_pretrained(hf_dir)
     task = task_for(data, steps)
-    samples, _ = tokenised(data.read_bytes(), tokenizer, "bench", 256, root / "cache")
+    samples, _ = tokenised(data.read_bytes(), tokenizer, "bench", 256, root / "cache", PLAIN)
     direct, job, statuses = [], [], []
     for r in range(rounds):
         for side in ("direct", "os") if r % 2 == 0 else ("os", "direct"):

@@ -95,11 +95,8 @@ class ContextLengthError(InvalidRequestError):
 class UnknownModelError(LLMasOSError, LookupError):
     """Raised when a model name is neither loaded nor known to the repository."""
 
-    def __init__(self, name: str, known: list[str] | None) -> None:
-        """`known` None: the caller may not see the whole list (it is told where to look)."""
+    def __init__(self, name: str, known: list[str]) -> None:
         listing = ", ".join(known) if known else "none"
-        if known is None:
-            listing = "see GET /v1/models (llmasos models ls) for those you may use"
         super().__init__(f"model: unknown model {name!r}; known models: {listing}")
         self.name = name
 

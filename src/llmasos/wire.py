@@ -152,6 +152,7 @@ ERROR_STATUSES: list[tuple[type[errors.LLMasOSError], ErrorStatus]] = [
         errors.QuotaExceededError,
         ErrorStatus(429, "rate_limit_error", "quota_exceeded", "max_tokens"),
     ),
+    (errors.JobLimitError, ErrorStatus(429, "rate_limit_error", "too_many_jobs", "task")),
     (errors.KernelBusyError, ErrorStatus(429, "rate_limit_error", "too_many_processes")),
     (errors.RateLimitedError, ErrorStatus(429, "rate_limit_error", "rate_limited")),
     (errors.ModelExistsError, ErrorStatus(409, "invalid_request_error", "model_exists", "name")),

@@ -8,16 +8,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+from gguf import GGUFReader, GGUFType, GGUFWriter, Keys
 
 from llmasos.models.default import DEFAULT_MODEL
 from llmasos.models.repository import Repository
 from tests.integration.conftest import seed_home
 from tests.integration.test_server import start_server, stop_server
 from tests.unit.test_kernel import wait_until
-from tests.unit.test_repository_adapters import write_adapter
 
 ADMIN = {"Authorization": "Bearer root"}
 SECRET = "ALICE-SECRET-4d1c"  # in every object of alice's; never in a reply to bob
@@ -39,6 +41,23 @@ class Objects:
     file: str = "~alice/notes.txt"
 
 
+def null_adapter(base: Path, path: Path) -> Path:
+    """A LoRA adapter over `base`'s first q projection that changes nothing (its B is 0)."""
+    shape = next(t.shape for t in GGUFReader(base).tensors if t.name == "blk.0.attn_q.weight")
+    n_in, n_out = int(shape[0]), int(shape[1])
+    writer = GGUFWriter(str(path), "gemma3")
+    writer.add_type(GGUFType.ADAPTER)
+    writer.add_string(Keys.Adapter.TYPE, "lora")
+    writer.add_float32(Keys.Adapter.LORA_ALPHA, 2.0)
+    writer.add_tensor("blk.0.attn_q.weight.lora_a", np.ones((2, n_in), dtype=np.float32))
+    writer.add_tensor("blk.0.attn_q.weight.lora_b", np.zeros((n_out, 2), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
 def key_for(url: str, owner: str) -> dict[str, str]:
     reply = httpx.post(f"{url}/v1/admin/keys", json={"owner": owner, "role": "user"}, headers=ADMIN)
     assert reply.status_code == 201, reply.text
@@ -48,10 +67,12 @@ def key_for(url: str, owner: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def objects(tmp_path_factory, session_home, model_path):
     home = seed_home(tmp_path_factory.mktemp("home"), session_home)
-    adapter = write_adapter(tmp_path_factory.mktemp("adapter") / "a.gguf", "gemma3")
+    adapter = null_adapter(model_path, tmp_path_factory.mktemp("adapter") / "a.gguf")
     Repository(home / "models").import_adapter(adapter, PRIVATE, MODEL, owner="alice")
     server, url = start_server("--admin-key", "root", home=home)
     alice, bob = key_for(url, "alice"), key_for(url, "bob")
+    loaded = httpx.post(f"{url}/v1/models/{PRIVATE}/load", headers=alice, timeout=120)
+    assert loaded.status_code == 200, loaded.text
     spawned = httpx.post(
         f"{url}/v1/processes", json={"prompt": SECRET, "max_tokens": LONG}, headers=alice
     )
@@ -233,6 +254,7 @@ def test_bob_never_gets_alices_objects(objects, method, path):
     else:
         assert reply.status_code < 500, (reply.status_code, reply.text)
         assert '"owner":"alice"' not in reply.text.replace(" ", "")
+        assert PRIVATE not in reply.text, f"{method} {target} named alice's private model"
 
 
 def test_alices_objects_are_untouched_and_the_admin_sees_them(objects):
@@ -258,22 +280,42 @@ def test_alices_objects_are_untouched_and_the_admin_sees_them(objects):
 
 def test_alices_private_model_is_hers_alone(objects):
     o = objects
-    listed = {m["id"] for m in httpx.get(f"{o.url}/v1/models", headers=o.bob).json()["data"]}
-    assert MODEL in listed and PRIVATE not in listed
-    assert PRIVATE in {
-        m["id"] for m in httpx.get(f"{o.url}/v1/models", headers=o.alice).json()["data"]
-    }
-    assert PRIVATE in {
-        m["id"] for m in httpx.get(f"{o.url}/v1/models", headers=ADMIN).json()["data"]
-    }
+
+    def ids(headers: dict[str, str], path: str = "/v1/models") -> set[str]:
+        rows = httpx.get(f"{o.url}{path}", headers=headers).json()["data"]
+        return {row.get("id") or row.get("name") for row in rows}
+
+    assert MODEL in ids(o.bob) and PRIVATE not in ids(o.bob) | ids(o.bob, "/v1/models/loaded")
+    assert PRIVATE in ids(o.alice) & ids(ADMIN) & ids(o.alice, "/v1/models/loaded")
+    assert PRIVATE not in httpx.get(f"{o.url}/health").text  # no key: shared models only
+    watched = httpx.get(f"{o.url}/v1/watch?once=true", headers=o.bob, timeout=60)
+    assert watched.status_code == 200 and PRIVATE not in watched.text
+    assert PRIVATE in httpx.get(f"{o.url}/v1/watch?once=true", headers=o.alice, timeout=60).text
     shown = httpx.get(f"{o.url}/v1/models/{PRIVATE}", headers=o.alice).json()
     assert (shown["owner"], shown["base"]) == ("alice", MODEL)
-    body = {"model": PRIVATE, "prompt": "x", "max_tokens": 1}
-    asks = {"/v1/completions": body, "/v1/processes": body, "/v1/embeddings": {
-        "model": PRIVATE, "input": "x"}}  # fmt: skip
-    for path, sent in asks.items():
-        reply = httpx.post(f"{o.url}{path}", json=sent, headers=o.bob)
-        assert reply.status_code == 404, (path, reply.text)
-        assert "alice" not in reply.text.replace(repr(PRIVATE), "")  # only its own words
-    unknown = httpx.post(f"{o.url}/v1/completions", json={**body, "model": "nope"}, headers=o.bob)
-    assert unknown.status_code == 404 and PRIVATE not in unknown.text  # not among the known
+    assert httpx.get(f"{o.url}/v1/models/{MODEL}", headers=o.bob).status_code == 200  # shared
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/v1/completions", {"model": "{m}", "prompt": "x", "max_tokens": 1}),
+        ("POST", "/v1/chat/completions", {"model": "{m}", "messages": [
+            {"role": "user", "content": "x"}]}),
+        ("POST", "/v1/processes", {"model": "{m}", "prompt": "x", "max_tokens": 1}),
+        ("POST", "/v1/embeddings", {"model": "{m}", "input": "x"}),
+        ("GET", "/v1/models/{m}", None),
+        ("POST", "/v1/models/{m}/load", None),
+        ("GET", "/v1/stats?model={m}", None),
+        ("GET", "/v1/memory?model={m}", None),
+    ],
+)  # fmt: skip
+def test_bob_gets_for_alices_private_model_what_a_missing_one_gets(objects, method, path, body):
+    def ask(model: str) -> tuple[int, str]:
+        sent = json.loads(json.dumps(body).replace("{m}", model)) if body else None
+        reply = httpx.request(method, objects.url + path.replace("{m}", model), json=sent,
+                              headers=objects.bob, timeout=120)  # fmt: skip
+        return reply.status_code, reply.text.replace(model, "NAME")
+
+    private, missing = ask(PRIVATE), ask("alice.nope-0000:lora")
+    assert private == missing and private[0] in (404, 422), private

@@ -15,6 +15,8 @@ from llmasos.errors import JobLimitError, ObjectInUseError, UnknownObjectError, 
 from llmasos.jobs.job_manager import JobManager
 from llmasos.models.default import DEFAULT_MODEL
 from llmasos.models.repository import Repository
+from llmasos.server.tasks_api import model_prefix
+from llmasos.wire import ErrorStatus, error_status
 from tests.integration.conftest import seed_home
 
 DATA = "".join(json.dumps({"text": f"record {i}"}) + "\n" for i in range(24)).encode()
@@ -75,3 +77,21 @@ def test_a_users_job_makes_a_private_model_and_an_admins_a_shared_one(jobs):
     admins = jobs.submit(task(output="everyone:lora"), DATA, "root")
     assert (users.model_owner, admins.model_owner) == ("ann", None)
     assert jobs.status(users.id).model_owner == "ann"  # what the worker registers it with
+
+
+def test_a_delete_cut_short_is_swept_at_the_next_start(tmp_path, session_home, model_path):
+    home = seed_home(tmp_path / "home", session_home)
+    leftover = home / "jobs" / ".deleted-task-00000000000000aa"
+    leftover.mkdir(parents=True)
+    (leftover / "data.jsonl").write_bytes(DATA)
+    JobManager(home, Repository(home / "models")).close()
+    assert not leftover.exists()
+
+
+def test_owners_prefixes_never_coincide():
+    assert model_prefix("alice") == "alice."
+    assert model_prefix("Bob@x").startswith("u-") and model_prefix("Bob@x") != model_prefix("bob-x")
+    assert model_prefix("bob.x") != model_prefix("bob") and model_prefix("bob.x").startswith("u-")
+    assert error_status(JobLimitError(16)) == ErrorStatus(
+        429, "rate_limit_error", "too_many_jobs", "task"
+    )

@@ -93,21 +93,35 @@ def test_capabilities_round_trip_and_bad_ones_name_the_field():
         Capabilities(max_pages=0)
 
 
-def test_another_owners_private_model_is_as_if_it_did_not_exist():
-    owners = {"alice.mine:lora": "alice"}
-    bob = Capabilities(owner="bob", model_owner=owners.get)
+class Owners:
+    """The repository's two answers, for alice's one private model."""
+
+    def owner_of(self, name: str) -> str | None:
+        return {"alice.mine:lora": "alice"}.get(name)
+
+    def unknown(self, name: str) -> UnknownModelError:
+        return UnknownModelError(name, ["shared:latest"])
+
+
+def test_another_owners_private_model_is_refused_as_a_missing_one_is():
+    owners = Owners()
+    bob = Capabilities(owner="bob", private_models=owners)
     for check in (bob.check_model, bob.model_for, bob.check_visible):
-        with pytest.raises(UnknownModelError, match="for those you may use"):
+        with pytest.raises(UnknownModelError) as refused:
             check("alice.mine:lora")
+        assert str(refused.value) == str(owners.unknown("alice.mine:lora"))
     assert bob.model_for("shared:latest") == "shared:latest" and bob.model_for(None) is None
-    assert not bob.may_use("alice.mine:lora") and bob.may_use("shared")
-    alice = Capabilities(models=("alice.mine:lora",), owner="alice", model_owner=owners.get)
-    assert alice.model_for(None) == "alice.mine:lora" and alice.may_use("alice.mine:lora")
+    assert not bob.sees_model("alice.mine:lora") and bob.sees_model("shared")
+    pinned = Capabilities(models=("alice.mine:lora",), owner="bob", private_models=owners)
+    with pytest.raises(UnknownModelError):
+        pinned.model_for(None)  # not through the default either
+    alice = Capabilities(models=("alice.mine:lora",), owner="alice", private_models=owners)
+    assert alice.model_for(None) == "alice.mine:lora" and alice.sees_model("alice.mine:lora")
     child = bob.narrowed(Capabilities(tools=("calculator",)))
-    assert (child.owner, child.model_owner) == ("bob", owners.get)  # a child stays confined
-    assert not child.may_use("alice.mine:lora")
+    assert (child.owner, child.private_models) == ("bob", owners)  # a child stays confined
+    assert not child.sees_model("alice.mine:lora")
     assert bob.to_json() == Capabilities().to_json()  # never stored with a key
-    assert Capabilities().may_use("alice.mine:lora")  # an admin's (no confinement)
+    assert Capabilities().sees_model("alice.mine:lora")  # an admin's (no confinement)
 
 
 def test_the_rate_limiter_refuses_past_the_rate_with_a_retry_time():

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from llmasos.errors import InvalidRequestError, ModelFileError, ModelInUseError, UnknownModelError
-from llmasos.models.repository import Manifest, ModelFiles, Repository
+from llmasos.models.manifest import Manifest
+from llmasos.models.repository import UNREADABLE, ModelFiles, Repository
 from tests.fixtures.tiny_gguf import N_EMBD, write_tiny_gguf
 
 
@@ -70,6 +71,9 @@ def test_a_private_adapter_names_its_owner_and_unknown_names_never_list_it(repo,
     with pytest.raises(UnknownModelError) as unknown:
         repo.show("nothing:here")
     assert "tiny:lora" in str(unknown.value) and "ann.mine" not in str(unknown.value)
+    assert str(repo.unknown("nothing:here")) == str(unknown.value)
+    (repo.manifests / "ann.mine" / "lora.json").write_text("{not json")
+    assert repo.owner_of("ann.mine:lora") == UNREADABLE  # private to no one, not shared
 
 
 def test_a_base_with_adapters_cannot_be_removed_until_they_are(repo, adapter):

@@ -12,8 +12,9 @@
 
 Besides, a server confines a caller that does not see everything (not an admin) to the shared
 models and its own private ones (a model a user's training job made): `owner` and
-`model_owner` (a model name -> its private owner or None) are set per request, never stored
-with a key, and passed on to children as they are.
+`private_models` (the model repository) are set per request, never stored with a key, and
+passed on to children as they are. Another owner's private model is refused with the very
+error a name that does not exist gets.
 
 A child names the capabilities it wants; what it leaves out it inherits. Asking for more than
 its parent holds is a CapabilityError naming the field, not a silent cut. Relative path
@@ -25,9 +26,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from llmasos.errors import CapabilityError, InvalidRequestError, UnknownModelError
 from llmasos.models.default import canonical_model_name
@@ -41,6 +41,18 @@ _LISTS = ("models", "tools", "read", "write", "channels")
 _NUMBERS = ("max_pages", "token_budget")
 
 
+class PrivateModels(Protocol):
+    """Who owns which private model (the model repository answers)."""
+
+    def owner_of(self, name: str) -> str | None:
+        """The private model's owner; None for a shared model or an unknown name."""
+        ...
+
+    def unknown(self, name: str) -> UnknownModelError:
+        """The error for a model name that does not exist."""
+        ...
+
+
 @dataclass(frozen=True)
 class Capabilities:
     models: tuple[str, ...] | None = None
@@ -51,7 +63,7 @@ class Capabilities:
     max_pages: int | None = None
     token_budget: int | None = None
     owner: str | None = field(default=None, compare=False)
-    model_owner: Callable[[str], str | None] | None = field(default=None, compare=False, repr=False)
+    private_models: PrivateModels | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for name in _LISTS:
@@ -107,7 +119,7 @@ class Capabilities:
             name: getattr(self, name) if getattr(wanted, name) is None else getattr(wanted, name)
             for name in (*_LISTS, *_NUMBERS)
         }
-        child = Capabilities(**filled, owner=self.owner, model_owner=self.model_owner)
+        child = Capabilities(**filled, owner=self.owner, private_models=self.private_models)
         child.check_within(self)
         return child
 
@@ -139,7 +151,10 @@ class Capabilities:
                 self.check_visible(model)
             return model
         if model is None:
-            return self.models[0] if self.models else _refuse("models", "no model is allowed")
+            if not self.models:
+                _refuse("models", "no model is allowed")
+            self.check_visible(self.models[0])
+            return self.models[0]
         self.check_model(model)
         return model
 
@@ -148,21 +163,18 @@ class Capabilities:
             raise CapabilityError("models", f"{model} is not among {list(self.models)}")
         self.check_visible(model)
 
-    def may_use(self, model: str) -> bool:
-        """Whether `model` is one these capabilities let the caller see and use."""
-        try:
-            self.check_model(model)
-        except (CapabilityError, UnknownModelError):
-            return False
-        return True
+    def sees_model(self, model: str) -> bool:
+        """False for another owner's private model (listings leave it out)."""
+        if self.private_models is None:
+            return True
+        private_to = self.private_models.owner_of(canonical_model_name(model))
+        return private_to is None or private_to == self.owner
 
     def check_visible(self, model: str) -> None:
-        """Another owner's private model is refused as if it did not exist."""
-        if self.model_owner is None:
-            return
-        private_to = self.model_owner(canonical_model_name(model))
-        if private_to is not None and private_to != self.owner:
-            raise UnknownModelError(model, None)
+        """Another owner's private model is refused as a name that does not exist is."""
+        if not self.sees_model(model):
+            assert self.private_models is not None
+            raise self.private_models.unknown(model)
 
     def check_tool(self, name: str) -> None:
         if self.tools is not None and name not in self.tools:

@@ -39,13 +39,20 @@ from llmasos.errors import (
     UnprocessableError,
 )
 from llmasos.jobs.job_files import ASK_CANCEL, ASK_SHUTDOWN, ASK_SUSPEND, TaskFiles, write_atomic
-from llmasos.jobs.pool_address import POOL_ENVIRONMENT
-from llmasos.jobs.privacy_budget import check_budget
+from llmasos.jobs.privacy_budget import check_budget_apart
 from llmasos.jobs.task_data import read_records
 from llmasos.jobs.tasks import ENDED, TaskState, TaskStatus, TrainingTask, wait_for_end
 from llmasos.jobs.throttle import Throttle
+from llmasos.jobs.worker_process import (
+    hand_over,
+    live_worker_pid,
+    log_tail,
+    signal_worker_of,
+    worker_environment,
+)
 from llmasos.models.default import DEFAULT_MODEL, canonical_model_name, ensure_default_model
-from llmasos.models.repository import Repository, full_name
+from llmasos.models.manifest import full_name
+from llmasos.models.repository import Repository
 from llmasos.security.crypto import Sealer
 
 POLL_S = 0.2
@@ -84,6 +91,9 @@ class JobManager:
         self._closing = False
         self._runner_lock = (self.root / ".runner.lock").open("a")
         self._runner = False  # this manager runs the jobs (holds the folder's runner lock)
+        self._last_start: dict[str, float] = {}  # owner -> when this runner last started a job
+        for leftover in self.root.glob(".deleted-*"):  # a delete cut short
+            shutil.rmtree(leftover, ignore_errors=True)
         self._supervisor = threading.Thread(
             target=self._supervise, name="llmasos-jobs", daemon=True
         )
@@ -102,7 +112,7 @@ class JobManager:
             records = read_records(data)
         except InvalidRequestError as error:  # well-formed JSON whose records are bad
             raise UnprocessableError(error.field, error.reason) from None
-        check_budget(task, len(records))
+        check_budget_apart(task, len(records), worker_environment(self.home))
         base = self._base_model(task.model)
         task_id = f"task-{secrets.token_hex(8)}"
         output = full_name(task.output or f"{name_prefix}{task_id}:lora")
@@ -144,7 +154,8 @@ class JobManager:
     def status(self, task_id: str, owner: str | None = None) -> TaskStatus:
         """The job's status; UnknownObjectError when there is none (or it is another owner's;
         owner None sees every job)."""
-        return self._files(task_id, owner).status()
+        with _gone_as_unknown(task_id):
+            return self._files(task_id, owner).status()
 
     def list(self, owner: str | None = None) -> list[TaskStatus]:
         statuses = []
@@ -157,7 +168,8 @@ class JobManager:
         return sorted(mine, key=lambda s: s.created_at)
 
     def logs(self, task_id: str, owner: str | None = None, after_step: int = 0) -> list[dict]:
-        return self._files(task_id, owner).log(after_step)
+        with _gone_as_unknown(task_id):
+            return self._files(task_id, owner).log(after_step)
 
     def cancel(self, task_id: str, owner: str | None = None) -> TaskStatus:
         return self._stop(task_id, owner, ASK_CANCEL)
@@ -183,9 +195,15 @@ class JobManager:
             state = files.status().state
             if state not in ENDED:
                 raise ObjectInUseError("task_id", f"the job is {state.value}; cancel it first")
+            mine = self._worker is not None and self._worker[0].folder == files.folder
+            if mine or live_worker_pid(files) is not None:
+                raise ObjectInUseError("task_id", "its worker is still finishing; retry shortly")
             doomed = self.root / f".deleted-{task_id}"  # gone from every listing at once
             files.folder.rename(doomed)
-        shutil.rmtree(doomed, ignore_errors=True)
+        try:
+            shutil.rmtree(doomed)
+        except OSError as error:  # the next start sweeps it
+            logger.warning("job %s: its folder was not removed: %s", task_id, error)
 
     def wait(self, task_id: str, timeout: float | None = None) -> TaskStatus:
         """Block until the job ends (or `timeout` s pass); its status."""
@@ -236,7 +254,7 @@ class JobManager:
             if worker is not None and worker[0].folder == files.folder:
                 self._signal(worker[1])
             else:  # run by another manager on this home
-                _signal_worker_of(files)
+                signal_worker_of(files)
             return files.status()
 
     def _signal(self, process: subprocess.Popen[bytes]) -> None:
@@ -282,15 +300,17 @@ class JobManager:
             self._runner_lock.close()  # the lock goes with it
             return True
         if self._worker is None and not self._closing and self._take_the_runner_lock():
-            for status in fair_order(self.list()):
+            for status in fair_order(self.list(), self._last_start):
                 if self._start(TaskFiles(self.root / status.id)):
                     break
         return False
 
     def _start(self, files: TaskFiles) -> bool:
         """Start the job's worker, if the job is still queued; whether it started."""
-        if files.update(only_from=(TaskState.QUEUED,), state=TaskState.RUNNING, error=None) is None:
+        status = files.update(only_from=(TaskState.QUEUED,), state=TaskState.RUNNING, error=None)
+        if status is None:
             return False
+        self._last_start[status.owner] = time.time()
         files.clear_ask()
         command = [sys.executable, "-m", "llmasos.jobs.worker", str(files.folder), str(os.getpid())]
         try:
@@ -303,7 +323,7 @@ class JobManager:
                     start_new_session=True,  # the terminal's Ctrl-C is the OS's, not the job's
                     env=worker_environment(self.home),
                 )
-            _hand_over(process, self._master_key or b"")
+            hand_over(process, self._master_key or b"")
         except OSError as error:
             files.update(state=TaskState.FAILED, error=f"the worker did not start: {error}")
             return False
@@ -316,21 +336,24 @@ class JobManager:
     def _reap(self, files: TaskFiles, process: subprocess.Popen[bytes]) -> None:
         """A worker ended; if it did not say how, it ends as it was asked to, or failed (its
         log, in the job's folder, says why)."""
-        if files.status().state is not TaskState.RUNNING:
+        if not files.status_path.is_file() or files.status().state is not TaskState.RUNNING:
             return
         if files.asked() is not None:  # stopped before it could say
             files.end_as_asked(ASK_SHUTDOWN)
             return
         logger.warning("job %s: worker exited %s: %s", files.task_id, process.returncode,
-                       _tail(files.worker_log))  # fmt: skip
+                       log_tail(files.worker_log))  # fmt: skip
         error = f"the training worker exited with status {process.returncode}"
         files.update(state=TaskState.FAILED, error=error, finished_at=time.time())
 
 
-def fair_order(statuses: list[TaskStatus]) -> list[TaskStatus]:
+def fair_order(
+    statuses: list[TaskStatus], started: dict[str, float] | None = None
+) -> list[TaskStatus]:
     """The queued jobs in the order they should start: owners in turn (the owner whose last
-    job started longest ago, or never, first), each owner's jobs in submission order."""
-    last_start: dict[str, float] = {}
+    job started longest ago, or never, first; `started` adds starts the statuses no longer
+    show), each owner's jobs in submission order."""
+    last_start = dict(started or {})
     for status in statuses:
         if status.started_at is not None:
             last_start[status.owner] = max(last_start.get(status.owner, 0.0), status.started_at)
@@ -338,34 +361,10 @@ def fair_order(statuses: list[TaskStatus]) -> list[TaskStatus]:
     return sorted(queued, key=lambda s: (last_start.get(s.owner, 0.0), s.created_at))
 
 
-def _hand_over(process: subprocess.Popen[bytes], master_key: bytes) -> None:
-    """Give the worker the master key on its stdin (a pipe: not in /proc's environ or cmdline)."""
-    assert process.stdin is not None
-    with contextlib.suppress(BrokenPipeError):  # it died already: its exit status says so
-        process.stdin.write(master_key)
-    with contextlib.suppress(BrokenPipeError):
-        process.stdin.close()
-
-
-def worker_environment(home: Path) -> dict[str, str]:
-    """What a worker inherits: no keys or secrets of the server, no network for libraries."""
-    keep = ("PATH", "HOME", "LANG", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH", *POOL_ENVIRONMENT)
-    env = {k: v for k, v in os.environ.items() if k in keep or k.startswith(("LC_", "OMP_"))}
-    return {**env, "LLMASOS_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-
-
-def _signal_worker_of(files: TaskFiles) -> None:
-    """SIGTERM to the worker another manager runs for this job, if that pid is still it."""
+@contextlib.contextmanager
+def _gone_as_unknown(task_id: str) -> Iterator[None]:
+    """A job deleted while it is being read is a job that is not there."""
     try:
-        pid = int((files.folder / "worker.pid").read_text())
-        if str(files.folder) in Path(f"/proc/{pid}/cmdline").read_text(errors="replace"):
-            os.kill(pid, signal.SIGTERM)
-    except (OSError, ValueError):
-        return  # gone: its runner's recovery ends the job as asked
-
-
-def _tail(path: Path, lines: int = 3) -> str:
-    try:
-        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
-    except OSError:
-        return "no log"
+        yield
+    except FileNotFoundError:
+        raise UnknownObjectError("task_id", task_id) from None

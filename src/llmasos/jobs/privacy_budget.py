@@ -3,17 +3,26 @@ DP-SGD adds (the task's own, or the one that spends exactly its epsilon over the
 the privacy a number of steps spends at it, and a check made when the job is submitted, so that
 a budget no step fits is refused at once instead of failing the job later.
 
-opacus (the `train` extra) is imported only when a function here is called.
+opacus (the `train` extra, with torch) is imported only when a function here is called; the
+server checks a budget in a short-lived interpreter (check_budget_apart), so that neither
+stays in its memory.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import subprocess
+import sys
 import warnings
 from dataclasses import dataclass
 
 from llmasos.errors import UnprocessableError
 from llmasos.jobs.tasks import TrainingTask
+
+CHECK_TIMEOUT_S = 120.0
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -93,3 +102,38 @@ def check_budget(task: TrainingTask, samples: int) -> None:
             f"one step at noise_multiplier {noise} spends {first:.3g}, more than the budget of "
             f"{task.privacy.epsilon}; raise epsilon or the noise",
         )
+
+
+def check_budget_apart(task: TrainingTask, samples: int, env: dict[str, str]) -> None:
+    """check_budget run by `python -m llmasos.jobs.privacy_budget` with environment `env`; a
+    check that cannot run is left to the job's worker."""
+    if task.privacy is None:
+        return
+    request = json.dumps({"task": task.to_json(), "samples": samples})
+    command = [sys.executable, "-m", "llmasos.jobs.privacy_budget"]
+    try:
+        done = subprocess.run(
+            command, input=request, capture_output=True, text=True, env=env,
+            timeout=CHECK_TIMEOUT_S,
+        )  # fmt: skip
+        answer = json.loads(done.stdout) if done.returncode == 0 else {}
+    except (subprocess.TimeoutExpired, OSError, ValueError) as error:
+        logger.warning("the privacy budget check did not run: %s", error)
+        return
+    if answer.get("field"):
+        raise UnprocessableError(answer["field"], answer["reason"])
+
+
+def _main() -> None:
+    """Read {"task", "samples"} on stdin; print {} or the refusal's {"field", "reason"}."""
+    request = json.loads(sys.stdin.read())
+    try:
+        check_budget(TrainingTask.from_json(request["task"]), int(request["samples"]))
+    except UnprocessableError as error:
+        print(json.dumps({"field": error.field, "reason": error.reason}))
+        return
+    print("{}")
+
+
+if __name__ == "__main__":
+    _main()

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from llmasos.errors import InvalidRequestError, UnprocessableError
-from llmasos.models.repository import full_name
+from llmasos.models.manifest import full_name
 
 METHODS = ("lora",)
 MAX_EPOCHS = 100

@@ -39,7 +39,8 @@ from llmasos.jobs.task_data import Record
 from llmasos.jobs.tasks import TaskState, TrainingTask
 from llmasos.jobs.token_cache import Sample, to_sample, tokenised
 from llmasos.jobs.trainer import LoraTrainer, Plan
-from llmasos.models.repository import Repository, full_name
+from llmasos.models.manifest import full_name
+from llmasos.models.repository import Repository
 from llmasos.security.crypto import Sealer
 from llmasos.settings import Settings
 

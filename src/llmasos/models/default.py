@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmasos.models.repository import Repository, full_name
+from llmasos.models.manifest import full_name
+from llmasos.models.repository import Repository
 
 DEFAULT_MODEL = "gemma3-270m:q4_k_m"
 DEFAULT_MODEL_ALIASES = (DEFAULT_MODEL, "gemma3-270m")

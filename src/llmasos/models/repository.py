@@ -25,7 +25,6 @@ import json
 import os
 import re
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -39,80 +38,16 @@ from llmasos.errors import (
     ModelInUseError,
     UnknownModelError,
 )
-from llmasos.models.gguf_info import GGUFInfo, is_encoder, read_gguf_info
+from llmasos.models.gguf_info import is_encoder, read_gguf_info
+from llmasos.models.manifest import Manifest, full_name, parse_name
 
-DEFAULT_TAG = "latest"
-_PART = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 CHUNK_BYTES = 1 << 20
 
 # bytes copied so far, total bytes if known
 Progress = Callable[[int, int | None], None]
+UNREADABLE = "\0unreadable"  # the owner of a model whose manifest cannot be read: no one
 # (name, digest, the imported file, source label) -> the manifest to write (or a refusal)
 Describe = Callable[[str, str, Path, str], "Manifest"]
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What a model name stands for."""
-
-    name: str  # name:tag
-    digest: str  # sha256:<hex> of the blob
-    format: str
-    architecture: str
-    parameters: int
-    quantization: str
-    context_length: int
-    chat_template: str | None
-    license: str | None
-    size_bytes: int
-    kv_bytes_per_token: int
-    source: str
-    imported_at: str
-    base: str | None = None  # for a LoRA adapter: the model (name:tag) it runs over
-    owner: str | None = None  # a private model (a user's training job's): only its owner's
-
-    @classmethod
-    def of(cls, name: str, digest: str, info: GGUFInfo, source: str) -> Manifest:
-        fields = asdict(info)
-        fields.pop("name")  # the GGUF's own display name; the manifest is keyed by ours
-        if fields.pop("is_adapter"):
-            raise ModelFileError(
-                source,
-                "is a LoRA adapter, not a model; import it over its base model "
-                "(llmasos models import PATH --base MODEL)",
-            )
-        return cls(
-            name=name, digest=digest, format="gguf", source=source, imported_at=now_utc(), **fields
-        )
-
-    @classmethod
-    def of_adapter(
-        cls, name: str, digest: str, info: GGUFInfo, source: str, base: Manifest
-    ) -> Manifest:
-        """An adapter's manifest: what runs is the base with the adapter applied."""
-        if not info.is_adapter:
-            raise ModelFileError(source, "is not a LoRA adapter (its general.type is not adapter)")
-        if info.architecture != base.architecture:
-            raise ModelFileError(
-                source,
-                f"is an adapter for {info.architecture} models; {base.name} is {base.architecture}",
-            )
-        return cls(
-            name=name,
-            digest=digest,
-            format="gguf",
-            architecture=base.architecture,
-            parameters=base.parameters + info.parameters,
-            quantization=base.quantization,
-            context_length=base.context_length,
-            chat_template=base.chat_template,
-            license=base.license,
-            size_bytes=base.size_bytes + info.size_bytes,
-            kv_bytes_per_token=base.kv_bytes_per_token,
-            source=source,
-            imported_at=now_utc(),
-            base=base.name,
-        )
 
 
 @dataclass(frozen=True)
@@ -121,27 +56,6 @@ class ModelFiles:
 
     model: Path
     adapter: Path | None = None
-
-
-def parse_name(name: object) -> tuple[str, str]:
-    """("name", "tag") from "name[:tag]"; InvalidRequestError naming the rule otherwise."""
-    if not isinstance(name, str):
-        raise InvalidRequestError("name", f"must be a string, got {type(name).__name__}")
-    base, colon, tag = name.partition(":")
-    tag = tag or ("" if colon else DEFAULT_TAG)
-    for part in (base, tag):
-        if not _PART.match(part):
-            raise InvalidRequestError(
-                "name",
-                f"{name!r} is not NAME[:TAG] with each part 1-64 characters of a-z, 0-9, '.', "
-                "'_' or '-', starting with a letter or digit",
-            )
-    return base, tag
-
-
-def full_name(name: str) -> str:
-    base, tag = parse_name(name)
-    return f"{base}:{tag}"
 
 
 class Repository:
@@ -166,17 +80,24 @@ class Repository:
     def show(self, name: str) -> Manifest:
         path = self._manifest_path(name)
         if not path.is_file():
-            shared = [n for n in self.names() if self.owner_of(n) is None]
-            raise UnknownModelError(name, shared)  # never another owner's private model
+            raise self.unknown(name)
         return Manifest(**json.loads(path.read_text()))
 
+    def unknown(self, name: str) -> UnknownModelError:
+        """The error for a name that names no model: it lists the shared models only."""
+        return UnknownModelError(name, [n for n in self.names() if self.owner_of(n) is None])
+
     def owner_of(self, name: str) -> str | None:
-        """The owner of private model `name`; None for a shared model or an unknown name."""
+        """The owner of private model `name`; None for a shared model or an unknown name (a
+        manifest that cannot be read is private to no one)."""
         try:
             path = self._manifest_path(name)
-            return json.loads(path.read_text()).get("owner") if path.is_file() else None
-        except (InvalidRequestError, OSError, ValueError):
+        except (InvalidRequestError, ValueError):
             return None
+        try:
+            return json.loads(path.read_text()).get("owner") if path.is_file() else None
+        except (OSError, ValueError, AttributeError):
+            return UNREADABLE
 
     def __contains__(self, name: str) -> bool:
         return self._manifest_path(name).is_file()
@@ -367,10 +288,6 @@ class Repository:
 
 def _as_gguf(name: str, digest: str, file: Path, source: str) -> Manifest:
     return Manifest.of(name, digest, read_gguf_info(file), source)
-
-
-def now_utc() -> str:  # as manifests write it
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _remove_unless_in_use(path: Path) -> None:

@@ -26,7 +26,8 @@ from llmasos.errors import InvalidRequestError, ModelExistsError, ModelFileError
 from llmasos.models.convert_bert import convert_bert_folder
 from llmasos.models.download import download
 from llmasos.models.import_policy import ImportPolicy
-from llmasos.models.repository import Manifest, Progress, Repository, full_name
+from llmasos.models.manifest import Manifest, full_name
+from llmasos.models.repository import Progress, Repository
 
 logger = logging.getLogger(__name__)
 

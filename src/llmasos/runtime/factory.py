@@ -12,8 +12,9 @@ from llmasos.engine.devices import DeviceKind, discover_devices
 from llmasos.errors import InvalidRequestError
 from llmasos.kernel.config import KernelConfig
 from llmasos.models.default import DEFAULT_MODEL, canonical_model_name, ensure_default_model
+from llmasos.models.manifest import Manifest
 from llmasos.models.placement import Device, FitPolicy
-from llmasos.models.repository import Manifest, Repository
+from llmasos.models.repository import Repository
 from llmasos.runtime.manager import DEFAULT_KEEP_ALIVE_S, EngineLoader, ModelManager
 from llmasos.settings import Settings
 

@@ -14,7 +14,7 @@ from typing import Any, overload
 from llmasos.errors import InvalidRequestError
 from llmasos.kernel.config import KernelConfig
 from llmasos.local import LocalProcessHandle
-from llmasos.models.repository import Manifest
+from llmasos.models.manifest import Manifest
 from llmasos.runtime.factory import EngineOptions, model_manager
 from llmasos.runtime.manager import ModelManager
 from llmasos.sampling import SamplingParams

@@ -46,8 +46,9 @@ from llmasos.models.default import (
     ensure_default_model,
 )
 from llmasos.models.gguf_info import is_encoder
+from llmasos.models.manifest import Manifest
 from llmasos.models.placement import Device, FitPolicy, place
-from llmasos.models.repository import Manifest, Repository
+from llmasos.models.repository import Repository
 from llmasos.runtime.loaded import LoadedModel, LoadedModelInfo, Loading
 
 logger = logging.getLogger(__name__)

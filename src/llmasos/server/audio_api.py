@@ -17,7 +17,8 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from llmasos.errors import InvalidRequestError, UnprocessableError
-from llmasos.models.repository import Repository, full_name
+from llmasos.models.manifest import full_name
+from llmasos.models.repository import Repository
 from llmasos.server.schemas import MODEL_NAME_PATTERN
 from llmasos.speech.subtitles import as_srt, as_vtt
 from llmasos.speech.synthesis import (

@@ -32,6 +32,7 @@ import httpx
 from fastapi import Depends, FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
+from llmasos.auth.keys import Role
 from llmasos.errors import AuthenticationError
 from llmasos.jobs.batch_lines import BatchLine, BatchStatus
 from llmasos.jobs.batch_store import BatchStore
@@ -72,6 +73,7 @@ def creator_of(app: FastAPI, store: BatchStore) -> Callable[[Request], Awaitable
             if info is None or not info.active:
                 raise AuthenticationError(f"the batch's key {key_id} was revoked or expired")
             request.state.capabilities = info.capabilities
+            request.state.sees_all = info.role is Role.ADMIN  # an admin's lines: every model
         confine_models(request, app.state.models.repository)
         await app.state.rate_limiter.admit(caller_of(request))
 

@@ -198,9 +198,7 @@ def confine_models(request: Request, repository: Repository | None) -> None:
     if request.state.sees_all or repository is None:
         return
     caps = request.state.capabilities
-    request.state.capabilities = replace(
-        caps, owner=request.state.owner, model_owner=repository.owner_of
-    )
+    request.state.capabilities = replace(caps, owner=request.state.owner, private_models=repository)
 
 
 def path_limit(request: Request, principal: Principal) -> PathLimit | None:

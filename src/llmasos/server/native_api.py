@@ -14,6 +14,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
+from llmasos.auth.capabilities import Capabilities
 from llmasos.chat import check_messages
 from llmasos.errors import InvalidRequestError, PermissionDeniedError, UnknownModelError
 from llmasos.kernel.kernel import Kernel
@@ -43,12 +44,13 @@ open_router = APIRouter()  # no API key needed
 @open_router.get("/health")
 async def health(request: Request) -> dict[str, Any]:
     """Answers on the event loop, from books that are never locked for long: it stays quick
-    while a model loads or a step runs."""
+    while a model loads or a step runs. It needs no key, so it names shared models only."""
     models = models_of(request)
+    shared = Capabilities(private_models=models.repository).sees_model  # no owner: shared ones
     return {
         "status": "ok",
         "model": models.default_model,
-        "loaded": [m.name for m in models.loaded()],
+        "loaded": [m.name for m in models.loaded() if shared(m.name)],
     }
 
 
@@ -74,10 +76,12 @@ def _loaded_kernel(request: Request, model: str | None) -> Kernel:
     """The kernel of a model that is loaded now; a report never loads a model nor resets its
     keep-alive."""
     models = models_of(request)
-    kernel = models.peek(model)
+    sees = request.state.capabilities.sees_model  # another owner's private model: not loaded
+    kernel = models.peek(model) if model is None or sees(model) else None
     if kernel is None:
         name = models.canonical(model)
-        raise UnknownModelError(f"{name} (not loaded)", [m.name for m in models.loaded()])
+        loaded = [m.name for m in models.loaded() if sees(m.name)]
+        raise UnknownModelError(f"{name} (not loaded)", loaded)
     return kernel
 
 
@@ -209,8 +213,8 @@ def loaded_rows(request: Request) -> list[dict[str, Any]]:
     """The loaded models (a non-admin's: those it may use); a non-admin's live_processes
     counts its own processes only."""
     models = models_of(request)
-    may_use = request.state.capabilities.may_use
-    rows = [dataclasses.asdict(m) for m in models.loaded() if may_use(m.name)]
+    sees = request.state.capabilities.sees_model
+    rows = [dataclasses.asdict(m) for m in models.loaded() if sees(m.name)]
     if not sees_all(request):
         for row in rows:
             kernel = models.peek(row["name"])

@@ -67,8 +67,8 @@ def list_models(request: Request) -> dict[str, Any]:
     models = models_of(request)
     loaded = {info.name for info in models.loaded()}
     names = models.repository.names() if models.repository else []
-    may_use = request.state.capabilities.may_use
-    names, loaded = [n for n in names if may_use(n)], {n for n in loaded if may_use(n)}
+    sees = request.state.capabilities.sees_model
+    names, loaded = [n for n in names if sees(n)], {n for n in loaded if sees(n)}
     created = request.app.state.started_at
     data = [
         {

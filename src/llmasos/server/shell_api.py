@@ -74,7 +74,7 @@ def world_of(request: Request) -> World:
     statuses = jobs.list(owner_filter(request)) if jobs else []
     repository = models.repository
     caps = request.state.capabilities
-    names = [n for n in repository.names() if caps.may_use(n)] if repository is not None else []
+    names = [n for n in repository.names() if caps.sees_model(n)] if repository is not None else []
     keys = request.app.state.access.keys
     stored = (
         [k for k in keys.list() if k.active] if keys is not None and request.state.admin else []

@@ -13,6 +13,7 @@ DELETE /v1/tasks/{task_id}          remove an ended job (its data and log; its m
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from typing import Annotated, Any, Literal
 
@@ -81,9 +82,12 @@ def jobs_of(request: Request) -> JobManager:
 
 
 def model_prefix(owner: str) -> str:
-    """What the names of a user's trained models start with: its owner name as a model name
-    allows ("Bob@example" -> "bob-example."). Only admins name models freely."""
-    return re.sub(r"[^a-z0-9._-]", "-", owner.lower())[:40] + "."
+    """What the names of a user's trained models start with: its owner name where that can
+    begin a model name as it is ("alice."), else "u-" and a digest of it ("Bob@example" ->
+    "u-1f0c...."), so that no two owners share a prefix. Only admins name models freely."""
+    if re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", owner):
+        return f"{owner}."
+    return f"u-{hashlib.sha256(owner.encode()).hexdigest()[:12]}."
 
 
 @router.post("/v1/tasks", status_code=201)

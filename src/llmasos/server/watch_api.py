@@ -84,7 +84,8 @@ def shared_snapshot(request: Request) -> str:
 def snapshot(request: Request) -> dict[str, Any]:
     """What the caller may see now (blocking: call it in a worker thread)."""
     models = request.app.state.models
-    memory = {name: _memory(request, kernel) for name, kernel in models.kernels().items()}
+    sees = request.state.capabilities.sees_model  # not another owner's private models
+    memory = {n: _memory(request, k) for n, k in models.kernels().items() if sees(n)}
     held = {p["pid"]: p for report in memory.values() for p in report.pop("processes")}
     mine = [p for p in models.processes() if visible(request, p.owner)]
     ended = [p for p in mine if not p.alive][-MAX_ENDED:]

@@ -24,7 +24,8 @@ from llmasos.errors import (
     ModelFileError,
     NotInstalledError,
 )
-from llmasos.models.repository import Manifest, Repository, now_utc
+from llmasos.models.manifest import Manifest, now_utc
+from llmasos.models.repository import Repository
 
 WHISPER_MODEL = "whisper-base:f16"
 WHISPER_ALIASES = (WHISPER_MODEL, "whisper-base", "whisper-1")  # whisper-1: OpenAI's name
