@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
-from gguf import GGUFReader, GGUFType, GGUFWriter, Keys
+from gguf import GGUFReader
 
 from llmasos.models.default import DEFAULT_MODEL
 from llmasos.models.repository import Repository
 from tests.integration.conftest import seed_home
 from tests.integration.test_server import start_server, stop_server
 from tests.unit.test_kernel import wait_until
+from tests.unit.test_repository_adapters import write_adapter
 
 ADMIN = {"Authorization": "Bearer root"}
 SECRET = "ALICE-SECRET-4d1c"  # in every object of alice's; never in a reply to bob
@@ -44,18 +44,7 @@ class Objects:
 def null_adapter(base: Path, path: Path) -> Path:
     """A LoRA adapter over `base`'s first q projection that changes nothing (its B is 0)."""
     shape = next(t.shape for t in GGUFReader(base).tensors if t.name == "blk.0.attn_q.weight")
-    n_in, n_out = int(shape[0]), int(shape[1])
-    writer = GGUFWriter(str(path), "gemma3")
-    writer.add_type(GGUFType.ADAPTER)
-    writer.add_string(Keys.Adapter.TYPE, "lora")
-    writer.add_float32(Keys.Adapter.LORA_ALPHA, 2.0)
-    writer.add_tensor("blk.0.attn_q.weight.lora_a", np.ones((2, n_in), dtype=np.float32))
-    writer.add_tensor("blk.0.attn_q.weight.lora_b", np.zeros((n_out, 2), dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
+    return write_adapter(path, "gemma3", shape=(int(shape[0]), int(shape[1])), b=0.0)
 
 
 def key_for(url: str, owner: str) -> dict[str, str]:

@@ -16,14 +16,21 @@ from llmasos.models.repository import UNREADABLE, ModelFiles, Repository
 from tests.fixtures.tiny_gguf import N_EMBD, write_tiny_gguf
 
 
-def write_adapter(path: Path, architecture: str = "llama") -> Path:
-    """A GGUF LoRA adapter of the tiny model's blk.0 q projection (rank 2)."""
+def write_adapter(
+    path: Path,
+    architecture: str = "llama",
+    shape: tuple[int, int] = (N_EMBD, N_EMBD),
+    b: float = 1.0,
+) -> Path:
+    """A GGUF LoRA adapter (rank 2) of a blk.0 q projection of `shape` (inputs, outputs): the
+    tiny model's by default; with `b` 0 it changes nothing."""
+    n_in, n_out = shape
     writer = gguf.GGUFWriter(str(path), architecture)
     writer.add_type(gguf.GGUFType.ADAPTER)
     writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
     writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, 2.0)
-    writer.add_tensor("blk.0.attn_q.weight.lora_a", np.ones((2, N_EMBD), dtype=np.float32))
-    writer.add_tensor("blk.0.attn_q.weight.lora_b", np.ones((N_EMBD, 2), dtype=np.float32))
+    writer.add_tensor("blk.0.attn_q.weight.lora_a", np.ones((2, n_in), dtype=np.float32))
+    writer.add_tensor("blk.0.attn_q.weight.lora_b", np.full((n_out, 2), b, dtype=np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
