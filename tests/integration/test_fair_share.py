@@ -1,4 +1,5 @@
-"""The fair policy on the real engine: an owner flooding the kernel does not starve another."""
+"""The fair policy on the real engine: an owner flooding the kernel does not starve another, and
+an interactive arrival cuts a background step short without changing anyone's output."""
 
 from __future__ import annotations
 
@@ -33,3 +34,30 @@ def test_a_calm_owner_runs_at_once_beside_a_flood_that_holds_every_slot(model_pa
     assert calm.first_run_tick - calm.spawn_tick == first.first_run_tick - first.spawn_tick
     assert sum(p.preemptions for p in flood) == 1
     assert len(unfinished) == 6
+
+
+LONG_PROMPT = " ".join(
+    f"Ledger line {i}: the river barge carried {i * 7 % 13} crates." for i in range(70)
+)
+SETTINGS = {"num_slots": 2, "context_length": 2048, "max_batch_tokens": 1024, "n_threads": 1}
+
+
+def test_an_urgent_arrival_cuts_a_background_prompt_step_short_and_outputs_stay_exact(model_path):
+    greedy = {"temperature": 0}
+    with Client("fair", model=str(model_path), **SETTINGS) as c:
+        background = c.spawn(LONG_PROMPT, priority=-100, max_tokens=8, **greedy)
+        wait_until(lambda: c.kernel.ticks.interruptible, timeout=60)  # its long prompt step
+        urgent = c.spawn(PROMPTS[0], priority=0, max_tokens=8, **greedy)
+        texts = (urgent.wait().text, background.wait().text)
+        assert c.kernel.stats.interrupted_steps == 1
+        ran = [{pid for pid, _ in record.batch} for record in c.kernel.trace]
+        first = {
+            pid: next(i for i, r in enumerate(ran) if pid in r)
+            for pid in (urgent.pid, background.pid)
+        }
+        assert first[urgent.pid] < first[background.pid]  # the cut step left no record
+    with Client("fair", model=str(model_path), **SETTINGS) as alone:
+        solo = tuple(
+            alone.generate_text(p, max_tokens=8, **greedy) for p in (PROMPTS[0], LONG_PROMPT)
+        )
+    assert texts == solo

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from llmasos.engine.base import BatchItem, EngineInfo
+from llmasos.engine.base import BatchItem, EngineInfo, StepInterrupted
 from llmasos.errors import EngineError
 from llmasos.sampling import SamplingParams
 
@@ -94,6 +94,7 @@ class FakeEngine:
         self.closed = False
         self._gate: threading.Semaphore | None = None
         self.at_gate = False  # a step is waiting for a permit
+        self.cut = False  # interrupt() asked: the step under way (or the next) stops short
 
     def close_gate(self) -> None:
         """From now on each step waits for a permit."""
@@ -107,6 +108,9 @@ class FakeEngine:
         gate, self._gate = self._gate, None
         if gate is not None:
             gate.release(1_000_000)
+
+    def interrupt(self, cut: bool = True) -> None:
+        self.cut = cut
 
     def tokenize(self, text: str) -> list[int]:
         if self.tokenize_gate is not None:
@@ -129,6 +133,8 @@ class FakeEngine:
             self.at_gate = True
             self._gate.acquire()
             self.at_gate = False
+        if self.cut:
+            raise StepInterrupted()
         if self.fail_next_step:
             self.fail_next_step = False
             raise EngineError("injected failure")

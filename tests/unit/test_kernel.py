@@ -311,3 +311,34 @@ def test_max_running_defaults_to_what_the_engine_can_hold():
         assert c.generate_text("small", max_tokens=3, temperature=0) == solo_text("small", 3)
     with pytest.raises(InvalidRequestError, match="max_running: must be <= the engine's 2 slots"):
         Client(engine=FakeEngine(num_slots=2), max_running=3)
+
+
+def test_an_interactive_arrival_cuts_a_background_step_short_and_nothing_changes():
+    with client("fair", slots=2, max_running=2) as c:
+        engine = c.kernel.engine
+        engine.close_gate()
+        batch = c.spawn("batch line", priority=-100, max_tokens=20, temperature=0)
+        wait_until(lambda: engine.at_gate)  # its first step is under way
+        urgent = c.spawn("urgent", priority=0, max_tokens=5, temperature=0)
+        assert engine.cut  # asked while the background-only step ran
+        engine.open_gate()
+        urgent_text, batch_text = urgent.wait().text, batch.wait().text
+        assert c.kernel.stats.interrupted_steps == 1
+        first = engine.steps[0]  # the cut step left no record: the newcomer's prompt ran first
+        assert len(first) == 1 and list(first[0].tokens) == engine.tokenize("urgent")
+    assert (urgent_text, batch_text) == (solo_text("urgent", 5), solo_text("batch line", 20))
+
+
+def test_a_step_with_interactive_work_in_it_is_never_cut_short():
+    with client("fair", slots=2, max_running=2) as c:
+        engine = c.kernel.engine
+        engine.close_gate()
+        mine = c.spawn("mine", priority=0, max_tokens=20, temperature=0)
+        wait_until(lambda: engine.at_gate)
+        other = c.spawn("other", priority=0, max_tokens=5, temperature=0)
+        background = c.spawn("later", priority=-100, max_tokens=5, temperature=0)
+        assert not engine.cut
+        engine.open_gate()
+        texts = [h.wait().text for h in (mine, other, background)]
+        assert c.kernel.stats.interrupted_steps == 0
+    assert texts == [solo_text("mine", 20), solo_text("other", 5), solo_text("later", 5)]

@@ -7,6 +7,7 @@ go into each step.
 
     load            the constructor of each implementation
     step(items)     one batched forward pass; returns a sampled token per item that asked for one
+    interrupt()     from another thread: cut the step under way short (StepInterrupted)
     snapshot(slot)  the slot's KV state as bytes (the context switch's "save")
     restore(..)     bytes from snapshot() into any free slot (the context switch's "load")
     copy_prefix(..) share the first n cached tokens of one slot with another, without recompute
@@ -90,6 +91,11 @@ class BatchItem:
     sampler: Sampler | None
 
 
+class StepInterrupted(Exception):
+    """A step cut short by Engine.interrupt(): nothing was computed or sampled, and the KV
+    cache is as it was before the step."""
+
+
 class Engine(Protocol):
     """An inference engine the kernel can drive. See the module docstring."""
 
@@ -116,6 +122,11 @@ class Engine(Protocol):
 
         Raises EngineError if the pass fails; the KV cache is then as it was before the call.
         """
+        ...
+
+    def interrupt(self, cut: bool = True) -> None:
+        """From another thread: with cut, the step under way (or the next one) stops short and
+        raises StepInterrupted; cut=False withdraws the request."""
         ...
 
     def sample_again(self, index: int, sampler: Sampler) -> int:

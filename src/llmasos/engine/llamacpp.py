@@ -35,7 +35,7 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
-from llmasos.engine.base import BatchItem, EngineInfo, Sampler
+from llmasos.engine.base import BatchItem, EngineInfo, Sampler, StepInterrupted
 from llmasos.engine.llamacpp_constraint import ConstraintCompiler
 from llmasos.engine.llamacpp_lora import apply_lora, free_lora
 from llmasos.engine.llamacpp_sampler import LlamaSampler
@@ -191,6 +191,13 @@ def context_params(
     return params
 
 
+# llama.cpp's CPU backend calls its abort callback after every graph node, from its compute
+# thread. A Python callback would take the GIL there each time, so the callback is libc's strlen
+# over a 2-byte flag (b"\0\0": go on; b"\1\0": stop): it answers 0 or 1 in the return register,
+# where the caller reads its bool (x86-64 and arm64 alike), and costs nothing measurable.
+_STRLEN = ctypes.cast(ctypes.CDLL(None).strlen, ctypes.c_void_p).value
+
+
 class LlamaCppEngine:
     """Implements engine.base.Engine on one llama.cpp context."""
 
@@ -229,6 +236,10 @@ class LlamaCppEngine:
         if adapter_path is not None:
             self._apply_adapter(Path(adapter_path), adapter_scale)
         self._memory = llama_cpp.llama_get_memory(self._ctx)
+        self._cut = ctypes.create_string_buffer(2)  # see _STRLEN
+        self._abort = llama_cpp.ggml_abort_callback(_STRLEN)  # kept: llama.cpp holds the pointer
+        flag = ctypes.cast(self._cut, ctypes.c_void_p)
+        llama_cpp.llama_set_abort_callback(self._ctx, self._abort, flag)
         cells_per_slot = int(llama_cpp.llama_n_ctx_seq(self._ctx))  # rounded up to 256 by llama.cpp
         trained = int(llama_cpp.llama_model_n_ctx_train(self._model))
         self.info = EngineInfo(
@@ -314,7 +325,11 @@ class LlamaCppEngine:
         filled = time.perf_counter()
         status = llama_cpp.llama_decode(self._ctx, self._batch.struct)
         decoded = time.perf_counter()
-        if status != 0:
+        if status != 0:  # llama.cpp undid only its last ubatch: undo the whole step
+            for item in ordered:
+                llama_cpp.llama_memory_seq_rm(self._memory, item.slot, item.start_pos, -1)
+            if status == 2:
+                raise StepInterrupted()
             raise EngineError(f"llama_decode failed with status {status}")
         self._copies_pending = False
         tokens: list[int | None] = [None] * len(items)
@@ -324,6 +339,9 @@ class LlamaCppEngine:
                 tokens[i] = item.sampler.sample(self._ctx, row)
         self.timings.add(filled - started, decoded - filled, time.perf_counter() - decoded)
         return tokens
+
+    def interrupt(self, cut: bool = True) -> None:
+        ctypes.memset(self._cut, 1 if cut else 0, 1)
 
     def sample_again(self, index: int, sampler: Sampler) -> int:
         row = self._rows.get(index, -1)

@@ -3,10 +3,9 @@
 Threads: callers (SDK, server) spawn and signal from any thread; they only validate, build the
 Process and queue a command. One tick thread owns the engine's compute, the memory books and
 every Process mutation; commands are applied between ticks, so a step never races a signal. A
-tick compacts the slots, asks the planner for a plan (kernel/planner.py), applies it (preempt,
-swap out, make resident), runs its batch as one engine step and accounts the tokens. A syscall
-that uses the engine from the caller's thread (tokenising) counts as in flight; close() waits
-for those before it frees the engine.
+tick compacts the slots, asks the planner for a plan (kernel/planner.py), applies it and runs
+its batch as one engine step (kernel/tick.py). A syscall that uses the engine from the caller's
+thread (tokenising) counts as in flight; close() waits for those before it frees the engine.
 """
 
 from __future__ import annotations
@@ -131,8 +130,8 @@ class Kernel:
         owner: str = "local",
         max_pages: int | None = None,
     ) -> Process:
-        """Validate, create and queue a process; it becomes READY at the next tick. With
-        `max_pages`, one needing more KV pages (prompt plus max_tokens) is refused."""
+        """Validate, create and queue a process (READY at the next tick; an interactive one cuts
+        a background step short); one needing over `max_pages` KV pages is refused."""
         priority = check_priority(priority)
         check_sampling(params, self.engine.info)
         text = check_prompt(prompt)
@@ -154,6 +153,7 @@ class Kernel:
                     raise
                 self._commands.append(process)
                 self._cond.notify_all()
+            self.ticks.cut_short_for(process)
         return process
 
     def fork(self, pid: int, n: int, *, seeds: Sequence[int] | None = None) -> list[Process]:

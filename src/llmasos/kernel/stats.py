@@ -53,6 +53,7 @@ class KernelStats:
     generated_tokens: int = 0
     prompt_tokens: int = 0
     steps: int = 0
+    interrupted_steps: int = 0  # steps of background work cut short for an interactive prompt
     time_to_first_token_s: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS_S))
     queue_wait_s: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS_S))
     owner_generated_tokens: dict[str, int] = field(default_factory=dict)
