@@ -330,15 +330,37 @@ def test_an_interactive_arrival_cuts_a_background_step_short_and_nothing_changes
 
 
 def test_a_step_with_interactive_work_in_it_is_never_cut_short():
-    with client("fair", slots=2, max_running=2) as c:
+    with client("fair", slots=3, max_running=3) as c:
         engine = c.kernel.engine
         engine.close_gate()
         mine = c.spawn("mine", priority=0, max_tokens=20, temperature=0)
-        wait_until(lambda: engine.at_gate)
+        background = c.spawn("later", priority=-100, max_tokens=20, temperature=0)
+        while not any(len(step) == 2 for step in engine.steps):  # both decode in one step
+            engine.allow(1)
+            wait_until(lambda: engine.at_gate)
+        assert not c.kernel.ticks.cuts.cuttable  # the step at the gate is mixed
         other = c.spawn("other", priority=0, max_tokens=5, temperature=0)
-        background = c.spawn("later", priority=-100, max_tokens=5, temperature=0)
         assert not engine.cut
         engine.open_gate()
-        texts = [h.wait().text for h in (mine, other, background)]
+        texts = [h.wait().text for h in (mine, background, other)]
         assert c.kernel.stats.interrupted_steps == 0
-    assert texts == [solo_text("mine", 20), solo_text("other", 5), solo_text("later", 5)]
+    assert texts == [solo_text("mine", 20), solo_text("later", 20), solo_text("other", 5)]
+
+
+def test_after_a_cut_the_backgrounds_next_step_runs_whole():
+    with client("fair", slots=3, max_running=3) as c:
+        engine = c.kernel.engine
+        engine.close_gate()
+        background = c.spawn("batch line", priority=-100, max_tokens=20, temperature=0)
+        wait_until(lambda: engine.at_gate)
+        first = c.spawn("one", priority=0, max_tokens=1, temperature=0)
+        assert engine.cut
+        engine.allow(2)  # the cut step, then "one" alone (it ends with its first token)
+        wait_until(lambda: first.state is ProcessState.TERMINATED and engine.at_gate)
+        assert c.kernel.stats.interrupted_steps == 1 and not c.kernel.ticks.cuts.cuttable
+        second = c.spawn("two", priority=0, max_tokens=1, temperature=0)
+        assert not engine.cut  # the background's redone step is not cut again
+        engine.open_gate()
+        texts = [h.wait().text for h in (background, first, second)]
+        assert c.kernel.stats.interrupted_steps == 1
+    assert texts == [solo_text("batch line", 20), solo_text("one", 1), solo_text("two", 1)]

@@ -37,6 +37,7 @@ import numpy as np
 
 from llmasos.engine.base import BatchItem, EngineInfo, Sampler, StepInterrupted
 from llmasos.engine.llamacpp_constraint import ConstraintCompiler
+from llmasos.engine.llamacpp_cut import StepCutter, cut_on_purpose, decoding, undo_step
 from llmasos.engine.llamacpp_lora import apply_lora, free_lora
 from llmasos.engine.llamacpp_sampler import LlamaSampler
 from llmasos.errors import EngineError
@@ -52,7 +53,7 @@ os.environ["GGML_CPU_TILED_MM"] = "0"
 
 
 def _forward_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
-    if level == _GGML_LOG_LEVEL_ERROR:
+    if level == _GGML_LOG_LEVEL_ERROR and not cut_on_purpose():
         logger.error("llama.cpp: %s", text.decode("utf-8", "replace").rstrip())
     elif level == _GGML_LOG_LEVEL_WARN:
         logger.debug("llama.cpp: %s", text.decode("utf-8", "replace").rstrip())
@@ -191,13 +192,6 @@ def context_params(
     return params
 
 
-# llama.cpp's CPU backend calls its abort callback after every graph node, from its compute
-# thread. A Python callback would take the GIL there each time, so the callback is libc's strlen
-# over a 2-byte flag (b"\0\0": go on; b"\1\0": stop): it answers 0 or 1 in the return register,
-# where the caller reads its bool (x86-64 and arm64 alike), and costs nothing measurable.
-_STRLEN = ctypes.cast(ctypes.CDLL(None).strlen, ctypes.c_void_p).value
-
-
 class LlamaCppEngine:
     """Implements engine.base.Engine on one llama.cpp context."""
 
@@ -236,10 +230,7 @@ class LlamaCppEngine:
         if adapter_path is not None:
             self._apply_adapter(Path(adapter_path), adapter_scale)
         self._memory = llama_cpp.llama_get_memory(self._ctx)
-        self._cut = ctypes.create_string_buffer(2)  # see _STRLEN
-        self._abort = llama_cpp.ggml_abort_callback(_STRLEN)  # kept: llama.cpp holds the pointer
-        flag = ctypes.cast(self._cut, ctypes.c_void_p)
-        llama_cpp.llama_set_abort_callback(self._ctx, self._abort, flag)
+        self._cutter = StepCutter.install(self._ctx, self._model, gpu_index)
         cells_per_slot = int(llama_cpp.llama_n_ctx_seq(self._ctx))  # rounded up to 256 by llama.cpp
         trained = int(llama_cpp.llama_model_n_ctx_train(self._model))
         self.info = EngineInfo(
@@ -323,12 +314,13 @@ class LlamaCppEngine:
         ordered = [items[i] for i in order]
         rows = self._batch.fill(ordered)
         filled = time.perf_counter()
-        status = llama_cpp.llama_decode(self._ctx, self._batch.struct)
+        with decoding(self._cutter):
+            status = llama_cpp.llama_decode(self._ctx, self._batch.struct)
         decoded = time.perf_counter()
-        if status != 0:  # llama.cpp undid only its last ubatch: undo the whole step
-            for item in ordered:
-                llama_cpp.llama_memory_seq_rm(self._memory, item.slot, item.start_pos, -1)
+        if status != 0:
+            undo_step(self._memory, ordered)
             if status == 2:
+                self._copies_pending = False  # done at the start of the decode
                 raise StepInterrupted()
             raise EngineError(f"llama_decode failed with status {status}")
         self._copies_pending = False
@@ -341,7 +333,8 @@ class LlamaCppEngine:
         return tokens
 
     def interrupt(self, cut: bool = True) -> None:
-        ctypes.memset(self._cut, 1 if cut else 0, 1)
+        if self._cutter is not None:
+            self._cutter.cut(cut)
 
     def sample_again(self, index: int, sampler: Sampler) -> int:
         row = self._rows.get(index, -1)

@@ -53,7 +53,6 @@ from llmasos.sampling import SamplingParams
 logger = logging.getLogger(__name__)
 
 Command = Process | SignalCommand | ForkCommand  # what syscalls queue for the tick thread
-
 STALL_WAIT_S = 0.05
 
 
@@ -152,8 +151,8 @@ class Kernel:
                     process.sampler.close()
                     raise
                 self._commands.append(process)
+                self.ticks.cuts.arrived(process)
                 self._cond.notify_all()
-            self.ticks.cut_short_for(process)
         return process
 
     def fork(self, pid: int, n: int, *, seeds: Sequence[int] | None = None) -> list[Process]:
@@ -331,6 +330,7 @@ class Kernel:
                 if self._stopping:
                     break
                 commands, self._commands = self._commands, []
+                self.ticks.cuts.commands_taken()
                 paused = self._paused > 0
             stalled = False
             for command in commands:

@@ -8,7 +8,7 @@ completely in the step samples its next token; forks waiting for its first token
 from the same logits.
 
 Under a policy with a background floor (fair), a step that runs background work only can be cut
-short when an interactive process arrives (cut_short_for): the engine undoes it, nothing is
+short when an interactive process arrives (kernel/step_cuts.py): the engine undoes it, nothing is
 accounted, and the next plan computes the newcomer's prompt first. The background redoes the
 step afterwards, with the same result.
 """
@@ -16,7 +16,6 @@ step afterwards, with the same result.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from llmasos.kernel.planner import StepPlan
 from llmasos.kernel.process import FinishReason, Process, ProcessState
 from llmasos.kernel.scheduler import Policy
 from llmasos.kernel.stats import KernelStats, TickRecord
+from llmasos.kernel.step_cuts import BackgroundCuts
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +53,7 @@ class StepRunner:
         self.stats = stats
         self.tick_count = 0
         self.trace: deque[TickRecord] = deque(maxlen=trace_length)
-        self._interrupt_lock = threading.Lock()
-        self._interruptible = False  # the step under way runs background processes only
+        self.cuts = BackgroundCuts(engine, policy.background_below)
 
     def run(self, plan: StepPlan) -> bool:
         """Apply `plan` and run its batch; False when nothing could run."""
@@ -63,46 +62,27 @@ class StepRunner:
             logger.warning("tick %d: no process could be made resident", self.tick_count)
             return False
         started = time.monotonic()
-        self._set_interruptible(self._background_only(batch))
+        processes = [process for process, _ in batch]
+        self.cuts.step_starts(processes)
+        cut = False
         try:
             sampled = self.engine.step([item for _, item in batch])
         except StepInterrupted:  # nothing computed: the next plan runs the newcomer first
+            cut = True
             self.stats.interrupted_steps += 1
+            for process in plan.swap_in:  # back in a slot, waiting like the others
+                if process.state is ProcessState.SWAPPED and process.slot is not None:
+                    process.state = ProcessState.READY
             return True
         except EngineError as error:
             logger.error("engine step failed: %s", error)
-            for process, _ in batch:
+            for process in processes:
                 self.lifecycle.finish(process, FinishReason.ERROR, error=str(error))
             return True
         finally:
-            self._set_interruptible(False)
+            self.cuts.step_ends(processes, cut)
         self._account(batch, sampled, time.monotonic() - started)
         return True
-
-    @property
-    def interruptible(self) -> bool:
-        """The step under way runs background work only (an interactive arrival cuts it)."""
-        return self._interruptible
-
-    def cut_short_for(self, process: Process) -> None:
-        """`process` has just arrived. If it is interactive (at or above the policy's background
-        floor) and the step under way runs background work only, that step stops short and is
-        done again later: the newcomer's prompt does not wait for it."""
-        floor = self.policy.background_below
-        if floor is None or process.priority < floor:
-            return
-        with self._interrupt_lock:
-            if self._interruptible:
-                self.engine.interrupt()
-
-    def _background_only(self, batch: Batch) -> bool:
-        floor = self.policy.background_below
-        return floor is not None and all(process.priority < floor for process, _ in batch)
-
-    def _set_interruptible(self, on: bool) -> None:
-        with self._interrupt_lock:  # an interrupt lands only on the step it was meant for
-            self.engine.interrupt(False)
-            self._interruptible = on
 
     def _apply(self, plan: StepPlan) -> Batch:
         """Carry out the plan's state changes and residency; the batch items it can run."""
