@@ -1,8 +1,8 @@
 """When an interactive arrival cuts a step of background work short.
 
 Under a policy with a background floor (fair), a step that runs background processes only (below
-the floor, such as batch lines and training jobs' helpers) may be cut short by a process at or
-above the floor that arrives while it runs: the engine undoes the step, nothing is accounted,
+the floor, such as batch lines) may be cut short by a process at or above the floor that
+arrives while it runs: the engine undoes the step, nothing is accounted,
 and the next plan computes the newcomer's prompt first (kernel/tick.py). Two rules keep this
 from costing more than it gives:
 
