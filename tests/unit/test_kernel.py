@@ -336,8 +336,9 @@ def test_a_step_with_interactive_work_in_it_is_never_cut_short():
         mine = c.spawn("mine", priority=0, max_tokens=20, temperature=0)
         background = c.spawn("later", priority=-100, max_tokens=20, temperature=0)
         while not any(len(step) == 2 for step in engine.steps):  # both decode in one step
-            engine.allow(1)
-            wait_until(lambda: engine.at_gate)
+            done = len(engine.steps)
+            engine.allow(1)  # one step through, then the next one waits at the gate
+            wait_until(lambda: len(engine.steps) > done and engine.at_gate)  # noqa: B023
         assert not c.kernel.ticks.cuts.cuttable  # the step at the gate is mixed
         other = c.spawn("other", priority=0, max_tokens=5, temperature=0)
         assert not engine.cut
